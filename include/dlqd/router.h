@@ -1,0 +1,47 @@
+/*
+ * router: the one decision dlqd makes per message: ack, retry (which lane,
+ * which attempt) or dead-letter (with which code and class). Pure function
+ * over plain structs, unit-tested without a broker.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dlqd/envelope.h"
+#include "dlqd/result.h"
+#include "dlqd/taxonomy.h"
+
+enum route_action {
+	ROUTE_ACK,
+	ROUTE_RETRY,
+	ROUTE_DLQ,
+};
+
+#define ERROR_CODE_INVALID_ENVELOPE "INVALID_ENVELOPE"
+#define ERROR_CODE_RETRY_EXHAUSTED "RETRY_EXHAUSTED"
+#define ERROR_CODE_MESSAGE_TOO_LARGE "MESSAGE_TOO_LARGE"
+
+struct route {
+	enum route_action action;
+	const char *error_code; /* the code the copy carries (RETRY_EXHAUSTED...) */
+	enum error_class error_class;
+	const char *cause_code; /* the classified code, even when exhausted */
+	enum error_class cause_class;
+	uint32_t attempt;	/* the copy's attempt (= old attempt + 1) */
+	uint32_t max_attempt;	/* the bound that was applied */
+	uint64_t delay_usec;	/* ROUTE_RETRY: computed delay */
+	uint64_t lane_ms;	/* ROUTE_RETRY: the delay lane chosen */
+	bool escalate;		/* the rule asked for escalation */
+	int rule;		/* matching taxonomy rule, -1 default/none */
+};
+
+/*
+ * Decides what to do with e after its handler returned r. u01 is the jitter
+ * draw in [0, 1). e is NULL for a body that failed to decode (DLQ at once as
+ * INVALID_ENVELOPE / NON_RETRYABLE).
+ */
+void router_decide(const struct taxonomy *t, const struct envelope *e, const struct result *r,
+		   double u01, struct route *out);
+
+const char *route_action_to_string(enum route_action a);
