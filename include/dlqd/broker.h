@@ -1,0 +1,98 @@
+/*
+ * broker: the AMQP edge. One connection with three channels: one consumes the
+ * main queue (manual acks, prefetch), one publishes retry and DLQ copies in
+ * confirm mode with `mandatory`, one carries declarations. It is driven by the
+ * daemon's sd-event loop: the socket is one more fd, heartbeats are a timer.
+ *
+ * The guarantee it offers the daemon: a publish callback reports 0 only once
+ * the broker confirmed the copy (basic.ack, and no basic.return for it).
+ * Anything else (nack, return, channel or connection error) reports < 0, and
+ * the original delivery is then still unacked on the broker.
+ *
+ * When the connection fails, every delivery and pending publish of that
+ * connection is void (the broker redelivers the deliveries); the broker
+ * reconnects by itself with jittered backoff. The only module using
+ * librabbitmq.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "dlqd/config.h"
+
+struct broker;
+struct broker_props; /* the original AMQP properties, kept for copies */
+
+/* A delivery from the main queue; owned by the daemon until settled. */
+struct broker_msg {
+	uint64_t tag;
+	uint64_t generation; /* the connection it came on */
+	bool redelivered;
+	char *body;	     /* NUL-terminated for convenience; len excludes it */
+	size_t len;
+	struct broker_props *props;
+};
+
+struct broker_msg *broker_msg_free(struct broker_msg *m);
+
+enum broker_header_type { BH_STRING, BH_INT };
+struct broker_header {
+	const char *key;
+	enum broker_header_type type;
+	const char *s;
+	int64_t i;
+};
+
+struct broker_callbacks {
+	/* A new delivery; the callee owns m. */
+	void (*delivery)(void *userdata, struct broker_msg *m);
+	/* The connection came up (consuming) or went away. */
+	void (*connection)(void *userdata, bool up);
+};
+
+/* Result of a publish: 0 confirmed; -EIO nacked; -ENOENT returned unroutable
+ * (reason in the text); -ECONNRESET the connection went away first. */
+typedef void (*broker_confirm_fn)(void *userdata, int r, const char *reason);
+
+int broker_new(sd_event *e, const struct config *c, const struct broker_callbacks *cb,
+	       void *userdata, struct broker **out);
+struct broker *broker_free(struct broker *b);
+void broker_freep(struct broker **b);
+
+/* Starts connecting (now, then with backoff until it works). */
+int broker_start(struct broker *b);
+bool broker_is_up(const struct broker *b);
+uint64_t broker_generation(const struct broker *b);
+unsigned broker_reconnects(const struct broker *b);
+
+/* Settles m. -ESTALE when m came on an earlier connection (nothing sent). */
+int broker_ack(struct broker *b, const struct broker_msg *m);
+int broker_requeue(struct broker *b, const struct broker_msg *m);
+
+/* Stops deliveries (basic.cancel); what still arrives is requeued at once. */
+int broker_stop_consuming(struct broker *b);
+
+/*
+ * Publishes a copy of orig (its properties and headers, plus hdrs) with body
+ * to exchange/routing_key, mandatory, in confirm mode. cb runs exactly once,
+ * later, from the loop, unless broker_publish_forget() is called first. The
+ * copy's `expiration` and `user_id` properties are moved into headers
+ * (x-dlqd-original-expiration, x-dlqd-original-user-id): a per-message TTL
+ * would break the FIFO order of a delay lane, and a foreign user_id makes
+ * the broker refuse the publish.
+ */
+int broker_publish(struct broker *b, const char *exchange, const char *routing_key,
+		   const struct broker_msg *orig, const void *body, size_t len,
+		   const struct broker_header *hdrs, size_t n_hdrs, broker_confirm_fn cb,
+		   void *userdata, uint64_t *id);
+void broker_publish_forget(struct broker *b, uint64_t id);
+
+/* Makes sure the delay lane <queue>.retry.<lane_ms> exists and is bound. */
+int broker_ensure_lane(struct broker *b, uint64_t lane_ms);
+
+/* Names derived from [pipeline] queue (buffers of BROKER_NAME_MAX). */
+#define BROKER_NAME_MAX 256
+void broker_lane_name(const char *queue, uint64_t lane_ms, char *out);

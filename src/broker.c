@@ -1,0 +1,1239 @@
+/*
+ * broker: the AMQP connection, driven by sd-event (see include/dlqd/broker.h).
+ *
+ * librabbitmq is frame-level and not event-driven, so this file adapts it:
+ *  - the socket fd is watched for input; on input (and after anything that
+ *    may have read ahead into the library's buffer, such as a publish or a
+ *    declaration RPC) pump() drains every frame with a zero timeout;
+ *  - heartbeats are only sent when the library is called, so a timer calls
+ *    pump() at half the heartbeat interval;
+ *  - deliveries and basic.return arrive as method + header + body frames that
+ *    we assemble per channel;
+ *  - any channel or connection error tears the whole connection down (in a
+ *    deferred event, never in the middle of a callback) and reconnects with
+ *    backoff. Declarations are idempotent, so a reconnect also heals a
+ *    deleted exchange or queue when [pipeline] declare is on.
+ */
+#include "dlqd/broker.h"
+
+#include <amqp.h>
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dlqd/log.h"
+#include "dlqd/util.h"
+
+enum {
+	CH_CONSUME = 1,
+	CH_PUBLISH = 2,
+	CH_ADMIN = 3,
+};
+
+#define CONNECT_TIMEOUT_USEC (5 * USEC_PER_SEC)
+#define RPC_TIMEOUT_USEC (15 * USEC_PER_SEC)
+#define RECONNECT_MIN_USEC (200 * USEC_PER_MSEC)
+#define RECONNECT_MAX_USEC (30 * USEC_PER_SEC)
+#define FRAME_MAX 131072
+#define PUBLISH_SEQ_HEADER "x-dlqd-publish-seq"
+#define MAX_LANES 4096
+
+struct broker_props {
+	amqp_pool_t pool;
+	amqp_basic_properties_t p;
+};
+
+struct pending {
+	uint64_t seq; /* publish sequence number on this connection */
+	uint64_t id;  /* stable id for broker_publish_forget() */
+	broker_confirm_fn cb;
+	void *userdata;
+	bool returned;
+	char reason[160];
+	struct pending *next;
+};
+
+/* Content (header + body frames) that follows a deliver or return method. */
+struct incoming {
+	bool active;
+	bool is_return;
+	uint64_t tag;
+	bool redelivered;
+	uint16_t reply_code;
+	char reply_text[128];
+	int64_t seq; /* from the returned message's PUBLISH_SEQ_HEADER */
+	struct broker_msg *msg; /* deliveries only */
+	size_t need, got;
+	bool have_header;
+};
+
+struct broker {
+	sd_event *event;
+	const struct config *config;
+	struct broker_callbacks cb;
+	void *userdata;
+
+	char *url; /* parsed copy; amqp_parse_url() points into it */
+	struct amqp_connection_info info;
+	char *password; /* from password_file, overrides the URL's */
+	char queue[BROKER_NAME_MAX], retry_x[BROKER_NAME_MAX], dlx[BROKER_NAME_MAX],
+		dlq[BROKER_NAME_MAX];
+
+	amqp_connection_state_t conn;
+	bool up;
+	bool failed;
+	bool consuming;
+	bool started;
+	bool ever_up;
+	uint64_t generation;
+	unsigned reconnects;
+	unsigned connect_failures;
+	char consumer_tag[256];
+
+	sd_event_source *io, *heartbeat, *reconnect, *teardown, *pump_later;
+
+	uint64_t next_seq;
+	uint64_t next_id;
+	struct pending *head, *tail;
+
+	struct incoming in[4];
+
+	uint64_t *lanes; /* lanes declared on this connection */
+	size_t n_lanes;
+
+	/*
+	 * Deliveries not yet settled with the broker, in tag order (tags only
+	 * grow on a channel). An ack is recorded here and sent by flush_acks()
+	 * once per loop iteration: a run of finished deliveries at the front
+	 * goes out as one `multiple` ack, which halves the syscalls per message.
+	 * At most prefetch entries, since the broker stops delivering there.
+	 */
+	struct unsettled {
+		uint64_t tag;
+		bool done;
+	} *unsettled;
+	size_t n_unsettled, cap_unsettled, n_done;
+	sd_event_source *flush;
+};
+
+static void pump(struct broker *b);
+static void schedule_reconnect(struct broker *b);
+static void flush_acks(struct broker *b);
+static int track_delivery(struct broker *b, uint64_t tag);
+static int on_flush(sd_event_source *s, void *userdata);
+
+/* librabbitmq status (negative AMQP_STATUS_*) to errno. */
+static int amqp_to_errno(int status)
+{
+	switch (status) {
+	case AMQP_STATUS_OK:
+		return 0;
+	case AMQP_STATUS_NO_MEMORY:
+		return -ENOMEM;
+	case AMQP_STATUS_TIMEOUT:
+	case AMQP_STATUS_HEARTBEAT_TIMEOUT:
+		return -ETIMEDOUT;
+	case AMQP_STATUS_HOSTNAME_RESOLUTION_FAILED:
+		return -EHOSTUNREACH;
+	case AMQP_STATUS_BAD_URL:
+	case AMQP_STATUS_INVALID_PARAMETER:
+		return -EINVAL;
+	case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED:
+	case AMQP_STATUS_SSL_PEER_VERIFY_FAILED:
+		return -EPERM;
+	default:
+		return -ECONNRESET;
+	}
+}
+
+static const char *reply_text(amqp_rpc_reply_t r, char *buf, size_t n)
+{
+	switch (r.reply_type) {
+	case AMQP_RESPONSE_NORMAL:
+		return "ok";
+	case AMQP_RESPONSE_NONE:
+		return "missing RPC reply";
+	case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+		return amqp_error_string2(r.library_error);
+	case AMQP_RESPONSE_SERVER_EXCEPTION:
+		if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+			amqp_connection_close_t *m = r.reply.decoded;
+			snprintf(buf, n, "connection closed by broker: %u %.*s", m->reply_code,
+				 (int)m->reply_text.len, (char *)m->reply_text.bytes);
+		} else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+			amqp_channel_close_t *m = r.reply.decoded;
+			snprintf(buf, n, "channel closed by broker: %u %.*s", m->reply_code,
+				 (int)m->reply_text.len, (char *)m->reply_text.bytes);
+		} else {
+			snprintf(buf, n, "unexpected broker method 0x%08x", r.reply.id);
+		}
+		return buf;
+	}
+	return "unknown reply";
+}
+
+/* Checks the last RPC; logs and returns -errno on failure. */
+static int check_rpc(struct broker *b, const char *what)
+{
+	amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
+	char buf[256];
+
+	if (r.reply_type == AMQP_RESPONSE_NORMAL)
+		return 0;
+	log_error("AMQP %s failed: %s", what, reply_text(r, buf, sizeof(buf)));
+	if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
+		return amqp_to_errno(r.library_error);
+	return -EPROTO;
+}
+
+void broker_lane_name(const char *queue, uint64_t lane_ms, char *out)
+{
+	snprintf(out, BROKER_NAME_MAX, "%.200s.retry.%" PRIu64, queue, lane_ms);
+}
+
+struct broker_msg *broker_msg_free(struct broker_msg *m)
+{
+	if (!m)
+		return NULL;
+	if (m->props) {
+		empty_amqp_pool(&m->props->pool);
+		free(m->props);
+	}
+	free(m->body);
+	free(m);
+	return NULL;
+}
+
+static amqp_bytes_t pool_dup(amqp_pool_t *pool, amqp_bytes_t src)
+{
+	amqp_bytes_t out = { 0, NULL };
+
+	if (src.len == 0)
+		return out;
+	amqp_pool_alloc_bytes(pool, src.len, &out);
+	if (out.bytes)
+		memcpy(out.bytes, src.bytes, src.len);
+	else
+		out.len = 0;
+	return out;
+}
+
+/* Deep-copies properties out of the frame pool, which is reused per frame. */
+static struct broker_props *props_clone(const amqp_basic_properties_t *src)
+{
+	struct broker_props *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	init_amqp_pool(&p->pool, 1024);
+	p->p = *src;
+	/* Only fields whose flag is set hold anything; the rest is garbage. */
+#define DUP(field, flag)                                                           \
+	p->p.field = (src->_flags & (flag)) ? pool_dup(&p->pool, src->field)        \
+					    : (amqp_bytes_t){ 0, NULL }
+	DUP(content_type, AMQP_BASIC_CONTENT_TYPE_FLAG);
+	DUP(content_encoding, AMQP_BASIC_CONTENT_ENCODING_FLAG);
+	DUP(correlation_id, AMQP_BASIC_CORRELATION_ID_FLAG);
+	DUP(reply_to, AMQP_BASIC_REPLY_TO_FLAG);
+	DUP(expiration, AMQP_BASIC_EXPIRATION_FLAG);
+	DUP(message_id, AMQP_BASIC_MESSAGE_ID_FLAG);
+	DUP(type, AMQP_BASIC_TYPE_FLAG);
+	DUP(user_id, AMQP_BASIC_USER_ID_FLAG);
+	DUP(app_id, AMQP_BASIC_APP_ID_FLAG);
+	DUP(cluster_id, AMQP_BASIC_CLUSTER_ID_FLAG);
+#undef DUP
+	p->p.headers = (amqp_table_t){ 0, NULL };
+	if ((src->_flags & AMQP_BASIC_HEADERS_FLAG) &&
+	    amqp_table_clone(&src->headers, &p->p.headers, &p->pool) != AMQP_STATUS_OK) {
+		empty_amqp_pool(&p->pool);
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+static void set_timer(sd_event_source **s, struct broker *b, uint64_t usec,
+		      sd_event_time_handler_t cb, const char *name)
+{
+	uint64_t now;
+
+	sd_event_now(b->event, CLOCK_MONOTONIC, &now);
+	if (*s) {
+		sd_event_source_set_time(*s, now + usec);
+		sd_event_source_set_enabled(*s, SD_EVENT_ONESHOT);
+		return;
+	}
+	if (sd_event_add_time(b->event, s, CLOCK_MONOTONIC, now + usec, 1000, cb, b) >= 0)
+		sd_event_source_set_description(*s, name);
+}
+
+/* --- failure and teardown ------------------------------------------------ */
+
+static void broker_fail(struct broker *b, int err, const char *fmt, ...) _printf_(3, 4);
+static void broker_fail(struct broker *b, int err, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (b->failed || !b->conn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	b->failed = true;
+	log_full(LOG_ERR, err, &(struct log_ctx){ .event = "broker-lost", .attempt = -1 },
+		 "lost the broker connection: %s", msg);
+	if (b->teardown)
+		sd_event_source_set_enabled(b->teardown, SD_EVENT_ONESHOT);
+}
+
+static void close_connection(struct broker *b, bool graceful)
+{
+	if (!b->conn)
+		return;
+	b->io = sd_event_source_disable_unref(b->io);
+	b->heartbeat = sd_event_source_disable_unref(b->heartbeat);
+	if (graceful && !b->failed) {
+		flush_acks(b);
+		amqp_channel_close(b->conn, CH_CONSUME, AMQP_REPLY_SUCCESS);
+		amqp_channel_close(b->conn, CH_PUBLISH, AMQP_REPLY_SUCCESS);
+		amqp_connection_close(b->conn, AMQP_REPLY_SUCCESS);
+	}
+	amqp_destroy_connection(b->conn);
+	b->conn = NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(b->in); i++) {
+		b->in[i].msg = broker_msg_free(b->in[i].msg);
+		b->in[i].active = false;
+	}
+	b->n_lanes = 0;
+	b->n_unsettled = 0;
+	b->n_done = 0;
+}
+
+/* Voids everything that belonged to this connection and tells the daemon. */
+static void teardown(struct broker *b, bool reconnect)
+{
+	bool was_up = b->up;
+	struct pending *p;
+
+	close_connection(b, false);
+	b->up = false;
+	b->failed = false;
+	b->consuming = false;
+	while ((p = b->head)) {
+		b->head = p->next;
+		if (p->cb)
+			p->cb(p->userdata, -ECONNRESET,
+			      "connection lost before the broker confirmed");
+		free(p);
+	}
+	b->tail = NULL;
+	if (was_up && b->cb.connection)
+		b->cb.connection(b->userdata, false);
+	if (reconnect)
+		schedule_reconnect(b);
+}
+
+static int on_teardown(sd_event_source *s, void *userdata)
+{
+	teardown(userdata, true);
+	return 0;
+}
+
+/* --- frames --------------------------------------------------------------- */
+
+static void confirm_one(struct broker *b, struct pending *p, bool ok)
+{
+	if (!p->cb)
+		return;
+	if (!ok)
+		p->cb(p->userdata, -EIO, "broker nacked the publish");
+	else if (p->returned)
+		p->cb(p->userdata, -ENOENT, p->reason);
+	else
+		p->cb(p->userdata, 0, NULL);
+}
+
+/*
+ * Settles publish tag (and every earlier one with multiple). RabbitMQ may
+ * confirm out of order when copies go to different queues, so the entry is
+ * searched for, not assumed at the head. The list is at most prefetch long.
+ */
+static void settle(struct broker *b, uint64_t tag, bool multiple, bool ok)
+{
+	struct pending **pp = &b->head, *prev = NULL;
+
+	while (*pp && !b->failed) {
+		struct pending *p = *pp;
+		if (p->seq > tag)
+			break; /* the list is in publish order */
+		if (p->seq != tag && !multiple) {
+			prev = p;
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		if (b->tail == p)
+			b->tail = prev;
+		confirm_one(b, p, ok);
+		free(p);
+		if (!multiple)
+			break;
+	}
+}
+
+static void mark_returned(struct broker *b, struct incoming *in)
+{
+	for (struct pending *p = b->head; p; p = p->next)
+		if ((int64_t)p->seq == in->seq) {
+			p->returned = true;
+			/* Something unbound a queue; declare lanes afresh. */
+			b->n_lanes = 0;
+			snprintf(p->reason, sizeof(p->reason), "unroutable (%u %s)",
+				 in->reply_code, in->reply_text);
+			return;
+		}
+	log_warning("basic.return for an unknown publish (seq %" PRId64 "), ignoring",
+		    in->seq);
+}
+
+static int64_t header_int(const amqp_table_t *t, const char *key)
+{
+	for (int i = 0; i < t->num_entries; i++) {
+		const amqp_table_entry_t *e = &t->entries[i];
+		if (e->key.len != strlen(key) || memcmp(e->key.bytes, key, e->key.len) != 0)
+			continue;
+		switch (e->value.kind) {
+		case AMQP_FIELD_KIND_I64:
+			return e->value.value.i64;
+		case AMQP_FIELD_KIND_U64:
+			return (int64_t)e->value.value.u64;
+		case AMQP_FIELD_KIND_I32:
+			return e->value.value.i32;
+		case AMQP_FIELD_KIND_U32:
+			return e->value.value.u32;
+		default:
+			return -1;
+		}
+	}
+	return -1;
+}
+
+static void content_done(struct broker *b, struct incoming *in)
+{
+	in->active = false;
+	if (in->is_return) {
+		mark_returned(b, in);
+		return;
+	}
+	struct broker_msg *m = TAKE_PTR(in->msg);
+	if (!b->consuming) {
+		/* Arrived after basic.cancel: hand it straight back. */
+		broker_requeue(b, m);
+		broker_msg_free(m);
+		return;
+	}
+	b->cb.delivery(b->userdata, m);
+}
+
+static void on_method(struct broker *b, amqp_frame_t *f)
+{
+	uint16_t ch = f->channel;
+	amqp_method_t *m = &f->payload.method;
+
+	switch (m->id) {
+	case AMQP_BASIC_DELIVER_METHOD: {
+		amqp_basic_deliver_t *d = m->decoded;
+		struct incoming *in = &b->in[CH_CONSUME];
+		if (ch != CH_CONSUME || in->active) {
+			broker_fail(b, -EPROTO, "unexpected basic.deliver on channel %u", ch);
+			return;
+		}
+		*in = (struct incoming){ .active = true, .tag = d->delivery_tag,
+					 .redelivered = d->redelivered };
+		return;
+	}
+	case AMQP_BASIC_RETURN_METHOD: {
+		amqp_basic_return_t *r = m->decoded;
+		struct incoming *in = &b->in[CH_PUBLISH];
+		if (ch != CH_PUBLISH || in->active) {
+			broker_fail(b, -EPROTO, "unexpected basic.return on channel %u", ch);
+			return;
+		}
+		*in = (struct incoming){ .active = true, .is_return = true,
+					 .reply_code = r->reply_code, .seq = -1 };
+		snprintf(in->reply_text, sizeof(in->reply_text), "%.*s",
+			 (int)r->reply_text.len, (char *)r->reply_text.bytes);
+		return;
+	}
+	case AMQP_BASIC_ACK_METHOD: {
+		amqp_basic_ack_t *a = m->decoded;
+		settle(b, a->delivery_tag, a->multiple, true);
+		return;
+	}
+	case AMQP_BASIC_NACK_METHOD: {
+		amqp_basic_nack_t *n = m->decoded;
+		settle(b, n->delivery_tag, n->multiple, false);
+		return;
+	}
+	case AMQP_BASIC_CANCEL_METHOD:
+		/* The broker cancelled our consumer (queue deleted?). */
+		broker_fail(b, -ECONNRESET, "the broker cancelled the consumer");
+		return;
+	case AMQP_BASIC_CANCEL_OK_METHOD:
+		return;
+	case AMQP_CHANNEL_CLOSE_METHOD: {
+		amqp_channel_close_t *c = m->decoded;
+		amqp_channel_close_ok_t ok = { 0 };
+		amqp_send_method(b->conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+		broker_fail(b, -EPROTO, "channel %u closed by the broker: %u %.*s", ch,
+			    c->reply_code, (int)c->reply_text.len, (char *)c->reply_text.bytes);
+		return;
+	}
+	case AMQP_CONNECTION_CLOSE_METHOD: {
+		amqp_connection_close_t *c = m->decoded;
+		amqp_connection_close_ok_t ok = { 0 };
+		amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+		broker_fail(b, -ECONNRESET, "connection closed by the broker: %u %.*s",
+			    c->reply_code, (int)c->reply_text.len, (char *)c->reply_text.bytes);
+		return;
+	}
+	case AMQP_CONNECTION_BLOCKED_METHOD:
+		log_warning("the broker blocked publishing (resource alarm); retries and DLQ copies wait");
+		return;
+	case AMQP_CONNECTION_UNBLOCKED_METHOD:
+		log_notice("the broker unblocked publishing");
+		return;
+	default:
+		log_debug("ignoring AMQP method 0x%08x on channel %u", m->id, ch);
+	}
+}
+
+static void on_header(struct broker *b, amqp_frame_t *f)
+{
+	struct incoming *in = f->channel < ARRAY_SIZE(b->in) ? &b->in[f->channel] : NULL;
+	amqp_basic_properties_t *p = f->payload.properties.decoded;
+	uint64_t size = f->payload.properties.body_size;
+
+	if (!in || !in->active || in->have_header) {
+		broker_fail(b, -EPROTO, "unexpected content header on channel %u", f->channel);
+		return;
+	}
+	in->have_header = true;
+	in->need = size;
+	if (in->is_return) {
+		in->seq = (p->_flags & AMQP_BASIC_HEADERS_FLAG)
+				  ? header_int(&p->headers, PUBLISH_SEQ_HEADER)
+				  : -1;
+	} else {
+		/* Bodies over the limit are still read whole: they go to the DLQ
+		 * unchanged. The broker's own max_message_size bounds them. */
+		struct broker_msg *m = calloc(1, sizeof(*m));
+		if (m) {
+			m->tag = in->tag;
+			m->generation = b->generation;
+			m->redelivered = in->redelivered;
+			m->len = size;
+			m->body = malloc(size + 1);
+			m->props = props_clone(p);
+		}
+		if (!m || !m->body || !m->props) {
+			broker_msg_free(m);
+			broker_fail(b, -ENOMEM, "out of memory for a %" PRIu64 "-byte delivery",
+				    size);
+			return;
+		}
+		m->body[size] = '\0';
+		in->msg = m;
+		if (track_delivery(b, in->tag) < 0) {
+			broker_fail(b, -ENOMEM, "out of memory tracking deliveries");
+			return;
+		}
+	}
+	if (size == 0)
+		content_done(b, in);
+}
+
+static void on_body(struct broker *b, amqp_frame_t *f)
+{
+	struct incoming *in = f->channel < ARRAY_SIZE(b->in) ? &b->in[f->channel] : NULL;
+	amqp_bytes_t frag = f->payload.body_fragment;
+
+	if (!in || !in->active || !in->have_header || in->got + frag.len > in->need) {
+		broker_fail(b, -EPROTO, "unexpected content body on channel %u", f->channel);
+		return;
+	}
+	if (in->msg)
+		memcpy(in->msg->body + in->got, frag.bytes, frag.len);
+	in->got += frag.len;
+	if (in->got == in->need)
+		content_done(b, in);
+}
+
+static void pump(struct broker *b)
+{
+	struct timeval zero = { 0, 0 };
+	amqp_frame_t f;
+
+	while (b->conn && !b->failed) {
+		if (!amqp_frames_enqueued(b->conn) && !amqp_data_in_buffer(b->conn))
+			amqp_maybe_release_buffers(b->conn);
+		int r = amqp_simple_wait_frame_noblock(b->conn, &f, &zero);
+		if (r == AMQP_STATUS_TIMEOUT)
+			return;
+		if (r != AMQP_STATUS_OK) {
+			broker_fail(b, amqp_to_errno(r), "%s", amqp_error_string2(r));
+			return;
+		}
+		switch (f.frame_type) {
+		case AMQP_FRAME_METHOD:
+			on_method(b, &f);
+			break;
+		case AMQP_FRAME_HEADER:
+			on_header(b, &f);
+			break;
+		case AMQP_FRAME_BODY:
+			on_body(b, &f);
+			break;
+		default:
+			break; /* heartbeats are handled inside the library */
+		}
+	}
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	pump(userdata);
+	return 0;
+}
+
+static int on_pump_later(sd_event_source *s, void *userdata)
+{
+	pump(userdata);
+	return 0;
+}
+
+/* Sends and RPCs can read ahead into the library's buffer; get to it soon. */
+static void pump_soon(struct broker *b)
+{
+	if (b->pump_later)
+		sd_event_source_set_enabled(b->pump_later, SD_EVENT_ONESHOT);
+}
+
+static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct broker *b = userdata;
+	uint64_t period = MAX(b->config->broker.heartbeat_usec / 2, USEC_PER_SEC);
+
+	pump(b);
+	sd_event_source_set_time(s, usec + period);
+	return 0;
+}
+
+/* --- connect -------------------------------------------------------------- */
+
+static amqp_table_t queue_args(struct broker *b, amqp_table_entry_t *e, size_t n_extra,
+			       bool lane, uint64_t ttl_ms)
+{
+	size_t n = 0;
+	bool quorum = b->config->pipeline.queue_type == QUEUE_QUORUM;
+
+	(void)n_extra;
+	if (quorum) {
+		e[n].key = amqp_cstring_bytes("x-queue-type");
+		e[n].value.kind = AMQP_FIELD_KIND_UTF8;
+		e[n++].value.value.bytes = amqp_cstring_bytes("quorum");
+	}
+	if (lane) {
+		e[n].key = amqp_cstring_bytes("x-message-ttl");
+		e[n].value.kind = AMQP_FIELD_KIND_I64;
+		e[n++].value.value.i64 = (int64_t)ttl_ms;
+		e[n].key = amqp_cstring_bytes("x-dead-letter-exchange");
+		e[n].value.kind = AMQP_FIELD_KIND_UTF8;
+		e[n++].value.value.bytes = amqp_cstring_bytes("");
+		e[n].key = amqp_cstring_bytes("x-dead-letter-routing-key");
+		e[n].value.kind = AMQP_FIELD_KIND_UTF8;
+		e[n++].value.value.bytes = amqp_cstring_bytes(b->queue);
+		if (quorum) {
+			/* Classic dead-lettering is at-most-once; quorum lanes can
+			 * do better, but only with reject-publish overflow. */
+			e[n].key = amqp_cstring_bytes("x-dead-letter-strategy");
+			e[n].value.kind = AMQP_FIELD_KIND_UTF8;
+			e[n++].value.value.bytes = amqp_cstring_bytes("at-least-once");
+			e[n].key = amqp_cstring_bytes("x-overflow");
+			e[n].value.kind = AMQP_FIELD_KIND_UTF8;
+			e[n++].value.value.bytes = amqp_cstring_bytes("reject-publish");
+		}
+	}
+	return (amqp_table_t){ .num_entries = (int)n, .entries = e };
+}
+
+static int declare_queue(struct broker *b, const char *name, bool lane, uint64_t ttl_ms)
+{
+	amqp_table_entry_t e[8];
+	char what[BROKER_NAME_MAX + 32];
+
+	amqp_queue_declare(b->conn, CH_ADMIN, amqp_cstring_bytes(name), 0, 1, 0, 0,
+			   queue_args(b, e, 0, lane, ttl_ms));
+	snprintf(what, sizeof(what), "queue.declare %s", name);
+	return check_rpc(b, what);
+}
+
+static int declare_exchange(struct broker *b, const char *name, const char *type)
+{
+	char what[BROKER_NAME_MAX + 32];
+
+	amqp_exchange_declare(b->conn, CH_ADMIN, amqp_cstring_bytes(name),
+			      amqp_cstring_bytes(type), 0, 1, 0, 0, amqp_empty_table);
+	snprintf(what, sizeof(what), "exchange.declare %s", name);
+	return check_rpc(b, what);
+}
+
+static int bind_queue(struct broker *b, const char *queue, const char *exchange,
+		      const char *key)
+{
+	char what[3 * BROKER_NAME_MAX];
+
+	amqp_queue_bind(b->conn, CH_ADMIN, amqp_cstring_bytes(queue),
+			amqp_cstring_bytes(exchange), amqp_cstring_bytes(key), amqp_empty_table);
+	snprintf(what, sizeof(what), "queue.bind %s to %s", queue, exchange);
+	return check_rpc(b, what);
+}
+
+static int declare_topology(struct broker *b)
+{
+	int r;
+
+	if ((r = declare_queue(b, b->queue, false, 0)) < 0 ||
+	    (r = declare_exchange(b, b->retry_x, "direct")) < 0 ||
+	    (r = declare_exchange(b, b->dlx, "topic")) < 0 ||
+	    (r = declare_queue(b, b->dlq, false, 0)) < 0 ||
+	    (r = bind_queue(b, b->dlq, b->dlx, "#")) < 0)
+		return r;
+	return 0;
+}
+
+int broker_ensure_lane(struct broker *b, uint64_t lane_ms)
+{
+	char name[BROKER_NAME_MAX];
+	uint64_t *n;
+	int r;
+
+	if (!b->up || b->failed)
+		return -ENOTCONN;
+	for (size_t i = 0; i < b->n_lanes; i++)
+		if (b->lanes[i] == lane_ms)
+			return 0;
+	if (b->n_lanes >= MAX_LANES)
+		return -E2BIG;
+	broker_lane_name(b->queue, lane_ms, name);
+	/* Lanes never get x-expires: a lane holding messages must not vanish. */
+	r = declare_queue(b, name, true, lane_ms);
+	if (r >= 0)
+		r = bind_queue(b, name, b->retry_x, name);
+	pump_soon(b);
+	if (r < 0) {
+		broker_fail(b, r, "cannot declare delay lane %s", name);
+		return r;
+	}
+	n = realloc(b->lanes, (b->n_lanes + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	b->lanes = n;
+	b->lanes[b->n_lanes++] = lane_ms;
+	return 0;
+}
+
+static int open_socket(struct broker *b)
+{
+	struct amqp_connection_info *ci = &b->info;
+	struct timeval tv = { CONNECT_TIMEOUT_USEC / USEC_PER_SEC, 0 };
+	amqp_socket_t *sock;
+	int r;
+
+	if (ci->ssl) {
+		sock = amqp_ssl_socket_new(b->conn);
+		if (!sock)
+			return -ENOMEM;
+		amqp_ssl_socket_set_verify_peer(sock, b->config->broker.tls_verify_peer);
+		amqp_ssl_socket_set_verify_hostname(sock, b->config->broker.tls_verify_hostname);
+		if (b->config->broker.tls_ca_file &&
+		    (r = amqp_ssl_socket_set_cacert(sock, b->config->broker.tls_ca_file)) != 0)
+			return log_error_errno(amqp_to_errno(r), "cannot load CA file %s: %s",
+					       b->config->broker.tls_ca_file,
+					       amqp_error_string2(r));
+		if (b->config->broker.tls_cert_file &&
+		    (r = amqp_ssl_socket_set_key(sock, b->config->broker.tls_cert_file,
+						 b->config->broker.tls_key_file
+							 ? b->config->broker.tls_key_file
+							 : b->config->broker.tls_cert_file)) != 0)
+			return log_error_errno(amqp_to_errno(r), "cannot load client certificate %s: %s",
+					       b->config->broker.tls_cert_file,
+					       amqp_error_string2(r));
+	} else {
+		sock = amqp_tcp_socket_new(b->conn);
+		if (!sock)
+			return -ENOMEM;
+	}
+	r = amqp_socket_open_noblock(sock, ci->host, ci->port, &tv);
+	if (r != AMQP_STATUS_OK)
+		return log_full(LOG_WARNING, amqp_to_errno(r),
+				&(struct log_ctx){ .event = "broker-connect-failed", .attempt = -1 },
+				"cannot connect to %s:%d: %s", ci->host, ci->port,
+				amqp_error_string2(r));
+	return 0;
+}
+
+static int connect_now(struct broker *b)
+{
+	const struct config *c = b->config;
+	struct timeval rpc_tv = { RPC_TIMEOUT_USEC / USEC_PER_SEC, 0 };
+	int heartbeat_s = (int)(c->broker.heartbeat_usec / USEC_PER_SEC);
+	amqp_rpc_reply_t login;
+	char buf[256];
+	int r;
+
+	b->conn = amqp_new_connection();
+	if (!b->conn)
+		return -ENOMEM;
+	amqp_set_rpc_timeout(b->conn, &rpc_tv);
+	amqp_set_handshake_timeout(b->conn, &rpc_tv);
+	if ((r = open_socket(b)) < 0)
+		return r;
+	login = amqp_login(b->conn, b->info.vhost, 0, FRAME_MAX, heartbeat_s,
+			   AMQP_SASL_METHOD_PLAIN, b->info.user,
+			   b->password ? b->password : b->info.password);
+	if (login.reply_type != AMQP_RESPONSE_NORMAL) {
+		log_full(LOG_WARNING, 0,
+			 &(struct log_ctx){ .event = "broker-connect-failed", .attempt = -1 },
+			 "AMQP login to %s:%d as %s failed: %s", b->info.host, b->info.port,
+			 b->info.user, reply_text(login, buf, sizeof(buf)));
+		return -EACCES;
+	}
+	for (int ch = CH_CONSUME; ch <= CH_ADMIN; ch++) {
+		amqp_channel_open(b->conn, (amqp_channel_t)ch);
+		if ((r = check_rpc(b, "channel.open")) < 0)
+			return r;
+	}
+	amqp_confirm_select(b->conn, CH_PUBLISH);
+	if ((r = check_rpc(b, "confirm.select")) < 0)
+		return r;
+	if (c->pipeline.declare && (r = declare_topology(b)) < 0)
+		return r;
+	amqp_basic_qos(b->conn, CH_CONSUME, 0, (uint16_t)c->broker.prefetch, 0);
+	if ((r = check_rpc(b, "basic.qos")) < 0)
+		return r;
+	amqp_basic_consume_ok_t *ok =
+		amqp_basic_consume(b->conn, CH_CONSUME, amqp_cstring_bytes(b->queue),
+				   amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	if ((r = check_rpc(b, "basic.consume")) < 0)
+		return r;
+	snprintf(b->consumer_tag, sizeof(b->consumer_tag), "%.*s",
+		 (int)ok->consumer_tag.len, (char *)ok->consumer_tag.bytes);
+
+	r = sd_event_add_io(b->event, &b->io, amqp_get_sockfd(b->conn), EPOLLIN, on_io, b);
+	if (r < 0)
+		return r;
+	sd_event_source_set_description(b->io, "amqp");
+	if (c->broker.heartbeat_usec > 0)
+		set_timer(&b->heartbeat, b, MAX(c->broker.heartbeat_usec / 2, USEC_PER_SEC),
+			  on_heartbeat, "amqp-heartbeat");
+	return 0;
+}
+
+static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct broker *b = userdata;
+	int r;
+
+	b->generation++;
+	b->next_seq = 1;
+	r = connect_now(b);
+	if (r < 0) {
+		close_connection(b, false);
+		b->failed = false;
+		b->connect_failures++;
+		schedule_reconnect(b);
+		return 0;
+	}
+	if (b->ever_up)
+		b->reconnects++;
+	b->ever_up = true;
+	b->connect_failures = 0;
+	b->up = true;
+	b->consuming = true;
+	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "broker-connected", .attempt = -1 },
+		 "consuming %s on %s:%d (prefetch %u)", b->queue, b->info.host, b->info.port,
+		 b->config->broker.prefetch);
+	if (b->cb.connection)
+		b->cb.connection(b->userdata, true);
+	pump_soon(b);
+	return 0;
+}
+
+static void schedule_reconnect(struct broker *b)
+{
+	uint64_t delay = 0;
+
+	if (b->connect_failures > 0 || b->generation > 0) {
+		unsigned n = MIN(b->connect_failures, 10u);
+		delay = MIN(RECONNECT_MAX_USEC, RECONNECT_MIN_USEC << n);
+		delay = (uint64_t)((double)delay * (0.75 + random_unit() / 2));
+	}
+	set_timer(&b->reconnect, b, delay, on_reconnect, "amqp-reconnect");
+}
+
+/* --- public --------------------------------------------------------------- */
+
+int broker_new(sd_event *e, const struct config *c, const struct broker_callbacks *cb,
+	       void *userdata, struct broker **out)
+{
+	_cleanup_(broker_freep) struct broker *b = NULL;
+	int r;
+
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->event = sd_event_ref(e);
+	b->config = c;
+	b->cb = *cb;
+	b->userdata = userdata;
+	b->next_id = 1;
+	b->url = strdup(c->broker.url);
+	if (!b->url)
+		return -ENOMEM;
+	amqp_default_connection_info(&b->info);
+	if (amqp_parse_url(b->url, &b->info) != AMQP_STATUS_OK)
+		return -EINVAL;
+	if (c->broker.password_file) {
+		size_t len;
+		r = read_file_max(c->broker.password_file, 4096, &b->password, &len);
+		if (r < 0)
+			return log_error_errno(r, "cannot read password_file %s: %m",
+					       c->broker.password_file);
+		while (len > 0 && (b->password[len - 1] == '\n' || b->password[len - 1] == '\r'))
+			b->password[--len] = '\0';
+	}
+	snprintf(b->queue, sizeof(b->queue), "%s", c->pipeline.queue);
+	snprintf(b->retry_x, sizeof(b->retry_x), "%.200s.retry", c->pipeline.queue);
+	snprintf(b->dlx, sizeof(b->dlx), "%.200s.dlx", c->pipeline.queue);
+	snprintf(b->dlq, sizeof(b->dlq), "%.200s.dlq", c->pipeline.queue);
+
+	r = sd_event_add_defer(e, &b->teardown, on_teardown, b);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(b->teardown, SD_EVENT_OFF);
+	r = sd_event_add_defer(e, &b->flush, on_flush, b);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(b->flush, SD_EVENT_OFF);
+	/* Idle priority: acks pile up while the loop is busy and leave in one
+	 * `multiple` ack when it is not (or at prefetch/4, whichever is first).
+	 * Measured: fewer syscalls and loop iterations per message than acking
+	 * each delivery at once. */
+	sd_event_source_set_priority(b->flush, SD_EVENT_PRIORITY_IDLE);
+	r = sd_event_add_defer(e, &b->pump_later, on_pump_later, b);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(b->pump_later, SD_EVENT_OFF);
+	*out = TAKE_PTR(b);
+	return 0;
+}
+
+int broker_start(struct broker *b)
+{
+	if (b->started)
+		return 0;
+	b->started = true;
+	schedule_reconnect(b);
+	return 0;
+}
+
+struct broker *broker_free(struct broker *b)
+{
+	if (!b)
+		return NULL;
+	close_connection(b, true);
+	while (b->head) {
+		struct pending *p = b->head;
+		b->head = p->next;
+		free(p);
+	}
+	sd_event_source_disable_unref(b->reconnect);
+	sd_event_source_disable_unref(b->teardown);
+	sd_event_source_disable_unref(b->pump_later);
+	sd_event_source_disable_unref(b->flush);
+	sd_event_unref(b->event);
+	free(b->unsettled);
+	if (b->password) {
+		explicit_bzero(b->password, strlen(b->password));
+		free(b->password);
+	}
+	free(b->url);
+	free(b->lanes);
+	free(b);
+	return NULL;
+}
+
+void broker_freep(struct broker **b)
+{
+	*b = broker_free(*b);
+}
+
+bool broker_is_up(const struct broker *b)
+{
+	return b->up && !b->failed;
+}
+
+uint64_t broker_generation(const struct broker *b)
+{
+	return b->generation;
+}
+
+unsigned broker_reconnects(const struct broker *b)
+{
+	return b->reconnects;
+}
+
+static int track_delivery(struct broker *b, uint64_t tag)
+{
+	if (b->n_unsettled == b->cap_unsettled) {
+		size_t cap = b->cap_unsettled ? b->cap_unsettled * 2 : 256;
+		struct unsettled *n = realloc(b->unsettled, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		b->unsettled = n;
+		b->cap_unsettled = cap;
+	}
+	b->unsettled[b->n_unsettled++] = (struct unsettled){ .tag = tag };
+	return 0;
+}
+
+static struct unsettled *find_unsettled(struct broker *b, uint64_t tag)
+{
+	size_t lo = 0, hi = b->n_unsettled;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (b->unsettled[mid].tag < tag)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < b->n_unsettled && b->unsettled[lo].tag == tag ? &b->unsettled[lo] : NULL;
+}
+
+static int send_ack(struct broker *b, uint64_t tag, bool multiple)
+{
+	int r = amqp_basic_ack(b->conn, CH_CONSUME, tag, multiple);
+
+	if (r != AMQP_STATUS_OK) {
+		broker_fail(b, amqp_to_errno(r), "basic.ack: %s", amqp_error_string2(r));
+		return amqp_to_errno(r);
+	}
+	return 0;
+}
+
+static void flush_acks(struct broker *b)
+{
+	size_t i = 0, kept = 0;
+
+	if (b->n_done == 0 || !b->conn || b->failed)
+		return;
+	while (i < b->n_unsettled && b->unsettled[i].done)
+		i++;
+	if (i > 0 && send_ack(b, b->unsettled[i - 1].tag, i > 1) < 0)
+		return;
+	/* Finished deliveries behind one still running go out one by one. */
+	for (size_t j = i; j < b->n_unsettled; j++) {
+		if (b->unsettled[j].done) {
+			if (send_ack(b, b->unsettled[j].tag, false) < 0)
+				return;
+		} else {
+			b->unsettled[kept++] = b->unsettled[j];
+		}
+	}
+	b->n_unsettled = kept;
+	b->n_done = 0;
+}
+
+static int on_flush(sd_event_source *s, void *userdata)
+{
+	flush_acks(userdata);
+	return 0;
+}
+
+static int settle_delivery(struct broker *b, const struct broker_msg *m, bool ack)
+{
+	struct unsettled *u;
+	int r;
+
+	if (!b->up || b->failed)
+		return -ENOTCONN;
+	if (m->generation != b->generation)
+		return -ESTALE;
+	u = find_unsettled(b, m->tag);
+	if (ack) {
+		if (!u || u->done)
+			return -EALREADY;
+		u->done = true;
+		b->n_done++;
+		if (b->n_done >= MAX(b->config->broker.prefetch / 4, 1u))
+			flush_acks(b);
+		else
+			sd_event_source_set_enabled(b->flush, SD_EVENT_ONESHOT);
+		return 0;
+	}
+	if (u) {
+		if (u->done)
+			return -EALREADY;
+		memmove(u, u + 1, (size_t)(b->unsettled + b->n_unsettled - (u + 1)) * sizeof(*u));
+		b->n_unsettled--;
+	}
+	r = amqp_basic_nack(b->conn, CH_CONSUME, m->tag, 0, 1);
+	if (r != AMQP_STATUS_OK) {
+		broker_fail(b, amqp_to_errno(r), "basic.nack: %s", amqp_error_string2(r));
+		return amqp_to_errno(r);
+	}
+	return 0;
+}
+
+int broker_ack(struct broker *b, const struct broker_msg *m)
+{
+	return settle_delivery(b, m, true);
+}
+
+int broker_requeue(struct broker *b, const struct broker_msg *m)
+{
+	return settle_delivery(b, m, false);
+}
+
+int broker_stop_consuming(struct broker *b)
+{
+	if (!b->consuming)
+		return 0;
+	b->consuming = false;
+	if (!b->up || b->failed)
+		return 0;
+	amqp_basic_cancel_t req = { .consumer_tag = amqp_cstring_bytes(b->consumer_tag),
+				    .nowait = 1 };
+	int r = amqp_send_method(b->conn, CH_CONSUME, AMQP_BASIC_CANCEL_METHOD, &req);
+	if (r != AMQP_STATUS_OK)
+		broker_fail(b, amqp_to_errno(r), "basic.cancel: %s", amqp_error_string2(r));
+	return 0;
+}
+
+static bool key_is(amqp_bytes_t k, const char *s)
+{
+	return k.len == strlen(s) && memcmp(k.bytes, s, k.len) == 0;
+}
+
+static void set_entry_bytes(amqp_table_entry_t *e, const char *key, amqp_bytes_t v)
+{
+	e->key = amqp_cstring_bytes(key);
+	e->value.kind = AMQP_FIELD_KIND_UTF8;
+	e->value.value.bytes = v;
+}
+
+int broker_publish(struct broker *b, const char *exchange, const char *routing_key,
+		   const struct broker_msg *orig, const void *body, size_t len,
+		   const struct broker_header *hdrs, size_t n_hdrs, broker_confirm_fn cb,
+		   void *userdata, uint64_t *id)
+{
+	amqp_basic_properties_t props = { 0 };
+	const amqp_basic_properties_t *op = orig && orig->props ? &orig->props->p : NULL;
+	amqp_table_entry_t *entries;
+	size_t n = 0, max;
+	struct pending *p;
+	int r;
+
+	if (!b->up || b->failed)
+		return -ENOTCONN;
+	if (op)
+		props = *op;
+	max = (op ? (size_t)op->headers.num_entries : 0) + n_hdrs + 3;
+	entries = calloc(max, sizeof(*entries));
+	p = calloc(1, sizeof(*p));
+	if (!entries || !p) {
+		free(entries);
+		free(p);
+		return -ENOMEM;
+	}
+	/* Original headers first, minus those we are about to set. */
+	for (int i = 0; op && i < op->headers.num_entries; i++) {
+		amqp_bytes_t k = op->headers.entries[i].key;
+		bool ours = key_is(k, PUBLISH_SEQ_HEADER) ||
+			    key_is(k, "x-dlqd-original-expiration") ||
+			    key_is(k, "x-dlqd-original-user-id");
+		for (size_t j = 0; j < n_hdrs && !ours; j++)
+			ours = key_is(k, hdrs[j].key);
+		if (!ours)
+			entries[n++] = op->headers.entries[i];
+	}
+	for (size_t j = 0; j < n_hdrs; j++) {
+		entries[n].key = amqp_cstring_bytes(hdrs[j].key);
+		if (hdrs[j].type == BH_INT) {
+			entries[n].value.kind = AMQP_FIELD_KIND_I64;
+			entries[n].value.value.i64 = hdrs[j].i;
+		} else {
+			entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
+			entries[n].value.value.bytes = amqp_cstring_bytes(hdrs[j].s ? hdrs[j].s : "");
+		}
+		n++;
+	}
+	if (op && (op->_flags & AMQP_BASIC_EXPIRATION_FLAG)) {
+		set_entry_bytes(&entries[n++], "x-dlqd-original-expiration", op->expiration);
+		props._flags &= ~AMQP_BASIC_EXPIRATION_FLAG;
+	}
+	if (op && (op->_flags & AMQP_BASIC_USER_ID_FLAG)) {
+		set_entry_bytes(&entries[n++], "x-dlqd-original-user-id", op->user_id);
+		props._flags &= ~AMQP_BASIC_USER_ID_FLAG;
+	}
+	entries[n].key = amqp_cstring_bytes(PUBLISH_SEQ_HEADER);
+	entries[n].value.kind = AMQP_FIELD_KIND_I64;
+	entries[n++].value.value.i64 = (int64_t)b->next_seq;
+
+	props.headers = (amqp_table_t){ .num_entries = (int)n, .entries = entries };
+	props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+	/* Copies are always persistent: a retry must survive a broker restart. */
+	props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
+	if (!(props._flags & AMQP_BASIC_CONTENT_TYPE_FLAG)) {
+		props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+		props.content_type = amqp_cstring_bytes("application/json");
+	}
+
+	r = amqp_basic_publish(b->conn, CH_PUBLISH, amqp_cstring_bytes(exchange),
+			       amqp_cstring_bytes(routing_key), 1, 0, &props,
+			       (amqp_bytes_t){ .len = len, .bytes = (void *)body });
+	free(entries);
+	pump_soon(b);
+	if (r != AMQP_STATUS_OK) {
+		free(p);
+		broker_fail(b, amqp_to_errno(r), "basic.publish: %s", amqp_error_string2(r));
+		return amqp_to_errno(r);
+	}
+	p->seq = b->next_seq++;
+	p->id = b->next_id++;
+	p->cb = cb;
+	p->userdata = userdata;
+	if (b->tail)
+		b->tail->next = p;
+	else
+		b->head = p;
+	b->tail = p;
+	if (id)
+		*id = p->id;
+	return 0;
+}
+
+void broker_publish_forget(struct broker *b, uint64_t id)
+{
+	for (struct pending *p = b->head; p; p = p->next)
+		if (p->id == id) {
+			p->cb = NULL;
+			return;
+		}
+}

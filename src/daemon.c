@@ -1,0 +1,755 @@
+/*
+ * daemon: one sd-event loop that walks every message from delivery to its
+ * settlement (see include/dlqd/daemon.h for the flow).
+ *
+ * The one rule everything here serves: a delivery is acked only after the
+ * handler succeeded, or after the broker confirmed its retry or DLQ copy.
+ * Every other path (publish refused, connection lost, drain deadline, crash)
+ * leaves it unacked, so the broker delivers it again.
+ */
+#include "dlqd/daemon.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "dlqd/backoff.h"
+#include "dlqd/broker.h"
+#include "dlqd/config.h"
+#include "dlqd/envelope.h"
+#include "dlqd/handler.h"
+#include "dlqd/log.h"
+#include "dlqd/router.h"
+#include "dlqd/taxonomy.h"
+#include "dlqd/util.h"
+#include "dlqd/version.h"
+
+#define STATUS_INTERVAL_USEC (5 * USEC_PER_SEC)
+#define REPUBLISH_MIN_USEC (500 * USEC_PER_MSEC)
+#define REPUBLISH_MAX_USEC (30 * USEC_PER_SEC)
+#define MAX_CONFIGS 64
+
+enum job_state {
+	JOB_HANDLING,	/* the handler runs */
+	JOB_PUBLISHING, /* waiting for the broker to confirm the copy */
+	JOB_BACKOFF,	/* the copy was refused; trying again later */
+};
+
+struct job {
+	struct daemon *d;
+	struct job *prev, *next;
+	enum job_state state;
+	struct broker_msg *msg;
+	struct envelope *env; /* NULL when the body is not a valid envelope */
+	char *payload;
+	size_t payload_len;
+	struct handler *handler;
+	struct handler_job hj;
+	struct result result;
+	struct route route;
+	char error_code[64];
+	char cause_code[64];
+	char detail[256];     /* why the body is not an envelope */
+	char *copy;	      /* the body to publish (NULL: the original bytes) */
+	size_t copy_len;
+	uint64_t next_retry_at_usec;
+	uint64_t publish_id;
+	bool publish_pending;
+	unsigned publish_failures;
+	sd_event_source *backoff;
+};
+
+/* A handler replaced by a reload; freed once its last job finished. */
+struct retired_handler {
+	struct handler *h;
+	struct retired_handler *next;
+};
+
+struct daemon {
+	sd_event *event;
+	char *config_path;
+	struct config *config;		    /* current */
+	struct config *configs[MAX_CONFIGS]; /* every config loaded, freed at exit */
+	size_t n_configs;
+	struct taxonomy *taxonomy;
+	struct broker *broker;
+	struct handler *handler;
+	struct retired_handler *retired;
+
+	struct job *jobs;
+	size_t n_jobs;
+	bool ready_sent;
+	bool draining;
+	sd_event_source *drain_timer, *status_timer;
+	struct daemon_counters counters;
+};
+
+static void job_publish(struct job *j);
+
+/* --- jobs ------------------------------------------------------------------ */
+
+static struct job *job_free(struct job *j)
+{
+	struct daemon *d;
+
+	if (!j)
+		return NULL;
+	d = j->d;
+	if (j->state == JOB_HANDLING && j->handler)
+		handler_cancel(j->handler, &j->hj);
+	if (j->publish_pending)
+		broker_publish_forget(d->broker, j->publish_id);
+	sd_event_source_disable_unref(j->backoff);
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		d->jobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	d->n_jobs--;
+	d->counters.in_flight = d->n_jobs;
+	broker_msg_free(j->msg);
+	envelope_free(j->env);
+	free(j->payload);
+	free(j->copy);
+	free(j);
+	return NULL;
+}
+
+static void free_retired_handlers(struct daemon *d)
+{
+	struct retired_handler **p = &d->retired;
+
+	while (*p) {
+		struct retired_handler *r = *p;
+		if (r->h->in_flight == 0) {
+			*p = r->next;
+			handler_free(r->h);
+			free(r);
+		} else {
+			p = &r->next;
+		}
+	}
+}
+
+static void check_drained(struct daemon *d)
+{
+	if (d->draining && d->n_jobs == 0) {
+		log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "drain-done", .attempt = -1 },
+			 "drained: every in-flight message settled");
+		sd_event_exit(d->event, 0);
+	}
+}
+
+/* The job is over (acked, or given back to the broker). */
+static void job_finish(struct job *j)
+{
+	struct daemon *d = j->d;
+
+	job_free(j);
+	free_retired_handlers(d);
+	check_drained(d);
+}
+
+/* Hands the delivery back to the broker for another try, now. */
+static void job_requeue(struct job *j)
+{
+	broker_requeue(j->d->broker, j->msg);
+	job_finish(j);
+}
+
+static struct log_ctx job_log_ctx(const struct job *j, const char *event, const char *extra)
+{
+	return (struct log_ctx){
+		.message_id = j->env ? j->env->message_id : NULL,
+		.trace_id = j->env ? j->env->trace_id : NULL,
+		.attempt = (long)j->route.attempt,
+		.error_code = j->error_code,
+		.error_class = error_class_to_string(j->route.error_class),
+		.event = event,
+		.extra = extra,
+	};
+}
+
+static void log_settled(struct job *j)
+{
+	struct daemon *d = j->d;
+	char extra[256];
+	struct log_ctx ctx;
+
+	if (j->route.action == ROUTE_RETRY) {
+		char at[TIMESTAMP_MAX];
+		snprintf(extra, sizeof(extra), "delay_ms=%" PRIu64 " lane_ms=%" PRIu64
+			 " next_retry_at=%s", j->route.delay_usec / USEC_PER_MSEC,
+			 j->route.lane_ms, format_timestamp(j->next_retry_at_usec, at));
+		ctx = job_log_ctx(j, "retry", extra);
+		d->counters.retried++;
+		log_full(LOG_INFO, 0, &ctx, "retrying %s in %" PRIu64 " ms (attempt %u of %u)",
+			 j->env->message_id, j->route.delay_usec / USEC_PER_MSEC,
+			 j->route.attempt, j->route.max_attempt);
+		return;
+	}
+	d->counters.dead_lettered++;
+	snprintf(extra, sizeof(extra), "cause_code=%s", j->cause_code);
+	ctx = job_log_ctx(j, "dead-letter", j->cause_code[0] ? extra : NULL);
+	if (!j->env) {
+		ctx.event = "invalid-envelope";
+		log_full(LOG_WARNING, 0, &ctx, "dead-lettered a body that is not an envelope: %s",
+			 j->detail);
+		d->counters.invalid++;
+	} else {
+		log_full(LOG_WARNING, 0, &ctx, "dead-lettered %s: %s after %u attempt(s)",
+			 j->env->message_id, j->error_code, j->route.attempt);
+	}
+	if (j->route.escalate) {
+		d->counters.escalations++;
+		ctx.event = "escalation";
+		log_full(LOG_CRIT, 0, &ctx, "escalation: %s failed with %s and needs a human",
+			 j->env ? j->env->message_id : "(invalid body)", j->error_code);
+	}
+}
+
+static int on_republish(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct job *j = userdata;
+
+	if (j->msg->generation != broker_generation(j->d->broker)) {
+		/* The connection it came on is gone; the broker redelivers it. */
+		job_finish(j);
+		return 0;
+	}
+	job_publish(j);
+	return 0;
+}
+
+static void job_publish_failed(struct job *j, int r, const char *reason)
+{
+	struct daemon *d = j->d;
+	bool dlq = j->route.action == ROUTE_DLQ;
+	uint64_t delay, now;
+	struct log_ctx ctx = job_log_ctx(j, dlq ? "dlq-publish-failed" : "publish-failed", NULL);
+
+	j->publish_pending = false;
+	if (r == -ECONNRESET || j->msg->generation != broker_generation(d->broker)) {
+		job_finish(j); /* the broker still has the original */
+		return;
+	}
+	d->counters.publish_failures++;
+	if (dlq)
+		d->counters.dlq_publish_failures++;
+	log_full(dlq ? LOG_CRIT : LOG_ERR, r, &ctx,
+		 "%s copy of %s was not accepted by the broker (%s); keeping the message unacked",
+		 dlq ? "DLQ" : "retry", j->env ? j->env->message_id : "(invalid body)",
+		 reason ? reason : strerror(-r));
+	if (d->draining || !broker_is_up(d->broker)) {
+		job_requeue(j);
+		return;
+	}
+	j->state = JOB_BACKOFF;
+	delay = MIN(REPUBLISH_MAX_USEC, REPUBLISH_MIN_USEC << MIN(j->publish_failures, 10u));
+	j->publish_failures++;
+	sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	if (j->backoff) {
+		sd_event_source_set_time(j->backoff, now + delay);
+		sd_event_source_set_enabled(j->backoff, SD_EVENT_ONESHOT);
+	} else if (sd_event_add_time(d->event, &j->backoff, CLOCK_MONOTONIC, now + delay, 0,
+				     on_republish, j) < 0) {
+		job_requeue(j);
+	}
+}
+
+static void on_confirm(void *userdata, int r, const char *reason)
+{
+	struct job *j = userdata;
+
+	j->publish_pending = false;
+	if (r < 0) {
+		job_publish_failed(j, r, reason);
+		return;
+	}
+	/* The copy is safe on the broker; only now may the original go. */
+	broker_ack(j->d->broker, j->msg);
+	log_settled(j);
+	job_finish(j);
+}
+
+static void job_publish(struct job *j)
+{
+	struct daemon *d = j->d;
+	const char *queue = d->config->pipeline.queue;
+	char exchange[BROKER_NAME_MAX], key[BROKER_NAME_MAX], dead_at[TIMESTAMP_MAX];
+	struct broker_header h[8];
+	size_t n = 0;
+	int r;
+
+	j->state = JOB_PUBLISHING;
+	if (j->route.action == ROUTE_RETRY) {
+		r = broker_ensure_lane(d->broker, j->route.lane_ms);
+		if (r < 0) {
+			job_publish_failed(j, r, "cannot declare the delay lane");
+			return;
+		}
+		snprintf(exchange, sizeof(exchange), "%.200s.retry", queue);
+		broker_lane_name(queue, j->route.lane_ms, key);
+	} else {
+		snprintf(exchange, sizeof(exchange), "%.200s.dlx", queue);
+		snprintf(key, sizeof(key), "%.32s.%.63s", error_class_to_string(j->route.error_class),
+			 j->error_code);
+	}
+	if (j->env) {
+		h[n++] = (struct broker_header){ "x-dlqd-message-id", BH_STRING, j->env->message_id, 0 };
+		if (j->env->trace_id[0])
+			h[n++] = (struct broker_header){ "x-dlqd-trace-id", BH_STRING, j->env->trace_id, 0 };
+	}
+	h[n++] = (struct broker_header){ "x-dlqd-attempt", BH_INT, NULL, j->route.attempt };
+	h[n++] = (struct broker_header){ "x-dlqd-error-code", BH_STRING, j->error_code, 0 };
+	h[n++] = (struct broker_header){ "x-dlqd-error-class", BH_STRING,
+					 error_class_to_string(j->route.error_class), 0 };
+	if (j->route.action == ROUTE_DLQ) {
+		format_timestamp(now_realtime_usec(), dead_at);
+		h[n++] = (struct broker_header){ "x-dlqd-dead-lettered-at", BH_STRING, dead_at, 0 };
+	}
+	if (j->detail[0])
+		h[n++] = (struct broker_header){ "x-dlqd-error-detail", BH_STRING, j->detail, 0 };
+
+	r = broker_publish(d->broker, exchange, key, j->msg, j->copy ? j->copy : j->msg->body,
+			   j->copy ? j->copy_len : j->msg->len, h, n, on_confirm, j,
+			   &j->publish_id);
+	if (r < 0) {
+		job_publish_failed(j, r, NULL);
+		return;
+	}
+	j->publish_pending = true;
+}
+
+/* Applies the router's decision to a job whose handler finished (or that
+ * never reached one). */
+static void job_route(struct job *j)
+{
+	struct daemon *d = j->d;
+	uint64_t now = now_realtime_usec();
+
+	if (j->route.action == ROUTE_ACK) {
+		broker_ack(d->broker, j->msg);
+		d->counters.succeeded++;
+		log_full(LOG_DEBUG, 0, &(struct log_ctx){ .message_id = j->env->message_id,
+							  .trace_id = j->env->trace_id,
+							  .attempt = j->env->attempt,
+							  .event = "success" },
+			 "handled %s", j->env->message_id);
+		job_finish(j);
+		return;
+	}
+	strscpy(j->error_code, j->route.error_code, sizeof(j->error_code));
+	if (j->route.cause_code && strcmp(j->route.cause_code, j->route.error_code) != 0)
+		strscpy(j->cause_code, j->route.cause_code, sizeof(j->cause_code));
+	if (j->env) {
+		struct failure f = {
+			.error_code = j->error_code,
+			.error_class = j->route.error_class,
+			.cause_code = j->cause_code[0] ? j->cause_code : NULL,
+			.cause_class = j->route.cause_class,
+			.attempt = j->route.attempt,
+			.now_usec = now,
+			.dead_lettered = j->route.action == ROUTE_DLQ,
+			.result = &j->result,
+		};
+		if (j->route.action == ROUTE_RETRY) {
+			j->next_retry_at_usec = now + j->route.delay_usec;
+			f.next_retry_at_usec = j->next_retry_at_usec;
+		}
+		j->copy = envelope_encode_failure(j->env, &f, &j->copy_len);
+		if (!j->copy) {
+			log_error("out of memory encoding %s; giving it back to the broker",
+				  j->env->message_id);
+			job_requeue(j);
+			return;
+		}
+	}
+	job_publish(j);
+}
+
+static void on_handler_done(struct handler_job *hj, const struct result *r)
+{
+	struct job *j = hj->userdata;
+	struct daemon *d = j->d;
+
+	j->result = *r;
+	j->state = JOB_PUBLISHING;
+	router_decide(d->taxonomy, j->env, &j->result, random_unit(), &j->route);
+	job_route(j);
+}
+
+static void on_delivery(void *userdata, struct broker_msg *m)
+{
+	struct daemon *d = userdata;
+	struct job *j = calloc(1, sizeof(*j));
+	char why[200];
+	int r;
+
+	if (!j) {
+		broker_requeue(d->broker, m);
+		broker_msg_free(m);
+		return;
+	}
+	j->d = d;
+	j->msg = m;
+	j->next = d->jobs;
+	if (d->jobs)
+		d->jobs->prev = j;
+	d->jobs = j;
+	d->n_jobs++;
+	d->counters.consumed++;
+	d->counters.in_flight = d->n_jobs;
+
+	if (m->len > d->config->pipeline.max_message_size) {
+		router_decide(d->taxonomy, NULL, NULL, 0, &j->route);
+		j->route.error_code = ERROR_CODE_MESSAGE_TOO_LARGE;
+		j->route.cause_code = ERROR_CODE_MESSAGE_TOO_LARGE;
+		snprintf(j->detail, sizeof(j->detail),
+			 "body of %zu bytes exceeds [pipeline] max_message_size %" PRIu64, m->len,
+			 d->config->pipeline.max_message_size);
+		job_route(j);
+		return;
+	}
+	r = envelope_decode(m->body, m->len, now_realtime_usec(), &j->env, why, sizeof(why));
+	if (r < 0) {
+		router_decide(d->taxonomy, NULL, NULL, 0, &j->route);
+		snprintf(j->detail, sizeof(j->detail), "%s",
+			 r == -ENOMEM ? "out of memory" : why);
+		job_route(j);
+		return;
+	}
+	j->payload = envelope_payload(j->env, &j->payload_len);
+	if (!j->payload) {
+		job_requeue(j);
+		return;
+	}
+	const struct policy *p = taxonomy_class_policy(d->taxonomy, ERROR_CLASS_TRANSIENT);
+	j->hj = (struct handler_job){
+		.message_id = j->env->message_id,
+		.trace_id = j->env->trace_id,
+		.attempt = j->env->attempt,
+		.max_attempt = j->env->has_max_attempt ? j->env->max_attempt
+						       : (p ? p->max_attempt : 0),
+		.payload = j->payload,
+		.payload_len = j->payload_len,
+		.done = on_handler_done,
+		.userdata = j,
+	};
+	j->handler = d->handler;
+	j->state = JOB_HANDLING;
+	r = handler_submit(d->handler, &j->hj);
+	if (r < 0) {
+		struct result res;
+		result_init(&res, RESULT_INTERNAL);
+		snprintf(res.detail, sizeof(res.detail), "cannot start the handler: %s",
+			 strerror(-r));
+		j->state = JOB_PUBLISHING;
+		j->handler = NULL;
+		on_handler_done(&j->hj, &res);
+	}
+}
+
+/* --- connection, status, drain, reload ----------------------------------- */
+
+static void notify_status(struct daemon *d)
+{
+	const struct daemon_counters *c = &d->counters;
+
+	if (!broker_is_up(d->broker)) {
+		sd_notifyf(0, "STATUS=Waiting for the broker (%s); %zu in flight",
+			   d->config->pipeline.queue, d->n_jobs);
+		return;
+	}
+	sd_notifyf(0,
+		   "STATUS=%s %s: %zu in flight, %" PRIu64 " consumed, %" PRIu64
+		   " succeeded, %" PRIu64 " retried, %" PRIu64 " dead-lettered",
+		   d->draining ? "Draining" : "Consuming", d->config->pipeline.queue, d->n_jobs,
+		   c->consumed, c->succeeded, c->retried, c->dead_lettered);
+}
+
+static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	notify_status(userdata);
+	sd_event_source_set_time(s, usec + STATUS_INTERVAL_USEC);
+	return 0;
+}
+
+static void on_connection(void *userdata, bool up)
+{
+	struct daemon *d = userdata;
+
+	if (up) {
+		if (!d->ready_sent) {
+			sd_notify(0, "READY=1");
+			d->ready_sent = true;
+		}
+		notify_status(d);
+		return;
+	}
+	/* Every delivery of that connection goes back to the queue on the
+	 * broker's side; stop working on them so they are not run twice at once. */
+	while (d->jobs)
+		job_free(d->jobs);
+	free_retired_handlers(d);
+	notify_status(d);
+	check_drained(d);
+}
+
+static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct daemon *d = userdata;
+
+	log_full(LOG_WARNING, 0, &(struct log_ctx){ .event = "drain-timeout", .attempt = -1 },
+		 "drain_timeout reached with %zu message(s) in flight; giving them back to the broker",
+		 d->n_jobs);
+	while (d->jobs)
+		job_requeue(d->jobs);
+	sd_event_exit(d->event, 0);
+	return 0;
+}
+
+static void drain_start(struct daemon *d)
+{
+	uint64_t now;
+
+	if (d->draining)
+		return;
+	d->draining = true;
+	sd_notify(0, "STOPPING=1");
+	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "drain-start", .attempt = -1 },
+		 "draining %zu in-flight message(s), at most %" PRIu64 " ms",
+		 d->n_jobs, d->config->shutdown.drain_timeout_usec / USEC_PER_MSEC);
+	broker_stop_consuming(d->broker);
+	/* Copies waiting to be published again will not make it before exit. */
+	for (struct job *j = d->jobs, *next; j; j = next) {
+		next = j->next;
+		if (j->state == JOB_BACKOFF)
+			job_requeue(j);
+	}
+	sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	sd_event_add_time(d->event, &d->drain_timer, CLOCK_MONOTONIC,
+			  now + d->config->shutdown.drain_timeout_usec, 0, on_drain_timeout, d);
+	notify_status(d);
+	check_drained(d);
+}
+
+static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	drain_start(userdata);
+	return 0;
+}
+
+static bool handler_config_changed(const struct config *a, const struct config *b)
+{
+	return a->handler.type != b->handler.type || a->handler.timeout_usec != b->handler.timeout_usec ||
+	       a->handler.max_output != b->handler.max_output ||
+	       strcmp(a->handler.url ? a->handler.url : "", b->handler.url ? b->handler.url : "") ||
+	       strcmp(a->handler.command ? a->handler.command : "",
+		      b->handler.command ? b->handler.command : "");
+}
+
+static void reload_failed(struct daemon *d, struct diag *diags, const char *what)
+{
+	for (size_t i = 0; i < diags->n; i++)
+		log_full(LOG_ERR, 0, &(struct log_ctx){ .event = "reload-failed", .attempt = -1 },
+			 "reload: %s", diags->lines[i]);
+	log_full(LOG_ERR, 0, &(struct log_ctx){ .event = "reload-failed", .attempt = -1 },
+		 "reload failed: invalid %s; keeping the running configuration", what);
+}
+
+static void reload(struct daemon *d)
+{
+	_cleanup_(config_freep) struct config *c = NULL;
+	_cleanup_(taxonomy_freep) struct taxonomy *t = NULL;
+	struct diag diags = { 0 };
+	uint64_t mono = now_monotonic_usec();
+
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, mono);
+	if (config_load(d->config_path, &c, &diags) < 0) {
+		reload_failed(d, &diags, "config");
+		goto out;
+	}
+	if (taxonomy_load(c->retry.taxonomy, &t, &diags) < 0) {
+		reload_failed(d, &diags, "taxonomy");
+		goto out;
+	}
+	if (d->n_configs >= MAX_CONFIGS) {
+		log_error("reload: too many reloads in one run; restart dlqd to reload again");
+		goto out;
+	}
+	if (strcmp(c->broker.url, d->config->broker.url) || strcmp(c->pipeline.queue, d->config->pipeline.queue) ||
+	    c->pipeline.queue_type != d->config->pipeline.queue_type ||
+	    c->broker.prefetch != d->config->broker.prefetch)
+		log_warning("reload: [broker] and [pipeline] changes take effect at the next restart");
+	if (handler_config_changed(c, d->config)) {
+		struct handler *h = NULL;
+		struct retired_handler *old = calloc(1, sizeof(*old));
+		int r = old ? handler_new(d->event, c, &h) : -ENOMEM;
+		if (r < 0) {
+			free(old);
+			log_error_errno(r, "reload: cannot start the new handler: %m; keeping the old one");
+			goto out;
+		}
+		old->h = d->handler;
+		old->next = d->retired;
+		d->retired = old;
+		d->handler = h;
+	}
+	taxonomy_free(d->taxonomy);
+	d->taxonomy = TAKE_PTR(t);
+	d->configs[d->n_configs++] = c;
+	d->config = TAKE_PTR(c);
+	free_retired_handlers(d);
+	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "reload", .attempt = -1 },
+		 "reloaded %s and %s", d->config_path, d->config->retry.taxonomy);
+out:
+	diag_done(&diags);
+	sd_notify(0, "READY=1");
+	notify_status(d);
+}
+
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	reload(userdata);
+	return 0;
+}
+
+/* --- setup ------------------------------------------------------------------ */
+
+static int load(const char *path, struct config **c, struct taxonomy **t)
+{
+	struct diag diags = { 0 };
+	int r;
+
+	r = config_load(path, c, &diags);
+	if (r >= 0)
+		r = taxonomy_load((*c)->retry.taxonomy, t, &diags);
+	for (size_t i = 0; i < diags.n; i++)
+		log_error("%s", diags.lines[i]);
+	diag_done(&diags);
+	return r;
+}
+
+int daemon_new(const char *config_path, struct daemon **out)
+{
+	_cleanup_(daemon_freep) struct daemon *d = NULL;
+	static const struct broker_callbacks cb = {
+		.delivery = on_delivery,
+		.connection = on_connection,
+	};
+	sigset_t mask;
+	uint64_t now;
+	int r;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->config_path = strdup(config_path);
+	if (!d->config_path)
+		return -ENOMEM;
+	r = load(config_path, &d->config, &d->taxonomy);
+	if (r < 0)
+		return r;
+	d->configs[d->n_configs++] = d->config;
+
+	r = sd_event_default(&d->event);
+	if (r < 0)
+		return log_error_errno(r, "cannot create the event loop: %m");
+	/* signalfd and child sources need these blocked; children unblock them. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if ((r = sd_event_add_signal(d->event, NULL, SIGTERM, on_terminate, d)) < 0 ||
+	    (r = sd_event_add_signal(d->event, NULL, SIGINT, on_terminate, d)) < 0 ||
+	    (r = sd_event_add_signal(d->event, NULL, SIGHUP, on_reload, d)) < 0)
+		return log_error_errno(r, "cannot watch signals: %m");
+	r = sd_event_set_watchdog(d->event, true);
+	if (r < 0)
+		log_warning_errno(r, "cannot set up the watchdog: %m, ignoring");
+	sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	r = sd_event_add_time(d->event, &d->status_timer, CLOCK_MONOTONIC,
+			      now + STATUS_INTERVAL_USEC, USEC_PER_SEC, on_status_timer, d);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(d->status_timer, SD_EVENT_ON);
+
+	r = handler_new(d->event, d->config, &d->handler);
+	if (r < 0)
+		return log_error_errno(r, "cannot set up the %s handler: %m",
+				       d->config->handler.type == HANDLER_HTTP ? "http" : "exec");
+	r = broker_new(d->event, d->config, &cb, d, &d->broker);
+	if (r < 0)
+		return log_error_errno(r, "cannot set up the broker connection: %m");
+	*out = TAKE_PTR(d);
+	return 0;
+}
+
+int daemon_run(struct daemon *d)
+{
+	int r;
+
+	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "start", .attempt = -1 },
+		 "dlqd %s starting: queue %s, %s handler, prefetch %u", DLQD_VERSION,
+		 d->config->pipeline.queue,
+		 d->config->handler.type == HANDLER_HTTP ? "http" : "exec",
+		 d->config->broker.prefetch);
+	sd_notify(0, "STATUS=Connecting to the broker");
+	r = broker_start(d->broker);
+	if (r < 0)
+		return r;
+	r = sd_event_loop(d->event);
+	if (r < 0)
+		return log_error_errno(r, "event loop failed: %m");
+	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "stop", .attempt = -1 },
+		 "stopped: %" PRIu64 " consumed, %" PRIu64 " succeeded, %" PRIu64
+		 " retried, %" PRIu64 " dead-lettered",
+		 d->counters.consumed, d->counters.succeeded, d->counters.retried,
+		 d->counters.dead_lettered);
+	return r;
+}
+
+struct daemon *daemon_free(struct daemon *d)
+{
+	if (!d)
+		return NULL;
+	while (d->jobs)
+		job_free(d->jobs);
+	/* Closing the connection hands every unacked delivery back. */
+	d->broker = broker_free(d->broker);
+	d->handler = handler_free(d->handler);
+	while (d->retired) {
+		struct retired_handler *r = d->retired;
+		d->retired = r->next;
+		handler_free(r->h);
+		free(r);
+	}
+	sd_event_source_disable_unref(d->drain_timer);
+	sd_event_source_disable_unref(d->status_timer);
+	taxonomy_free(d->taxonomy);
+	for (size_t i = 0; i < d->n_configs; i++)
+		config_free(d->configs[i]);
+	sd_event_unref(d->event);
+	free(d->config_path);
+	free(d);
+	return NULL;
+}
+
+void daemon_freep(struct daemon **d)
+{
+	*d = daemon_free(*d);
+}
+
+const struct daemon_counters *daemon_counters(const struct daemon *d)
+{
+	return &d->counters;
+}
