@@ -1,0 +1,73 @@
+"""
+Broker restart mid-run: while ~1500 messages are being worked on, the RabbitMQ
+node is stopped and started again (tests/broker.sh restart; durable queues and
+persistent messages survive). dlqd must notice (broker-lost), reconnect by
+itself (broker-connected again), keep running, and lose nothing.
+"""
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dlqtest  # noqa: E402
+from dlqtest import Msg, dlq, envelope, note, success  # noqa: E402
+
+
+def build(seed=4):
+    rnd = random.Random(seed)
+    msgs, expected = [], {}
+    for i in range(1200):
+        mid = "slow-%d" % i
+        msgs.append(Msg(envelope(mid, stub={"op": "sleep", "ms": rnd.randint(20, 50)}), key=mid))
+        expected[mid] = success(0)
+    for i in range(250):
+        k = 1 + i % 3
+        mid = "tr-%d-%d" % (k, i)
+        msgs.append(Msg(envelope(mid, stub={"op": "fail", "status": 503, "times": k}), key=mid))
+        expected[mid] = success(k)
+    for i in range(50):
+        mid = "bad-%d" % i
+        msgs.append(Msg(envelope(mid, stub={"op": "fail", "status": 400}), key=mid))
+        expected[mid] = dlq("INVALID_PAYLOAD", "NON_RETRYABLE", 1)
+    rnd.shuffle(msgs)
+    return msgs, expected
+
+
+class BrokerRestart(dlqtest.DlqdTestCase):
+    def test_broker_restart(self):
+        c = self.ctx
+        c.start_stub()
+        c.write_config(prefetch=20, timeout="5s")
+        d = c.start_dlqd()
+        d.wait_event("broker-connected", 1, timeout=10)
+
+        msgs, expected = build()
+        c.broker.publish(c.q, msgs)
+        note("published %d messages" % len(msgs))
+        mark = len(msgs) // 4
+        c.wait_until(lambda: len(c.stub.records()) >= mark, 60,
+                     "%d downstream answers before the restart" % mark, interval=0.02)
+
+        t0 = time.monotonic()
+        c.broker.close()
+        dlqtest.broker_sh("restart", timeout=180)
+        note("broker restarted in %.1fs" % (time.monotonic() - t0))
+
+        d.wait_event("broker-lost", 1, timeout=30)
+        d.wait_event("broker-connected", 2, timeout=60)
+        d.assert_alive("after the broker restart")
+        c.wait_ready(d, timeout=30)
+
+        c.wait_settled(expected, c.stub.successes, timeout=120)
+        copies = c.broker.get_all(c.dlq)
+        report = dlqtest.account(msgs, expected, c.stub.successes(), copies)
+        note("duplicates after the broker restart: %d" % report.duplicates)
+        self.assertAccounted(report)
+        d.assert_alive("at the end")
+        rc = d.stop()
+        self.assertEqual(rc, 0, "dlqd exit status %s after SIGTERM" % rc)
+
+
+if __name__ == "__main__":
+    dlqtest.main()

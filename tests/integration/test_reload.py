@@ -1,0 +1,101 @@
+"""
+SIGHUP reload: a changed taxonomy takes effect (HTTP 418 moves from the "4xx"
+rule, INVALID_PAYLOAD, to its own rule, TEAPOT); an invalid taxonomy or config
+is rejected with FILE:LINE diagnostics (event reload-failed), the running
+configuration is kept and messages keep flowing.
+"""
+import json
+import os
+import re
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dlqtest  # noqa: E402
+from dlqtest import Msg, dlq, envelope, note, success  # noqa: E402
+
+
+class Reload(dlqtest.DlqdTestCase):
+    def replace_file(self, path, text):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, path)
+
+    def batch(self, tag, n_teapot, n_ok, outcome):
+        msgs, expected = [], {}
+        for i in range(n_teapot):
+            mid = "%s-tea-%d" % (tag, i)
+            msgs.append(Msg(envelope(mid, stub={"op": "fail", "status": 418}), key=mid))
+            expected[mid] = outcome
+        for i in range(n_ok):
+            mid = "%s-ok-%d" % (tag, i)
+            msgs.append(Msg(envelope(mid), key=mid))
+            expected[mid] = success(0)
+        self.ctx.broker.publish(self.ctx.q, msgs)
+        self.ctx.wait_settled(expected, self.ctx.stub.successes, timeout=30)
+        copies = self.ctx.broker.get_all(self.ctx.dlq)
+        report = dlqtest.account(msgs, expected, self.ctx.stub.successes(), copies)
+        self.assertAccounted(report)
+
+    def assertDiagAfter(self, d, event_index, path):
+        """The log, from the reload-failed event on, names path:LINE:."""
+        text = d.text()
+        lines = text.splitlines()
+        start = max(i for i, l in enumerate(lines) if "reload-failed" in l) - 5
+        tail = "\n".join(lines[max(0, start):])
+        self.assertRegex(tail, re.escape(path) + r":\d+:",
+                         "reload-failed without a %s:LINE: diagnostic:\n%s" % (path, tail[-2000:]))
+
+    def test_reload(self):
+        c = self.ctx
+        c.start_stub()
+        tax_path = c.write_taxonomy()
+        conf_path = c.write_config(prefetch=10, timeout="5s")
+        d = c.start_dlqd()
+
+        old = dlq("INVALID_PAYLOAD", "NON_RETRYABLE", 1)
+        new = dlq("TEAPOT", "NON_RETRYABLE", 1)
+        self.batch("a", 10, 5, old)
+
+        # 1. A changed taxonomy takes effect.
+        tax = dlqtest.test_taxonomy(rules_before=[
+            {"when": {"http_status": [418]}, "error_code": "TEAPOT", "class": "NON_RETRYABLE"}])
+        self.replace_file(tax_path, json.dumps(tax, indent=2) + "\n")
+        d.signal(signal.SIGHUP)
+        d.wait_event("reload", 1, timeout=10)
+        d.assert_alive("after a good reload")
+        self.batch("b", 10, 5, new)
+
+        # 2. An invalid taxonomy is refused; the old table stays.
+        self.replace_file(tax_path, '{"version": 1,\n  "policies": {,}\n}\n')
+        d.signal(signal.SIGHUP)
+        d.wait_event("reload-failed", 1, timeout=10)
+        self.assertDiagAfter(d, 1, tax_path)
+        d.assert_alive("after a failed reload")
+        self.batch("c", 10, 5, new)
+
+        # 3. An invalid config is refused too.
+        self.replace_file(tax_path, json.dumps(tax, indent=2) + "\n")
+        with open(conf_path) as f:
+            good_conf = f.read()
+        self.replace_file(conf_path, good_conf.replace("[handler]\n", "[handler]\nno_such_key = 1\n"))
+        d.signal(signal.SIGHUP)
+        d.wait_event("reload-failed", 2, timeout=10)
+        self.assertDiagAfter(d, 2, conf_path)
+        d.assert_alive("after a failed config reload")
+        self.batch("d", 5, 5, new)
+
+        # 4. Fixed again: reload succeeds.
+        self.replace_file(conf_path, good_conf)
+        d.signal(signal.SIGHUP)
+        d.wait_event("reload", 2, timeout=10)
+        self.batch("e", 5, 5, new)
+        note("reload events: %d ok, %d failed" % (len(d.events("reload")), len(d.events("reload-failed"))))
+
+        rc = d.stop()
+        self.assertEqual(rc, 0, "dlqd exit status %s after SIGTERM" % rc)
+
+
+if __name__ == "__main__":
+    dlqtest.main()
