@@ -1,0 +1,54 @@
+/*
+ * metrics: the Prometheus registry of one dlqd process, and its rendering in
+ * the text exposition format 0.0.4. Pure: no I/O, no logging; the metrics
+ * server (metrics_server.h) serves what metrics_render() produces.
+ *
+ * The update functions run once or more per message, so they never allocate
+ * and never fail: every storage is sized by metrics_new(). Labelled counters
+ * keep at most METRICS_LABEL_PAIRS_MAX distinct (error_code, error_class)
+ * pairs per metric; later pairs, and codes or classes longer than
+ * METRICS_LABEL_VALUE_MAX bytes, are counted under error_code="OTHER" (with
+ * their class while a few spare series last, then error_class="OTHER" too),
+ * so a downstream inventing codes cannot grow the scrape without bound.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dlqd/util.h"
+
+#define METRICS_LABEL_PAIRS_MAX 256
+#define METRICS_LABEL_VALUE_MAX 127
+/* The error_code that collects pairs over the bound. */
+#define METRICS_OTHER "OTHER"
+
+struct metrics;
+
+/* Returns 0 or -ENOMEM. */
+int metrics_new(struct metrics **out);
+struct metrics *metrics_free(struct metrics *m);
+void metrics_freep(struct metrics **m);
+
+/* Counters. NULL error_code or error_class count as "". */
+void metrics_consumed(struct metrics *m);
+void metrics_succeeded(struct metrics *m);
+void metrics_retried(struct metrics *m, const char *error_code, const char *error_class);
+void metrics_dead_lettered(struct metrics *m, const char *error_code, const char *error_class);
+void metrics_dlq_publish_failed(struct metrics *m);
+void metrics_reconnected(struct metrics *m);
+
+/* One handler run took usec microseconds (dlqd_handler_duration_seconds). */
+void metrics_handler_duration(struct metrics *m, uint64_t usec);
+
+/* Gauges. */
+void metrics_set_in_flight(struct metrics *m, uint64_t n);
+/* depth < 0: unknown, both DLQ samples are left out of the scrape. */
+void metrics_set_dlq(struct metrics *m, int64_t depth, double oldest_age_seconds);
+void metrics_set_broker_connected(struct metrics *m, bool up);
+
+/*
+ * Appends the whole exposition (text format 0.0.4) to out. Returns 0, or
+ * -E2BIG / -ENOMEM with out as it was before the call.
+ */
+int metrics_render(const struct metrics *m, struct buf *out);
