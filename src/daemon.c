@@ -23,6 +23,8 @@
 #include "dlqd/envelope.h"
 #include "dlqd/handler.h"
 #include "dlqd/log.h"
+#include "dlqd/metrics.h"
+#include "dlqd/metrics_server.h"
 #include "dlqd/router.h"
 #include "dlqd/taxonomy.h"
 #include "dlqd/util.h"
@@ -86,6 +88,8 @@ struct daemon {
 	bool draining;
 	sd_event_source *drain_timer, *status_timer;
 	struct daemon_counters counters;
+	struct metrics *metrics;
+	struct metrics_server *metrics_server;
 };
 
 static void job_publish(struct job *j);
@@ -112,6 +116,7 @@ static struct job *job_free(struct job *j)
 		j->next->prev = j->prev;
 	d->n_jobs--;
 	d->counters.in_flight = d->n_jobs;
+	metrics_set_in_flight(d->metrics, d->n_jobs);
 	broker_msg_free(j->msg);
 	envelope_free(j->env);
 	free(j->payload);
@@ -188,12 +193,14 @@ static void log_settled(struct job *j)
 			 j->route.lane_ms, format_timestamp(j->next_retry_at_usec, at));
 		ctx = job_log_ctx(j, "retry", extra);
 		d->counters.retried++;
+		metrics_retried(d->metrics, j->error_code, error_class_to_string(j->route.error_class));
 		log_full(LOG_INFO, 0, &ctx, "retrying %s in %" PRIu64 " ms (attempt %u of %u)",
 			 j->env->message_id, j->route.delay_usec / USEC_PER_MSEC,
 			 j->route.attempt, j->route.max_attempt);
 		return;
 	}
 	d->counters.dead_lettered++;
+	metrics_dead_lettered(d->metrics, j->error_code, error_class_to_string(j->route.error_class));
 	snprintf(extra, sizeof(extra), "cause_code=%s", j->cause_code);
 	ctx = job_log_ctx(j, "dead-letter", j->cause_code[0] ? extra : NULL);
 	if (!j->env) {
@@ -239,8 +246,10 @@ static void job_publish_failed(struct job *j, int r, const char *reason)
 		return;
 	}
 	d->counters.publish_failures++;
-	if (dlq)
+	if (dlq) {
 		d->counters.dlq_publish_failures++;
+		metrics_dlq_publish_failed(d->metrics);
+	}
 	log_full(dlq ? LOG_CRIT : LOG_ERR, r, &ctx,
 		 "%s copy of %s was not accepted by the broker (%s); keeping the message unacked",
 		 dlq ? "DLQ" : "retry", j->env ? j->env->message_id : "(invalid body)",
@@ -336,6 +345,7 @@ static void job_route(struct job *j)
 	if (j->route.action == ROUTE_ACK) {
 		broker_ack(d->broker, j->msg);
 		d->counters.succeeded++;
+		metrics_succeeded(d->metrics);
 		log_full(LOG_DEBUG, 0, &(struct log_ctx){ .message_id = j->env->message_id,
 							  .trace_id = j->env->trace_id,
 							  .attempt = j->env->attempt,
@@ -380,6 +390,7 @@ static void on_handler_done(struct handler_job *hj, const struct result *r)
 
 	j->result = *r;
 	j->state = JOB_PUBLISHING;
+	metrics_handler_duration(d->metrics, r->duration_usec);
 	router_decide(d->taxonomy, j->env, &j->result, random_unit(), &j->route);
 	job_route(j);
 }
@@ -405,6 +416,8 @@ static void on_delivery(void *userdata, struct broker_msg *m)
 	d->n_jobs++;
 	d->counters.consumed++;
 	d->counters.in_flight = d->n_jobs;
+	metrics_consumed(d->metrics);
+	metrics_set_in_flight(d->metrics, d->n_jobs);
 
 	if (m->len > d->config->pipeline.max_message_size) {
 		router_decide(d->taxonomy, NULL, NULL, 0, &j->route);
@@ -484,7 +497,10 @@ static void on_connection(void *userdata, bool up)
 {
 	struct daemon *d = userdata;
 
+	metrics_set_broker_connected(d->metrics, up);
 	if (up) {
+		if (d->ready_sent)
+			metrics_reconnected(d->metrics);
 		if (!d->ready_sent) {
 			sd_notify(0, "READY=1");
 			d->ready_sent = true;
@@ -683,6 +699,18 @@ int daemon_new(const char *config_path, struct daemon **out)
 		return r;
 	sd_event_source_set_enabled(d->status_timer, SD_EVENT_ON);
 
+	r = metrics_new(&d->metrics);
+	if (r < 0)
+		return r;
+	if (d->config->metrics.listen[0]) {
+		r = metrics_server_new(d->event, d->config->metrics.listen, d->metrics,
+				       &d->metrics_server);
+		if (r < 0)
+			return log_error_errno(r, "cannot serve metrics on %s: %m",
+					       d->config->metrics.listen);
+		log_info("serving metrics on %s (port %d)", d->config->metrics.listen,
+			 metrics_server_port(d->metrics_server));
+	}
 	r = handler_new(d->event, d->config, &d->handler);
 	if (r < 0)
 		return log_error_errno(r, "cannot set up the %s handler: %m",
@@ -733,6 +761,8 @@ struct daemon *daemon_free(struct daemon *d)
 		handler_free(r->h);
 		free(r);
 	}
+	d->metrics_server = metrics_server_free(d->metrics_server);
+	d->metrics = metrics_free(d->metrics);
 	sd_event_source_disable_unref(d->drain_timer);
 	sd_event_source_disable_unref(d->status_timer);
 	taxonomy_free(d->taxonomy);
