@@ -589,15 +589,62 @@ static int parse_list(const char *v, char ***out)
 	return 0;
 }
 
+/*
+ * Parses the value of a number, duration or size key and checks it against
+ * the key's bounds. Reports and returns false when it is not usable.
+ */
+static bool parse_number(struct parser *p, const struct key_def *k, const char *v,
+			 unsigned line, uint64_t *out)
+{
+	const char *sec = section_names[k->section];
+	char range[96];
+	uint64_t u;
+	int r;
+
+	switch (k->type) {
+	case KT_DURATION:
+		r = parse_duration_usec(v, &u);
+		break;
+	case KT_SIZE:
+		r = parse_size(v, &u);
+		break;
+	default:
+		r = parse_uint(v, 0, UINT64_MAX, &u);
+		break;
+	}
+	if (r == -EINVAL) {
+		if (k->type == KT_DURATION)
+			perr(p, line,
+			     "invalid duration '%s' for '%s' in [%s]: expected a number with "
+			     "a unit (us, ms, s, m, h, d) like 250ms, 30s or 5m (allowed: %s)",
+			     v, k->name, sec, range_text(k, range, sizeof(range)));
+		else if (k->type == KT_SIZE)
+			perr(p, line,
+			     "invalid size '%s' for '%s' in [%s]: expected bytes or a number "
+			     "with a unit (KiB, MiB, GiB, KB, MB, GB) like 64KiB (allowed: %s)",
+			     v, k->name, sec, range_text(k, range, sizeof(range)));
+		else
+			perr(p, line,
+			     "invalid number '%s' for '%s' in [%s]: expected an integer from %s",
+			     v, k->name, sec, range_text(k, range, sizeof(range)));
+		return false;
+	}
+	if (r < 0 || u < k->min || u > k->max) {
+		perr(p, line, "value '%s' for '%s' in [%s] is out of range (allowed: %s)", v,
+		     k->name, sec, range_text(k, range, sizeof(range)));
+		return false;
+	}
+	*out = u;
+	return true;
+}
+
 static void set_value(struct parser *p, int id, const char *v, unsigned line)
 {
 	const struct key_def *k = &keys[id];
 	const char *sec = section_names[k->section];
 	void *field = (char *)p->c + k->offset;
-	char range[96];
 	uint64_t u;
 	bool b;
-	int r;
 
 	switch (k->type) {
 	case KT_STRING:
@@ -619,33 +666,12 @@ static void set_value(struct parser *p, int id, const char *v, unsigned line)
 		set_string(field, resolve_path(p, v));
 		return;
 	case KT_UINT32:
-		r = parse_uint(v, 0, UINT64_MAX, &u);
-		if (r == -EINVAL) {
-			perr(p, line, "invalid number '%s' for '%s' in [%s]: expected an integer from %s",
-			     v, k->name, sec, range_text(k, range, sizeof(range)));
-			return;
-		}
-		if (r < 0 || u < k->min || u > k->max) {
-			perr(p, line, "value '%s' for '%s' in [%s] is out of range (allowed: %s)",
-			     v, k->name, sec, range_text(k, range, sizeof(range)));
-			return;
-		}
-		*(uint32_t *)field = (uint32_t)u;
+		if (parse_number(p, k, v, line, &u))
+			*(uint32_t *)field = (uint32_t)u;
 		return;
 	case KT_DURATION:
-		r = parse_duration_usec(v, &u);
-		if (r == -EINVAL) {
-			perr(p, line,
-			     "invalid duration '%s' for '%s' in [%s]: expected a number with "
-			     "a unit (us, ms, s, m, h, d) like 250ms, 30s or 5m (allowed: %s)",
-			     v, k->name, sec, range_text(k, range, sizeof(range)));
+		if (!parse_number(p, k, v, line, &u))
 			return;
-		}
-		if (r < 0 || u < k->min || u > k->max) {
-			perr(p, line, "value '%s' for '%s' in [%s] is out of range (allowed: %s)",
-			     v, k->name, sec, range_text(k, range, sizeof(range)));
-			return;
-		}
 		/* AMQP negotiates whole seconds: 500ms would silently mean "off". */
 		if (id == K_BROKER_HEARTBEAT && u % USEC_PER_SEC != 0) {
 			perr(p, line,
@@ -657,20 +683,8 @@ static void set_value(struct parser *p, int id, const char *v, unsigned line)
 		*(uint64_t *)field = u;
 		return;
 	case KT_SIZE:
-		r = parse_size(v, &u);
-		if (r == -EINVAL) {
-			perr(p, line,
-			     "invalid size '%s' for '%s' in [%s]: expected bytes or a number "
-			     "with a unit (KiB, MiB, GiB, KB, MB, GB) like 64KiB (allowed: %s)",
-			     v, k->name, sec, range_text(k, range, sizeof(range)));
-			return;
-		}
-		if (r < 0 || u < k->min || u > k->max) {
-			perr(p, line, "value '%s' for '%s' in [%s] is out of range (allowed: %s)",
-			     v, k->name, sec, range_text(k, range, sizeof(range)));
-			return;
-		}
-		*(uint64_t *)field = u;
+		if (parse_number(p, k, v, line, &u))
+			*(uint64_t *)field = u;
 		return;
 	case KT_BOOL:
 		if (parse_bool(v, &b) < 0) {

@@ -83,28 +83,6 @@ static void jfreep(json_t **j)
 	json_decref(*j);
 }
 
-static const char *type_name(const json_t *j)
-{
-	switch (json_typeof(j)) {
-	case JSON_OBJECT:
-		return "object";
-	case JSON_ARRAY:
-		return "array";
-	case JSON_STRING:
-		return "string";
-	case JSON_INTEGER:
-		return "integer";
-	case JSON_REAL:
-		return "number";
-	case JSON_TRUE:
-	case JSON_FALSE:
-		return "boolean";
-	case JSON_NULL:
-		return "null";
-	}
-	return "unknown";
-}
-
 /*
  * Writes the reason and returns -EINVAL. The reason travels in an AMQP
  * header and in log lines, so anything outside printable ASCII (jansson
@@ -148,7 +126,7 @@ static int check_id(json_t *root, const char *key, bool required, const char **o
 		return 0;
 	}
 	if (!json_is_string(v))
-		return invalid(why, why_len, "%s: expected string, got %s", key, type_name(v));
+		return invalid(why, why_len, "%s: expected string, got %s", key, util_json_type_name(v));
 	s = json_string_value(v);
 	n = json_string_length(v);
 	if (n == 0 && required)
@@ -191,7 +169,7 @@ static int check_count(json_t *root, const char *key, uint32_t *out, bool *prese
 		return invalid(why, why_len, "%s: must be an integer 0..%d, got %g", key,
 			       ENVELOPE_ATTEMPT_MAX, json_real_value(v));
 	return invalid(why, why_len, "%s: must be an integer 0..%d, got %s", key,
-		       ENVELOPE_ATTEMPT_MAX, type_name(v));
+		       ENVELOPE_ATTEMPT_MAX, util_json_type_name(v));
 }
 
 static int check_timestamp(json_t *root, const char *key, uint64_t *out, bool *present,
@@ -205,7 +183,7 @@ static int check_timestamp(json_t *root, const char *key, uint64_t *out, bool *p
 		return 0;
 	if (!json_is_string(v))
 		return invalid(why, why_len, "%s: expected RFC 3339 string, got %s", key,
-			       type_name(v));
+			       util_json_type_name(v));
 	s = json_string_value(v);
 	/* An embedded NUL would hide trailing junk from parse_timestamp(). */
 	if (strlen(s) != json_string_length(v) || parse_timestamp(s, out) < 0)
@@ -223,7 +201,7 @@ static int check_type(json_t *root, const char *key, json_type type, char *why, 
 
 	if (!v || json_typeof(v) == type)
 		return 0;
-	return invalid(why, why_len, "%s: expected %s, got %s", key, names[type], type_name(v));
+	return invalid(why, why_len, "%s: expected %s, got %s", key, names[type], util_json_type_name(v));
 }
 
 int envelope_decode(const void *body, size_t len, uint64_t now_usec, struct envelope **out,
@@ -252,7 +230,7 @@ int envelope_decode(const void *body, size_t len, uint64_t now_usec, struct enve
 			       err.column, err.text);
 	}
 	if (!json_is_object(root))
-		return invalid(why, why_len, "body: expected object, got %s", type_name(root));
+		return invalid(why, why_len, "body: expected object, got %s", util_json_type_name(root));
 
 	impl = calloc(1, sizeof(*impl));
 	if (!impl)
@@ -266,7 +244,7 @@ int envelope_decode(const void *body, size_t len, uint64_t now_usec, struct enve
 	if (!payload)
 		return invalid(why, why_len, "payload: missing");
 	if (!json_is_object(payload))
-		return invalid(why, why_len, "payload: expected object, got %s", type_name(payload));
+		return invalid(why, why_len, "payload: expected object, got %s", util_json_type_name(payload));
 
 	if ((r = check_id(root, "trace_id", false, &e->trace_id, why, why_len)) < 0 ||
 	    (r = check_id(root, "schema_version", false, &e->schema_version, why, why_len)) < 0 ||

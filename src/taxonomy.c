@@ -227,6 +227,17 @@ static void scan_value(struct scan *s)
 	} while (depth > 0);
 }
 
+/* Skips a value and the comma after it; false at the end of its container. */
+static bool scan_past_value(struct scan *s)
+{
+	scan_value(s);
+	scan_ws(s);
+	if (s->p >= s->end || *s->p != ',')
+		return false;
+	s->p++;
+	return true;
+}
+
 /*
  * The line of the last element of path: the line of the key for an object
  * member, of the value for an array element. Stops at the deepest element it
@@ -267,11 +278,8 @@ static unsigned locate_line(const char *text, size_t len, const struct path_elem
 					found = true;
 					break;
 				}
-				scan_value(&s);
-				scan_ws(&s);
-				if (s.p >= s.end || *s.p != ',')
+				if (!scan_past_value(&s))
 					return best;
-				s.p++;
 			}
 		} else {
 			if (*s.p != '[')
@@ -286,11 +294,8 @@ static unsigned locate_line(const char *text, size_t len, const struct path_elem
 					found = true;
 					break;
 				}
-				scan_value(&s);
-				scan_ws(&s);
-				if (s.p >= s.end || *s.p != ',')
+				if (!scan_past_value(&s))
 					return best;
-				s.p++;
 			}
 		}
 		if (!found)
@@ -403,26 +408,20 @@ static void flush_errors(struct ctx *c, struct diag *diags)
 	c->n_pending = 0;
 }
 
-static const char *type_name(const json_t *v)
+/*
+ * Descends into the required member key of o (the caller pops the path);
+ * NULL, reported, when it is missing.
+ */
+static json_t *enter_required(struct ctx *c, json_t *o, const char *key)
 {
-	switch (json_typeof(v)) {
-	case JSON_OBJECT:
-		return "object";
-	case JSON_ARRAY:
-		return "array";
-	case JSON_STRING:
-		return "string";
-	case JSON_INTEGER:
-		return "integer";
-	case JSON_REAL:
-		return "number";
-	case JSON_TRUE:
-	case JSON_FALSE:
-		return "boolean";
-	case JSON_NULL:
-		return "null";
+	json_t *v = json_object_get(o, key);
+
+	if (!v) {
+		report(c, "missing \"%s\"", key);
+		return NULL;
 	}
-	return "value";
+	path_key(c, key);
+	return v;
 }
 
 /* Reports every key of o not in allowed (NULL-terminated). */
@@ -459,7 +458,7 @@ static bool valid_code(const char *s)
 static int get_code(struct ctx *c, json_t *v, char out[static CODE_MAX + 1])
 {
 	if (!json_is_string(v)) {
-		report(c, "expected a string, got %s", type_name(v));
+		report(c, "expected a string, got %s", util_json_type_name(v));
 		return -EINVAL;
 	}
 	if (!valid_code(json_string_value(v))) {
@@ -474,7 +473,7 @@ static int get_code(struct ctx *c, json_t *v, char out[static CODE_MAX + 1])
 static int get_class(struct ctx *c, json_t *v, enum error_class *out)
 {
 	if (!json_is_string(v)) {
-		report(c, "expected a string, got %s", type_name(v));
+		report(c, "expected a string, got %s", util_json_type_name(v));
 		return -EINVAL;
 	}
 	*out = error_class_from_string(json_string_value(v));
@@ -498,7 +497,7 @@ static int get_policy_ref(struct ctx *c, const struct taxonomy *t, json_t *v,
 			  const struct policy **out)
 {
 	if (!json_is_string(v)) {
-		report(c, "expected a string, got %s", type_name(v));
+		report(c, "expected a string, got %s", util_json_type_name(v));
 		return -EINVAL;
 	}
 	*out = find_policy(t, json_string_value(v));
@@ -553,7 +552,7 @@ static int get_duration(struct ctx *c, json_t *v, uint64_t *out)
 		}
 		*out = (uint64_t)llround(sec * USEC_PER_SEC);
 	} else {
-		report(c, "expected a duration string or a number of seconds, got %s", type_name(v));
+		report(c, "expected a duration string or a number of seconds, got %s", util_json_type_name(v));
 		return -EINVAL;
 	}
 	if (*out > DURATION_MAX_USEC) {
@@ -579,7 +578,7 @@ static bool is_integral(json_t *v)
 static int get_int(struct ctx *c, json_t *v, json_int_t min, json_int_t max, json_int_t *out)
 {
 	if (!is_integral(v)) {
-		report(c, "expected an integer, got %s", type_name(v));
+		report(c, "expected an integer, got %s", util_json_type_name(v));
 		return -EINVAL;
 	}
 	*out = json_is_integer(v) ? json_integer_value(v) : (json_int_t)json_real_value(v);
@@ -594,7 +593,7 @@ static int get_int(struct ctx *c, json_t *v, json_int_t min, json_int_t max, jso
 static int get_number(struct ctx *c, json_t *v, double min, double max, double *out)
 {
 	if (!json_is_number(v)) {
-		report(c, "expected a number, got %s", type_name(v));
+		report(c, "expected a number, got %s", util_json_type_name(v));
 		return -EINVAL;
 	}
 	*out = json_number_value(v);
@@ -620,7 +619,7 @@ static int parse_policy(struct ctx *c, json_t *o, struct policy *p)
 	json_t *v;
 
 	if (!json_is_object(o)) {
-		report(c, "expected an object, got %s", type_name(o));
+		report(c, "expected an object, got %s", util_json_type_name(o));
 		return -EINVAL;
 	}
 	check_keys(c, o, keys);
@@ -695,7 +694,7 @@ static int parse_policies(struct ctx *c, struct taxonomy *t, json_t *o)
 	json_t *v;
 
 	if (!json_is_object(o)) {
-		report(c, "expected an object, got %s", type_name(o));
+		report(c, "expected an object, got %s", util_json_type_name(o));
 		return -EINVAL;
 	}
 	if (json_object_size(o) == 0) {
@@ -729,7 +728,7 @@ static void parse_classes(struct ctx *c, struct taxonomy *t, json_t *o)
 	json_t *v;
 
 	if (!json_is_object(o)) {
-		report(c, "expected an object, got %s", type_name(o));
+		report(c, "expected an object, got %s", util_json_type_name(o));
 		return;
 	}
 	json_object_foreach(o, name, v) {
@@ -820,7 +819,7 @@ static int parse_match_value(struct ctx *c, unsigned key, json_t *v, struct rule
 		return -EINVAL;
 	case MATCH_TRANSPORT:
 		if (!s) {
-			report(c, "expected a string, got %s", type_name(v));
+			report(c, "expected a string, got %s", util_json_type_name(v));
 			return -EINVAL;
 		}
 		if (strncmp(s, "CURLE_", 6) == 0) {
@@ -854,7 +853,7 @@ static int parse_match_value(struct ctx *c, unsigned key, json_t *v, struct rule
 		return 0;
 	case MATCH_HANDLER_CODE:
 		if (!s) {
-			report(c, "expected a string, got %s", type_name(v));
+			report(c, "expected a string, got %s", util_json_type_name(v));
 			return -EINVAL;
 		}
 		if (strlen(s) == 0 || strlen(s) > CODE_MAX) {
@@ -881,7 +880,7 @@ static int parse_when(struct ctx *c, json_t *o, struct rule *ru)
 	int r;
 
 	if (!json_is_object(o)) {
-		report(c, "expected an object, got %s", type_name(o));
+		report(c, "expected an object, got %s", util_json_type_name(o));
 		return 0;
 	}
 	if (json_object_size(o) == 0) {
@@ -903,7 +902,7 @@ static int parse_when(struct ctx *c, json_t *o, struct rule *ru)
 			if (!json_is_true(v))
 				report(c, "expected true");
 		} else if (!json_is_array(v)) {
-			report(c, "expected an array, got %s", type_name(v));
+			report(c, "expected an array, got %s", util_json_type_name(v));
 		} else if (json_array_size(v) == 0) {
 			report(c, "must not be empty");
 		} else if (json_array_size(v) > TAXONOMY_VALUES_MAX) {
@@ -923,6 +922,31 @@ static int parse_when(struct ctx *c, json_t *o, struct rule *ru)
 	return 0;
 }
 
+/*
+ * The outcome part shared by a rule and "default": the required "error_code"
+ * and "class" and the optional "policy" override.
+ */
+static void parse_outcome(struct ctx *c, const struct taxonomy *t, json_t *o,
+			  char code[static CODE_MAX + 1], enum error_class *class,
+			  const struct policy **policy)
+{
+	json_t *v;
+
+	if ((v = enter_required(c, o, "error_code"))) {
+		get_code(c, v, code);
+		path_pop(c);
+	}
+	if ((v = enter_required(c, o, "class"))) {
+		get_class(c, v, class);
+		path_pop(c);
+	}
+	if ((v = json_object_get(o, "policy"))) {
+		path_key(c, "policy");
+		get_policy_ref(c, t, v, policy);
+		path_pop(c);
+	}
+}
+
 static int parse_rule(struct ctx *c, struct taxonomy *t, json_t *o, struct rule *ru)
 {
 	static const char *const keys[] = { "when", "error_code", "class", "policy", "escalate",
@@ -931,42 +955,21 @@ static int parse_rule(struct ctx *c, struct taxonomy *t, json_t *o, struct rule 
 	int r;
 
 	if (!json_is_object(o)) {
-		report(c, "expected an object, got %s", type_name(o));
+		report(c, "expected an object, got %s", util_json_type_name(o));
 		return 0;
 	}
 	check_keys(c, o, keys);
-	if (!(v = json_object_get(o, "when"))) {
-		report(c, "missing \"when\"");
-	} else {
-		path_key(c, "when");
+	if ((v = enter_required(c, o, "when"))) {
 		r = parse_when(c, v, ru);
 		path_pop(c);
 		if (r < 0)
 			return r;
 	}
-	if (!(v = json_object_get(o, "error_code"))) {
-		report(c, "missing \"error_code\"");
-	} else {
-		path_key(c, "error_code");
-		get_code(c, v, ru->error_code);
-		path_pop(c);
-	}
-	if (!(v = json_object_get(o, "class"))) {
-		report(c, "missing \"class\"");
-	} else {
-		path_key(c, "class");
-		get_class(c, v, &ru->error_class);
-		path_pop(c);
-	}
-	if ((v = json_object_get(o, "policy"))) {
-		path_key(c, "policy");
-		get_policy_ref(c, t, v, &ru->policy);
-		path_pop(c);
-	}
+	parse_outcome(c, t, o, ru->error_code, &ru->error_class, &ru->policy);
 	if ((v = json_object_get(o, "escalate"))) {
 		path_key(c, "escalate");
 		if (!json_is_boolean(v))
-			report(c, "expected true or false, got %s", type_name(v));
+			report(c, "expected true or false, got %s", util_json_type_name(v));
 		else
 			ru->escalate = json_is_true(v);
 		path_pop(c);
@@ -980,7 +983,7 @@ static int parse_rules(struct ctx *c, struct taxonomy *t, json_t *a)
 	int r;
 
 	if (!json_is_array(a)) {
-		report(c, "expected an array, got %s", type_name(a));
+		report(c, "expected an array, got %s", util_json_type_name(a));
 		return 0;
 	}
 	n = json_array_size(a);
@@ -1008,32 +1011,13 @@ static int parse_rules(struct ctx *c, struct taxonomy *t, json_t *a)
 static void parse_default(struct ctx *c, struct taxonomy *t, json_t *o)
 {
 	static const char *const keys[] = { "error_code", "class", "policy", NULL };
-	json_t *v;
 
 	if (!json_is_object(o)) {
-		report(c, "expected an object, got %s", type_name(o));
+		report(c, "expected an object, got %s", util_json_type_name(o));
 		return;
 	}
 	check_keys(c, o, keys);
-	if (!(v = json_object_get(o, "error_code"))) {
-		report(c, "missing \"error_code\"");
-	} else {
-		path_key(c, "error_code");
-		get_code(c, v, t->default_code);
-		path_pop(c);
-	}
-	if (!(v = json_object_get(o, "class"))) {
-		report(c, "missing \"class\"");
-	} else {
-		path_key(c, "class");
-		get_class(c, v, &t->default_class);
-		path_pop(c);
-	}
-	if ((v = json_object_get(o, "policy"))) {
-		path_key(c, "policy");
-		get_policy_ref(c, t, v, &t->default_policy);
-		path_pop(c);
-	}
+	parse_outcome(c, t, o, t->default_code, &t->default_class, &t->default_policy);
 }
 
 static int parse_root(struct ctx *c, struct taxonomy *t, json_t *root)
@@ -1045,57 +1029,42 @@ static int parse_root(struct ctx *c, struct taxonomy *t, json_t *root)
 	int r;
 
 	if (!json_is_object(root)) {
-		report(c, "expected an object, got %s", type_name(root));
+		report(c, "expected an object, got %s", util_json_type_name(root));
 		return 0;
 	}
 	check_keys(c, root, keys);
 	if ((v = json_object_get(root, "$schema")) && !json_is_string(v)) {
 		path_key(c, "$schema");
-		report(c, "expected a string, got %s", type_name(v));
+		report(c, "expected a string, got %s", util_json_type_name(v));
 		path_pop(c);
 	}
-	if (!(v = json_object_get(root, "version"))) {
-		report(c, "missing \"version\"");
-	} else {
-		path_key(c, "version");
+	if ((v = enter_required(c, root, "version"))) {
 		if (!is_integral(v))
-			report(c, "expected an integer, got %s", type_name(v));
+			report(c, "expected an integer, got %s", util_json_type_name(v));
 		else if (json_number_value(v) != 1)
 			report(c, "unsupported version %g (this dlqd reads version 1)",
 			       json_number_value(v));
 		path_pop(c);
 	}
-	if (!(v = json_object_get(root, "policies"))) {
-		report(c, "missing \"policies\"");
-		/* Nothing can reference a policy; say so once, not per reference. */
+	/* Without policies nothing can reference one; say so once, not per reference. */
+	if (!(v = enter_required(c, root, "policies")))
 		return 0;
-	}
-	path_key(c, "policies");
 	r = parse_policies(c, t, v);
 	path_pop(c);
 	if (r < 0 || !t->n_policies)
 		return r;
 
-	if (!(v = json_object_get(root, "classes"))) {
-		report(c, "missing \"classes\"");
-	} else {
-		path_key(c, "classes");
+	if ((v = enter_required(c, root, "classes"))) {
 		parse_classes(c, t, v);
 		path_pop(c);
 	}
-	if (!(v = json_object_get(root, "rules"))) {
-		report(c, "missing \"rules\"");
-	} else {
-		path_key(c, "rules");
+	if ((v = enter_required(c, root, "rules"))) {
 		r = parse_rules(c, t, v);
 		path_pop(c);
 		if (r < 0)
 			return r;
 	}
-	if (!(v = json_object_get(root, "default"))) {
-		report(c, "missing \"default\"");
-	} else {
-		path_key(c, "default");
+	if ((v = enter_required(c, root, "default"))) {
 		parse_default(c, t, v);
 		path_pop(c);
 	}

@@ -1,6 +1,6 @@
 /*
- * util: clocks, unit parsing, bounded buffers and diagnostics shared by every
- * module. Nothing here logs; callers decide what an error means.
+ * util: clocks, unit parsing, bounded buffers, diagnostics and JSON type names
+ * shared by every module. Nothing here logs; callers decide what an error means.
  */
 #include "dlqd/util.h"
 
@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 void freep(void *p)
 {
@@ -485,4 +487,26 @@ double random_unit(void)
 	s[2] ^= t;
 	s[3] = rotl(s[3], 45);
 	return (double)(result >> 11) * 0x1.0p-53;
+}
+
+const char *util_json_type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		return "object";
+	case JSON_ARRAY:
+		return "array";
+	case JSON_STRING:
+		return "string";
+	case JSON_INTEGER:
+		return "integer";
+	case JSON_REAL:
+		return "number";
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "boolean";
+	case JSON_NULL:
+		return "null";
+	}
+	return "value";
 }

@@ -108,3 +108,11 @@ char *strscpy(char *dst, const char *s, size_t n);
 
 /* Uniform double in [0, 1) from a per-process PRNG seeded from getrandom(). */
 double random_unit(void);
+
+/*
+ * "object", "array", "string", "integer", "number", "boolean" or "null", for
+ * "expected X, got Y" messages about JSON input. Declared on jansson's struct
+ * tag so this header does not pull jansson into every module.
+ */
+struct json_t;
+const char *util_json_type_name(const struct json_t *v);

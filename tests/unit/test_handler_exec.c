@@ -25,6 +25,7 @@
 #include "dlqd/handler.h"
 #include "dlqd/result.h"
 #include "dlqd/util.h"
+#include "testutil.h"
 
 /* Only a guard against hanging forever, not a performance assertion. */
 #define SAFETY_USEC (60 * USEC_PER_SEC)
@@ -43,20 +44,6 @@ struct run {
 	struct result r;
 	struct handler_job job;
 };
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
-
-	assert_non_null(d);
-	while ((de = readdir(d)))
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the DIR's own fd */
-}
 
 /* True while this process has any child, zombie or not (reaps nothing). */
 static bool have_children(void)

@@ -225,6 +225,38 @@ static struct tjob *run_one(struct ctx *x, const char *stub_op, uint32_t attempt
 	return t;
 }
 
+/*
+ * One job against the stub and what its result must say. Every field is
+ * checked: a NULL code or class means none was reported, a NULL evidence is
+ * the one thing left unchecked.
+ */
+struct http_case {
+	const char *op;
+	uint32_t attempt;
+	enum result_kind kind;
+	long status;
+	uint64_t retry_after; /* usec */
+	const char *code, *class, *evidence;
+};
+
+static void check_cases(struct ctx *x, const struct http_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct http_case *c = &cases[i];
+		struct tjob *t = run_one(x, c->op, c->attempt);
+
+		print_message("case %zu: %s, attempt %u\n", i, c->op, c->attempt);
+		assert_int_equal(t->r.kind, c->kind);
+		assert_int_equal(t->r.http_status, c->status);
+		assert_int_equal(t->r.retry_after_usec, c->retry_after);
+		assert_string_equal(t->r.handler_code, c->code ? c->code : "");
+		assert_string_equal(t->r.handler_class, c->class ? c->class : "");
+		if (c->evidence)
+			assert_string_equal(t->r.evidence, c->evidence);
+		free(t);
+	}
+}
+
 /* Finds the stub's log line for message_id; NULL if it did not answer it. */
 static json_t *log_find(const char *message_id)
 {
@@ -292,106 +324,66 @@ static void test_success_headers(void **state)
 
 static void test_http_fail(void **state)
 {
+	static const struct http_case cases[] = {
+		{ .op = "{\"op\":\"fail\",\"status\":503}",
+		  .kind = RESULT_HTTP, .status = 503, .evidence = "{\"ok\":false}" },
+		/* "times" counts X-Attempt: fails while attempt < times. */
+		{ .op = "{\"op\":\"fail\",\"status\":500,\"times\":2}",
+		  .attempt = 1, .kind = RESULT_HTTP, .status = 500 },
+		{ .op = "{\"op\":\"fail\",\"status\":500,\"times\":2}",
+		  .attempt = 2, .kind = RESULT_SUCCESS, .status = 200 },
+		{ .op = "{\"op\":\"fail\",\"status\":404}", .kind = RESULT_HTTP, .status = 404 },
+	};
 	struct ctx *x = ctx_new(NULL, 5 * USEC_PER_SEC, 64 * 1024, 10);
-	struct tjob *t;
 
-	t = run_one(x, "{\"op\":\"fail\",\"status\":503}", 0);
-	assert_int_equal(t->r.kind, RESULT_HTTP);
-	assert_int_equal(t->r.http_status, 503);
-	assert_string_equal(t->r.handler_code, "");
-	assert_int_equal(t->r.retry_after_usec, 0);
-	assert_string_equal(t->r.evidence, "{\"ok\":false}");
-	free(t);
-
-	/* "times" counts X-Attempt: fails while attempt < times. */
-	t = run_one(x, "{\"op\":\"fail\",\"status\":500,\"times\":2}", 1);
-	assert_int_equal(t->r.kind, RESULT_HTTP);
-	assert_int_equal(t->r.http_status, 500);
-	free(t);
-	t = run_one(x, "{\"op\":\"fail\",\"status\":500,\"times\":2}", 2);
-	assert_int_equal(t->r.kind, RESULT_SUCCESS);
-	assert_int_equal(t->r.http_status, 200);
-	free(t);
-
-	t = run_one(x, "{\"op\":\"fail\",\"status\":404}", 0);
-	assert_int_equal(t->r.kind, RESULT_HTTP);
-	assert_int_equal(t->r.http_status, 404);
-	free(t);
+	check_cases(x, cases, ARRAY_SIZE(cases));
 	ctx_free(x);
 }
 
 static void test_retry_after(void **state)
 {
+	static const struct http_case cases[] = {
+		{ .op = "{\"op\":\"retry_after\",\"seconds\":7}",
+		  .kind = RESULT_HTTP, .status = 503, .retry_after = 7 * USEC_PER_SEC },
+		/* The pooled handle is reused: no stale Retry-After from the last transfer. */
+		{ .op = "{\"op\":\"fail\",\"status\":503}", .kind = RESULT_HTTP, .status = 503 },
+		{ .op = "{\"op\":\"retry_after\",\"seconds\":3600}",
+		  .kind = RESULT_HTTP, .status = 503, .retry_after = 3600 * USEC_PER_SEC },
+		/* Capped at a day. */
+		{ .op = "{\"op\":\"retry_after\",\"seconds\":9999999}",
+		  .kind = RESULT_HTTP, .status = 503, .retry_after = 24 * 3600 * USEC_PER_SEC },
+		{ .op = "{\"op\":\"retry_after\",\"seconds\":7,\"times\":1}",
+		  .attempt = 1, .kind = RESULT_SUCCESS, .status = 200 },
+	};
 	struct ctx *x = ctx_new(NULL, 5 * USEC_PER_SEC, 64 * 1024, 10);
-	struct tjob *t;
 
-	t = run_one(x, "{\"op\":\"retry_after\",\"seconds\":7}", 0);
-	assert_int_equal(t->r.kind, RESULT_HTTP);
-	assert_int_equal(t->r.http_status, 503);
-	assert_int_equal(t->r.retry_after_usec, 7 * USEC_PER_SEC);
-	free(t);
-
-	/* The pooled handle is reused: no stale Retry-After from the last transfer. */
-	t = run_one(x, "{\"op\":\"fail\",\"status\":503}", 0);
-	assert_int_equal(t->r.http_status, 503);
-	assert_int_equal(t->r.retry_after_usec, 0);
-	free(t);
-
-	t = run_one(x, "{\"op\":\"retry_after\",\"seconds\":3600}", 0);
-	assert_int_equal(t->r.retry_after_usec, 3600 * USEC_PER_SEC);
-	free(t);
-
-	/* Capped at a day. */
-	t = run_one(x, "{\"op\":\"retry_after\",\"seconds\":9999999}", 0);
-	assert_int_equal(t->r.retry_after_usec, 24 * 3600 * USEC_PER_SEC);
-	free(t);
-
-	t = run_one(x, "{\"op\":\"retry_after\",\"seconds\":7,\"times\":1}", 1);
-	assert_int_equal(t->r.kind, RESULT_SUCCESS);
-	assert_int_equal(t->r.retry_after_usec, 0);
-	free(t);
+	check_cases(x, cases, ARRAY_SIZE(cases));
 	ctx_free(x);
 }
 
 static void test_error_code(void **state)
 {
+	static const struct http_case cases[] = {
+		{ .op = "{\"op\":\"error_code\",\"status\":422,\"error_code\":\"QUOTA_EXCEEDED\","
+		  "\"error_class\":\"PERSISTENT\"}",
+		  .kind = RESULT_HTTP, .status = 422, .code = "QUOTA_EXCEEDED", .class = "PERSISTENT" },
+		{ .op = "{\"op\":\"error_code\",\"status\":500,\"error_code\":\"DB_DOWN_2\"}",
+		  .kind = RESULT_HTTP, .status = 500, .code = "DB_DOWN_2" },
+		/* Codes outside [A-Z0-9_] are not trusted. */
+		{ .op = "{\"op\":\"error_code\",\"status\":500,\"error_code\":\"not valid\","
+		  "\"error_class\":\"TRANSIENT\"}",
+		  .kind = RESULT_HTTP, .status = 500 },
+		{ .op = "{\"op\":\"error_code\",\"status\":500,\"error_code\":\"X\","
+		  "\"error_class\":\"bad-class\"}",
+		  .kind = RESULT_HTTP, .status = 500, .code = "X" },
+		/* Past "times" the same job succeeds and nothing is reported. */
+		{ .op = "{\"op\":\"error_code\",\"status\":500,\"error_code\":\"X\",\"times\":1}",
+		  .attempt = 1, .kind = RESULT_SUCCESS, .status = 200 },
+	};
 	struct ctx *x = ctx_new(NULL, 5 * USEC_PER_SEC, 64 * 1024, 10);
 	struct tjob *t;
 
-	t = run_one(x,
-		    "{\"op\":\"error_code\",\"status\":422,\"error_code\":\"QUOTA_EXCEEDED\","
-		    "\"error_class\":\"PERSISTENT\"}",
-		    0);
-	assert_int_equal(t->r.kind, RESULT_HTTP);
-	assert_int_equal(t->r.http_status, 422);
-	assert_string_equal(t->r.handler_code, "QUOTA_EXCEEDED");
-	assert_string_equal(t->r.handler_class, "PERSISTENT");
-	free(t);
-
-	t = run_one(x, "{\"op\":\"error_code\",\"status\":500,\"error_code\":\"DB_DOWN_2\"}", 0);
-	assert_string_equal(t->r.handler_code, "DB_DOWN_2");
-	assert_string_equal(t->r.handler_class, "");
-	free(t);
-
-	/* Codes outside [A-Z0-9_] are not trusted. */
-	t = run_one(x, "{\"op\":\"error_code\",\"status\":500,\"error_code\":\"not valid\","
-		       "\"error_class\":\"TRANSIENT\"}", 0);
-	assert_int_equal(t->r.kind, RESULT_HTTP);
-	assert_string_equal(t->r.handler_code, "");
-	assert_string_equal(t->r.handler_class, "");
-	free(t);
-
-	t = run_one(x, "{\"op\":\"error_code\",\"status\":500,\"error_code\":\"X\","
-		       "\"error_class\":\"bad-class\"}", 0);
-	assert_string_equal(t->r.handler_code, "X");
-	assert_string_equal(t->r.handler_class, "");
-	free(t);
-
-	/* Past "times" the same job succeeds and nothing is reported. */
-	t = run_one(x, "{\"op\":\"error_code\",\"status\":500,\"error_code\":\"X\",\"times\":1}", 1);
-	assert_int_equal(t->r.kind, RESULT_SUCCESS);
-	assert_string_equal(t->r.handler_code, "");
-	free(t);
+	check_cases(x, cases, ARRAY_SIZE(cases));
 	ctx_free(x);
 
 	/* A body cut at max_output is not parsed, and the evidence is cut with it. */

@@ -24,6 +24,7 @@
 #include "dlqd/metrics.h"
 #include "dlqd/metrics_server.h"
 #include "dlqd/util.h"
+#include "testutil.h"
 
 /* Only guards against a hang; no assertion depends on it. */
 #define SAFETY_USEC (30 * USEC_PER_SEC)
@@ -48,20 +49,6 @@ struct fixture {
 	struct metrics *m;
 	struct metrics_server *s;
 };
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
-
-	assert_non_null(d);
-	while ((de = readdir(d)))
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the DIR's own fd */
-}
 
 static int setup(void **state)
 {

@@ -13,38 +13,22 @@
 
 #include "dlqd/backoff.h"
 #include "dlqd/router.h"
+#include "testutil.h"
 
 #define SEC USEC_PER_SEC
 #define MSEC USEC_PER_MSEC
 
+/* The contract's table plus rules of the router's own. */
 static const char table[] =
-	"{\"version\": 1,\n"
-	" \"policies\": {\n"
-	"   \"fast\": {\"max_attempt\": 5, \"initial\": \"2s\", \"multiplier\": 3, \"max\": \"120s\", "
-	"\"jitter\": [0.10, 0.30]},\n"
-	"   \"slow\": {\"max_attempt\": 3, \"initial\": \"5m\", \"multiplier\": 2, \"max\": \"1h\", "
-	"\"jitter\": [0.10, 0.30]},\n"
-	"   \"none\": {\"max_attempt\": 0}},\n"
-	" \"classes\": {\"TRANSIENT\": \"fast\", \"PERSISTENT\": \"slow\", \"NON_RETRYABLE\": \"none\"},\n"
-	" \"rules\": [\n"
-	"   {\"when\": {\"http_status\": [429, 503]}, \"error_code\": \"UPSTREAM_THROTTLED\", \"class\": "
-	"\"TRANSIENT\"},\n"
-	"   {\"when\": {\"http_status\": [\"401\", \"403\"]}, \"error_code\": \"AUTH_REVOKED\", \"class\": "
-	"\"NON_RETRYABLE\", \"escalate\": true},\n"
-	"   {\"when\": {\"http_status\": [\"4xx\"]}, \"error_code\": \"INVALID_PAYLOAD\", \"class\": "
-	"\"NON_RETRYABLE\"},\n"
-	"   {\"when\": {\"timeout\": true}, \"error_code\": \"UPSTREAM_TIMEOUT\", \"class\": "
-	"\"TRANSIENT\"},\n"
-	"   {\"when\": {\"exit_code\": [75]}, \"error_code\": \"TEMPFAIL\", \"class\": \"TRANSIENT\"},\n"
+	CONTRACT_TAXONOMY_HEAD
 	"   {\"when\": {\"exit_code\": [70]}, \"error_code\": \"SOFTWARE\", \"class\": \"PERSISTENT\"},\n"
 	"   {\"when\": {\"exit_code\": [71]}, \"error_code\": \"OS_SLOW\", \"class\": \"TRANSIENT\", "
 	"\"policy\": \"slow\"},\n"
 	"   {\"when\": {\"exit_code\": [72]}, \"error_code\": \"OS_NEVER\", \"class\": \"TRANSIENT\", "
 	"\"policy\": \"none\"},\n"
 	"   {\"when\": {\"exit_code\": [73]}, \"error_code\": \"PAGE_ME\", \"class\": \"TRANSIENT\", "
-	"\"escalate\": true}],\n"
-	" \"default\": {\"error_code\": \"UNKNOWN_ERROR\", \"class\": \"PERSISTENT\", \"policy\": "
-	"\"none\"}}\n";
+	"\"escalate\": true}"
+	CONTRACT_TAXONOMY_TAIL;
 
 static int setup(void **state)
 {

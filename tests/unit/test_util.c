@@ -1,6 +1,7 @@
 /*
  * test_util: the unit parsers (durations, sizes, integers, booleans), RFC 3339
- * timestamps both ways, the bounded buffer, diagnostics and read_file_max.
+ * timestamps both ways, the bounded buffer, diagnostics, read_file_max and
+ * JSON type names.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -12,15 +13,55 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "dlqd/util.h"
 
+/* The parsers that turn text into a uint64_t share one table checker. */
+struct ok_case {
+	const char *in;
+	uint64_t v;
+};
+struct bad_case {
+	const char *in;
+	int r;
+};
+
+/*
+ * Every ok case parses to its value; every bad case fails with its error and
+ * leaves the output untouched.
+ */
+static void check_parser(const char *name, int (*parse)(const char *, uint64_t *),
+			 const struct ok_case *ok, size_t n_ok, const struct bad_case *bad,
+			 size_t n_bad)
+{
+	uint64_t v;
+
+	for (size_t i = 0; i < n_ok; i++) {
+		v = 12345;
+		if (parse(ok[i].in, &v) != 0)
+			fail_msg("%s(\"%s\") failed", name, ok[i].in);
+		if (v != ok[i].v)
+			fail_msg("%s(\"%s\") = %llu, want %llu", name, ok[i].in,
+				 (unsigned long long)v, (unsigned long long)ok[i].v);
+	}
+	for (size_t i = 0; i < n_bad; i++) {
+		int r;
+
+		v = 12345;
+		r = parse(bad[i].in, &v);
+		if (r != bad[i].r)
+			fail_msg("%s(\"%s\") = %d, want %d", name, bad[i].in, r, bad[i].r);
+		assert_int_equal(v, 12345); /* untouched on failure */
+	}
+	assert_int_equal(parse(NULL, &v), -EINVAL);
+}
+#define CHECK_PARSER(parse, ok, bad) \
+	check_parser(#parse, parse, ok, ARRAY_SIZE(ok), bad, ARRAY_SIZE(bad))
+
 static void test_parse_duration(void **state)
 {
-	static const struct {
-		const char *in;
-		uint64_t usec;
-	} ok[] = {
+	static const struct ok_case ok[] = {
 		{ "0", 0 },
 		{ "250ms", 250 * USEC_PER_MSEC },
 		{ "2s", 2 * USEC_PER_SEC },
@@ -40,10 +81,7 @@ static void test_parse_duration(void **state)
 		{ "1.0006ms", 1001 },
 		{ "100000000000s", UINT64_C(100000000000) * USEC_PER_SEC }, /* 1e17 us */
 	};
-	static const struct {
-		const char *in;
-		int r;
-	} bad[] = {
+	static const struct bad_case bad[] = {
 		{ "", -EINVAL },     { "   ", -EINVAL },    { "s", -EINVAL },
 		{ "ms", -EINVAL },   { "-1s", -EINVAL },    { "+1s", -EINVAL },
 		{ "1x", -EINVAL },   { "1 fortnight", -EINVAL }, { "1s2", -EINVAL },
@@ -55,32 +93,12 @@ static void test_parse_duration(void **state)
 		{ "1e400s", -ERANGE },
 	};
 
-	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
-		uint64_t v = 12345;
-		if (parse_duration_usec(ok[i].in, &v) != 0)
-			fail_msg("parse_duration_usec(\"%s\") failed", ok[i].in);
-		if (v != ok[i].usec)
-			fail_msg("parse_duration_usec(\"%s\") = %llu, want %llu", ok[i].in,
-				 (unsigned long long)v, (unsigned long long)ok[i].usec);
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		uint64_t v = 12345;
-		int r = parse_duration_usec(bad[i].in, &v);
-		if (r != bad[i].r)
-			fail_msg("parse_duration_usec(\"%s\") = %d, want %d", bad[i].in, r,
-				 bad[i].r);
-		assert_int_equal(v, 12345); /* untouched on failure */
-	}
-	uint64_t v;
-	assert_int_equal(parse_duration_usec(NULL, &v), -EINVAL);
+	CHECK_PARSER(parse_duration_usec, ok, bad);
 }
 
 static void test_parse_size(void **state)
 {
-	static const struct {
-		const char *in;
-		uint64_t v;
-	} ok[] = {
+	static const struct ok_case ok[] = {
 		{ "0", 0 },
 		{ "512", 512 },
 		{ "512B", 512 },
@@ -97,10 +115,7 @@ static void test_parse_size(void **state)
 		{ " 8 MiB ", 8 * 1024 * 1024 },
 		{ "1000000000000000", UINT64_C(1000000000000000) }, /* 1e15, the limit */
 	};
-	static const struct {
-		const char *in;
-		int r;
-	} bad[] = {
+	static const struct bad_case bad[] = {
 		{ "", -EINVAL },     { "KiB", -EINVAL },   { "-1", -EINVAL },
 		{ "12XB", -EINVAL }, { "1TiB", -EINVAL },  { "1 2", -EINVAL },
 		{ "1MiBs", -EINVAL }, { "0x100", -EINVAL },
@@ -109,21 +124,7 @@ static void test_parse_size(void **state)
 		{ "1e30", -ERANGE },
 	};
 
-	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
-		uint64_t v = 7;
-		if (parse_size(ok[i].in, &v) != 0)
-			fail_msg("parse_size(\"%s\") failed", ok[i].in);
-		if (v != ok[i].v)
-			fail_msg("parse_size(\"%s\") = %llu, want %llu", ok[i].in,
-				 (unsigned long long)v, (unsigned long long)ok[i].v);
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		uint64_t v = 7;
-		int r = parse_size(bad[i].in, &v);
-		if (r != bad[i].r)
-			fail_msg("parse_size(\"%s\") = %d, want %d", bad[i].in, r, bad[i].r);
-		assert_int_equal(v, 7);
-	}
+	CHECK_PARSER(parse_size, ok, bad);
 }
 
 static void test_parse_uint_bool(void **state)
@@ -168,10 +169,7 @@ static void test_parse_uint_bool(void **state)
 
 static void test_timestamps(void **state)
 {
-	static const struct {
-		const char *in;
-		uint64_t usec;
-	} ok[] = {
+	static const struct ok_case ok[] = {
 		{ "1970-01-01T00:00:00Z", 0 },
 		{ "2026-03-17T03:10:00Z", UINT64_C(1773717000) * USEC_PER_SEC },
 		{ "2026-03-17t03:10:00z", UINT64_C(1773717000) * USEC_PER_SEC },
@@ -184,45 +182,30 @@ static void test_timestamps(void **state)
 		{ "2024-02-29T00:00:00Z", UINT64_C(1709164800) * USEC_PER_SEC },
 		{ "2038-01-19T03:14:08Z", UINT64_C(2147483648) * USEC_PER_SEC },
 	};
-	static const char *const bad[] = {
-		"",
-		"2026-03-17",
-		"2026-03-17T03:10Z",
-		"2026-03-17T03:10:00",	   /* no zone: ambiguous */
-		"2026-03-17T03:10:00+0200",
-		"2026-3-17T03:10:00Z",
-		"2026-13-01T00:00:00Z",
-		"2026-00-01T00:00:00Z",
-		"2026-01-32T00:00:00Z",
-		"2026-02-29T00:00:00Z",	   /* not a leap year */
-		"2026-04-31T00:00:00Z",
-		"2026-03-17T24:00:00Z",
-		"2026-03-17T03:60:00Z",
-		"2026-03-17T03:10:00.Z",
-		"2026-03-17T03:10:00Zjunk",
-		"2026-03-17T03:10:00+24:00",
-		"1969-12-31T23:59:59Z",
-		"1970-01-01T00:00:00+00:01", /* before the epoch */
-		"2026-03-17X03:10:00Z",
+	static const struct bad_case bad[] = {
+		{ "", -EINVAL },
+		{ "2026-03-17", -EINVAL },
+		{ "2026-03-17T03:10Z", -EINVAL },
+		{ "2026-03-17T03:10:00", -EINVAL }, /* no zone: ambiguous */
+		{ "2026-03-17T03:10:00+0200", -EINVAL },
+		{ "2026-3-17T03:10:00Z", -EINVAL },
+		{ "2026-13-01T00:00:00Z", -EINVAL },
+		{ "2026-00-01T00:00:00Z", -EINVAL },
+		{ "2026-01-32T00:00:00Z", -EINVAL },
+		{ "2026-02-29T00:00:00Z", -EINVAL }, /* not a leap year */
+		{ "2026-04-31T00:00:00Z", -EINVAL },
+		{ "2026-03-17T24:00:00Z", -EINVAL },
+		{ "2026-03-17T03:60:00Z", -EINVAL },
+		{ "2026-03-17T03:10:00.Z", -EINVAL },
+		{ "2026-03-17T03:10:00Zjunk", -EINVAL },
+		{ "2026-03-17T03:10:00+24:00", -EINVAL },
+		{ "1969-12-31T23:59:59Z", -EINVAL },
+		{ "1970-01-01T00:00:00+00:01", -EINVAL }, /* before the epoch */
+		{ "2026-03-17X03:10:00Z", -EINVAL },
 	};
 	char buf[TIMESTAMP_MAX];
 
-	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
-		uint64_t v = 1;
-		if (parse_timestamp(ok[i].in, &v) != 0)
-			fail_msg("parse_timestamp(\"%s\") failed", ok[i].in);
-		if (v != ok[i].usec)
-			fail_msg("parse_timestamp(\"%s\") = %llu, want %llu", ok[i].in,
-				 (unsigned long long)v, (unsigned long long)ok[i].usec);
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		uint64_t v = 1;
-		if (parse_timestamp(bad[i], &v) != -EINVAL)
-			fail_msg("parse_timestamp(\"%s\") accepted", bad[i]);
-		assert_int_equal(v, 1);
-	}
-	uint64_t v;
-	assert_int_equal(parse_timestamp(NULL, &v), -EINVAL);
+	CHECK_PARSER(parse_timestamp, ok, bad);
 
 	assert_string_equal(format_timestamp(0, buf), "1970-01-01T00:00:00Z");
 	/* Second precision: the fraction is cut, not rounded. */
@@ -390,6 +373,26 @@ static void test_strings(void **state)
 	}
 }
 
+static void test_json_type_name(void **state)
+{
+	static const struct {
+		const char *json;
+		const char *name;
+	} cases[] = {
+		{ "{}", "object" },	{ "[]", "array" },   { "\"s\"", "string" },
+		{ "1", "integer" },	{ "1.5", "number" }, { "true", "boolean" },
+		{ "false", "boolean" }, { "null", "null" },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		json_t *v = json_loads(cases[i].json, JSON_DECODE_ANY, NULL);
+
+		assert_non_null(v);
+		assert_string_equal(util_json_type_name(v), cases[i].name);
+		json_decref(v);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -401,6 +404,7 @@ int main(void)
 		cmocka_unit_test(test_diag),
 		cmocka_unit_test(test_read_file_max),
 		cmocka_unit_test(test_strings),
+		cmocka_unit_test(test_json_type_name),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
