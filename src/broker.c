@@ -21,6 +21,7 @@
 #include <amqp_tcp_socket.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -747,6 +748,8 @@ int broker_ensure_lane(struct broker *b, uint64_t lane_ms)
 	return 0;
 }
 
+static const struct log_ctx connect_failed = { .event = "broker-connect-failed", .attempt = -1 };
+
 static int open_socket(struct broker *b)
 {
 	struct amqp_connection_info *ci = &b->info;
@@ -760,19 +763,26 @@ static int open_socket(struct broker *b)
 			return -ENOMEM;
 		amqp_ssl_socket_set_verify_peer(sock, b->config->broker.tls_verify_peer);
 		amqp_ssl_socket_set_verify_hostname(sock, b->config->broker.tls_verify_hostname);
-		if (b->config->broker.tls_ca_file &&
-		    (r = amqp_ssl_socket_set_cacert(sock, b->config->broker.tls_ca_file)) != 0)
-			return log_error_errno(amqp_to_errno(r), "cannot load CA file %s: %s",
-					       b->config->broker.tls_ca_file,
-					       amqp_error_string2(r));
+		if (b->config->broker.tls_ca_file) {
+			r = amqp_ssl_socket_set_cacert(sock, b->config->broker.tls_ca_file);
+			if (r != 0)
+				return log_full(LOG_ERR, amqp_to_errno(r), &connect_failed,
+						"cannot load CA file %s: %s",
+						b->config->broker.tls_ca_file, amqp_error_string2(r));
+		} else if (SSL_CTX_set_default_verify_paths(amqp_ssl_socket_get_context(sock)) != 1) {
+			/* librabbitmq starts with an empty trust store; without a
+			 * tls_ca_file the system's is what operators expect. */
+			return log_full(LOG_ERR, -EIO, &connect_failed,
+					"cannot load the system CA certificates");
+		}
 		if (b->config->broker.tls_cert_file &&
 		    (r = amqp_ssl_socket_set_key(sock, b->config->broker.tls_cert_file,
 						 b->config->broker.tls_key_file
 							 ? b->config->broker.tls_key_file
 							 : b->config->broker.tls_cert_file)) != 0)
-			return log_error_errno(amqp_to_errno(r), "cannot load client certificate %s: %s",
-					       b->config->broker.tls_cert_file,
-					       amqp_error_string2(r));
+			return log_full(LOG_ERR, amqp_to_errno(r), &connect_failed,
+					"cannot load client certificate %s: %s",
+					b->config->broker.tls_cert_file, amqp_error_string2(r));
 	} else {
 		sock = amqp_tcp_socket_new(b->conn);
 		if (!sock)

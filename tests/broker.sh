@@ -15,6 +15,9 @@
 #                        never clashes); the node is dlqd<PORT>@localhost and
 #                        its distribution port is PORT+20000
 #   DLQD_TEST_STATE      state directory (default /tmp/dlqd-test-broker)
+#   DLQD_TEST_BROKER_EXTRA_CONF  optional file appended to the node's
+#                        rabbitmq.conf on start (e.g. a TLS listener); files it
+#                        names must be readable by the rabbitmq user as root
 #
 # Works as root (Debian's scripts drop to the rabbitmq user, which must own
 # the state directory) and as an ordinary user (the node runs as that user,
@@ -89,6 +92,9 @@ prepare_state() {
 		log.file.level = info
 		log.console = false
 	EOF
+	if [ -n "${DLQD_TEST_BROKER_EXTRA_CONF:-}" ]; then
+		cat "$DLQD_TEST_BROKER_EXTRA_CONF" >>"$STATE/rabbitmq.conf"
+	fi
 	echo "[]." >"$STATE/enabled_plugins"
 	if [ "$AS_ROOT" = 1 ]; then
 		chown -R rabbitmq:rabbitmq "$STATE"

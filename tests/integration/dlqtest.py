@@ -295,10 +295,12 @@ class Broker:
         return self._run(fn)
 
 
-def broker_sh(*args, timeout=120, check=True):
-    """Runs tests/broker.sh ARGS with our port; returns stdout."""
-    env = dict(os.environ, DLQD_TEST_AMQP_PORT=str(AMQP_PORT))
-    p = subprocess.run(["bash", BROKER_SH] + list(args), env=env, stdout=subprocess.PIPE,
+def broker_sh(*args, timeout=120, check=True, env=None):
+    """Runs tests/broker.sh ARGS with our port; returns stdout. env: overrides
+    (DLQD_TEST_AMQP_PORT, DLQD_TEST_STATE...) for a test's own node."""
+    full_env = dict(os.environ, DLQD_TEST_AMQP_PORT=str(AMQP_PORT))
+    full_env.update(env or {})
+    p = subprocess.run(["bash", BROKER_SH] + list(args), env=full_env, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=timeout)
     if check and p.returncode != 0:
         raise HarnessError("broker.sh %s failed (%d): %s" %
@@ -306,9 +308,9 @@ def broker_sh(*args, timeout=120, check=True):
     return p.stdout.decode(errors="replace")
 
 
-def ctl_json(*args):
+def ctl_json(*args, env=None):
     """rabbitmqctl ARGS with JSON output, e.g. ctl_json('list_queues', 'name', 'messages')."""
-    out = broker_sh("ctl", *args, "-q", "--formatter", "json")
+    out = broker_sh("ctl", *args, "-q", "--formatter", "json", env=env)
     out = out.strip()
     return json.loads(out) if out else []
 
@@ -722,6 +724,7 @@ class Ctx:
         self.q = "it_%s_%d_%04x" % (safe, os.getpid(), random.randrange(0x10000))
         self.dir = tempfile.mkdtemp(prefix="dlqd-it-%s-" % safe)
         self.broker = Broker()
+        self.broker_env = None  # broker_sh() overrides when a test uses its own node
         self.stubs = []
         self.daemons = []
         self.metrics_port = None
@@ -844,7 +847,7 @@ class Ctx:
 
     # -- queue state
     def our_queues(self, fields=("name", "messages")):
-        rows = ctl_json("list_queues", *fields)
+        rows = ctl_json("list_queues", *fields, env=self.broker_env)
         return [r for r in rows if r["name"] == self.q or r["name"].startswith(self.q + ".")]
 
     def lanes(self, fields=("name", "messages")):
@@ -927,7 +930,7 @@ class Ctx:
                 note("cleanup: stopping stub: %r" % e)
         if not self.broker.reachable():
             try:  # a test that restarts the broker failed half-way
-                broker_sh("start", timeout=180)
+                broker_sh("start", timeout=180, env=self.broker_env)
             except Exception as e:
                 note("cleanup: starting the broker: %r" % e)
         try:
