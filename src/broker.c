@@ -1,18 +1,28 @@
 /*
- * broker: the AMQP connection, driven by sd-event (see include/dlqd/broker.h).
+ * broker: the AMQP edge, driven by sd-event (see include/dlqd/broker.h).
+ *
+ * Two connections ("links"): the consumer link consumes the main queue and
+ * acks; the publisher link publishes retry and DLQ copies in confirm mode.
+ * They are separate because RabbitMQ stops reading a connection that
+ * publishes during a memory or disk alarm: on a shared connection our acks
+ * would stall with it, and successful jobs could not be settled.
  *
  * librabbitmq is frame-level and not event-driven, so this file adapts it:
- *  - the socket fd is watched for input; on input (and after anything that
+ *  - each socket fd is watched for input; on input (and after anything that
  *    may have read ahead into the library's buffer, such as a publish or a
  *    declaration RPC) pump() drains every frame with a zero timeout;
  *  - heartbeats are only sent when the library is called, so a timer calls
  *    pump() at half the heartbeat interval;
  *  - deliveries and basic.return arrive as method + header + body frames that
- *    we assemble per channel;
- *  - any channel or connection error tears the whole connection down (in a
- *    deferred event, never in the middle of a callback) and reconnects with
+ *    we assemble ourselves;
+ *  - any channel or connection error tears that link down (in a deferred
+ *    event, never in the middle of a callback) and reconnects it with
  *    backoff. Declarations are idempotent, so a reconnect also heals a
  *    deleted exchange or queue when [pipeline] declare is on.
+ *
+ * Losing the consumer link voids its deliveries (the broker requeues them);
+ * losing the publisher link only fails the pending publishes, whose
+ * deliveries stay unacked and are published again by the daemon.
  */
 #include "dlqd/broker.h"
 
@@ -27,11 +37,12 @@
 
 #include "dlqd/log.h"
 #include "dlqd/util.h"
+#include "dlqd/version.h"
 
+/* Channels, the same numbers on both links. */
 enum {
-	CH_CONSUME = 1,
-	CH_PUBLISH = 2,
-	CH_ADMIN = 3,
+	CH_WORK = 1,  /* consumer: basic.consume; publisher: confirm-mode publish */
+	CH_ADMIN = 2, /* declarations (synchronous RPCs) */
 };
 
 #define CONNECT_TIMEOUT_USEC (5 * USEC_PER_SEC)
@@ -71,6 +82,24 @@ struct incoming {
 	bool have_header;
 };
 
+enum link_role {
+	LINK_CONSUMER,
+	LINK_PUBLISHER,
+};
+
+struct link {
+	struct broker *b;
+	enum link_role role;
+	const char *name; /* "consumer" / "publisher", for logs */
+	amqp_connection_state_t conn;
+	bool up;
+	bool failed;
+	bool ever_up;
+	unsigned connect_failures;
+	struct incoming in; /* content on CH_WORK */
+	sd_event_source *io, *heartbeat, *reconnect, *teardown, *pump_later;
+};
+
 struct broker {
 	sd_event *event;
 	const struct config *config;
@@ -83,34 +112,19 @@ struct broker {
 	char queue[BROKER_NAME_MAX], retry_x[BROKER_NAME_MAX], dlx[BROKER_NAME_MAX],
 		dlq[BROKER_NAME_MAX];
 
-	amqp_connection_state_t conn;
-	bool up;
-	bool failed;
-	bool consuming;
+	struct link consumer, publisher;
 	bool started;
-	bool ever_up;
-	uint64_t generation;
+
+	/* consumer link */
+	bool consuming;
+	uint64_t generation; /* of consumer connections; stamps deliveries */
 	unsigned reconnects;
-	unsigned connect_failures;
 	char consumer_tag[256];
-
-	sd_event_source *io, *heartbeat, *reconnect, *teardown, *pump_later;
-
-	uint64_t next_seq;
-	uint64_t next_id;
-	struct pending *head, *tail;
-
-	struct incoming in[4];
-
-	uint64_t *lanes; /* lanes declared on this connection */
-	size_t n_lanes;
-
 	/*
 	 * Deliveries not yet settled with the broker, in tag order (tags only
-	 * grow on a channel). An ack is recorded here and sent by flush_acks()
-	 * once per loop iteration: a run of finished deliveries at the front
-	 * goes out as one `multiple` ack, which halves the syscalls per message.
-	 * At most prefetch entries, since the broker stops delivering there.
+	 * grow on a channel). An ack is recorded here and sent by flush_acks():
+	 * a run of finished deliveries at the front goes out as one `multiple`
+	 * ack. At most prefetch entries, since the broker stops delivering there.
 	 */
 	struct unsettled {
 		uint64_t tag;
@@ -118,13 +132,22 @@ struct broker {
 	} *unsettled;
 	size_t n_unsettled, cap_unsettled, n_done;
 	sd_event_source *flush;
+
+	/* publisher link */
+	/* connection.blocked (a resource alarm) is in force: publish nothing. */
+	bool blocked;
+	uint64_t next_seq;
+	uint64_t next_id;
+	struct pending *head, *tail;
+	uint64_t *lanes; /* lanes declared on this publisher connection */
+	size_t n_lanes;
 };
 
-static void pump(struct broker *b);
-static void schedule_reconnect(struct broker *b);
+static void pump(struct link *l);
+static void schedule_reconnect(struct link *l);
 static void flush_acks(struct broker *b);
 static int track_delivery(struct broker *b, uint64_t tag);
-static int on_flush(sd_event_source *s, void *userdata);
+static int broker_nack(struct broker *b, uint64_t tag);
 
 /* librabbitmq status (negative AMQP_STATUS_*) to errno. */
 static int amqp_to_errno(int status)
@@ -177,14 +200,15 @@ static const char *reply_text(amqp_rpc_reply_t r, char *buf, size_t n)
 }
 
 /* Checks the last RPC; logs and returns -errno on failure. */
-static int check_rpc(struct broker *b, const char *what)
+static int check_rpc(struct link *l, const char *what)
 {
-	amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
+	amqp_rpc_reply_t r = amqp_get_rpc_reply(l->conn);
 	char buf[256];
 
 	if (r.reply_type == AMQP_RESPONSE_NORMAL)
 		return 0;
-	log_error("AMQP %s failed: %s", what, reply_text(r, buf, sizeof(buf)));
+	log_error("AMQP %s on the %s connection failed: %s", what, l->name,
+		  reply_text(r, buf, sizeof(buf)));
 	if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
 		return amqp_to_errno(r.library_error);
 	return -EPROTO;
@@ -256,86 +280,100 @@ static struct broker_props *props_clone(const amqp_basic_properties_t *src)
 	return p;
 }
 
-static void set_timer(sd_event_source **s, struct broker *b, uint64_t usec,
+static void set_timer(sd_event_source **s, struct link *l, uint64_t usec,
 		      sd_event_time_handler_t cb, const char *name)
 {
 	uint64_t now;
 
-	sd_event_now(b->event, CLOCK_MONOTONIC, &now);
+	sd_event_now(l->b->event, CLOCK_MONOTONIC, &now);
 	if (*s) {
 		sd_event_source_set_time(*s, now + usec);
 		sd_event_source_set_enabled(*s, SD_EVENT_ONESHOT);
 		return;
 	}
-	if (sd_event_add_time(b->event, s, CLOCK_MONOTONIC, now + usec, 1000, cb, b) >= 0)
+	if (sd_event_add_time(l->b->event, s, CLOCK_MONOTONIC, now + usec, 1000, cb, l) >= 0)
 		sd_event_source_set_description(*s, name);
+}
+
+static const char *link_event(const struct link *l, const char *what)
+{
+	static const char *const names[2][3] = {
+		{ "broker-connected", "broker-lost", "broker-connect-failed" },
+		{ "publisher-connected", "publisher-lost", "publisher-connect-failed" },
+	};
+	int i = strcmp(what, "connected") == 0 ? 0 : strcmp(what, "lost") == 0 ? 1 : 2;
+
+	return names[l->role][i];
 }
 
 /* --- failure and teardown ------------------------------------------------ */
 
-static void broker_fail(struct broker *b, int err, const char *fmt, ...) _printf_(3, 4);
-static void broker_fail(struct broker *b, int err, const char *fmt, ...)
+static void link_fail(struct link *l, int err, const char *fmt, ...) _printf_(3, 4);
+static void link_fail(struct link *l, int err, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
 
-	if (b->failed || !b->conn)
+	if (l->failed || !l->conn)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	b->failed = true;
-	log_full(LOG_ERR, err, &(struct log_ctx){ .event = "broker-lost", .attempt = -1 },
-		 "lost the broker connection: %s", msg);
-	if (b->teardown)
-		sd_event_source_set_enabled(b->teardown, SD_EVENT_ONESHOT);
+	l->failed = true;
+	log_full(LOG_ERR, err, &(struct log_ctx){ .event = link_event(l, "lost"), .attempt = -1 },
+		 "lost the %s connection to the broker: %s", l->name, msg);
+	if (l->teardown)
+		sd_event_source_set_enabled(l->teardown, SD_EVENT_ONESHOT);
 }
 
-static void close_connection(struct broker *b, bool graceful)
+static void close_link(struct link *l, bool graceful)
 {
-	if (!b->conn)
+	if (!l->conn)
 		return;
-	b->io = sd_event_source_disable_unref(b->io);
-	b->heartbeat = sd_event_source_disable_unref(b->heartbeat);
-	if (graceful && !b->failed) {
-		flush_acks(b);
-		amqp_channel_close(b->conn, CH_CONSUME, AMQP_REPLY_SUCCESS);
-		amqp_channel_close(b->conn, CH_PUBLISH, AMQP_REPLY_SUCCESS);
-		amqp_connection_close(b->conn, AMQP_REPLY_SUCCESS);
+	l->io = sd_event_source_disable_unref(l->io);
+	l->heartbeat = sd_event_source_disable_unref(l->heartbeat);
+	if (graceful && !l->failed) {
+		if (l->role == LINK_CONSUMER)
+			flush_acks(l->b);
+		amqp_channel_close(l->conn, CH_WORK, AMQP_REPLY_SUCCESS);
+		amqp_connection_close(l->conn, AMQP_REPLY_SUCCESS);
 	}
-	amqp_destroy_connection(b->conn);
-	b->conn = NULL;
-	for (size_t i = 0; i < ARRAY_SIZE(b->in); i++) {
-		b->in[i].msg = broker_msg_free(b->in[i].msg);
-		b->in[i].active = false;
-	}
-	b->n_lanes = 0;
-	b->n_unsettled = 0;
-	b->n_done = 0;
+	amqp_destroy_connection(l->conn);
+	l->conn = NULL;
+	l->in.msg = broker_msg_free(l->in.msg);
+	l->in.active = false;
 }
 
-/* Voids everything that belonged to this connection and tells the daemon. */
-static void teardown(struct broker *b, bool reconnect)
+/* Voids everything that belonged to this connection and says so. */
+static void teardown(struct link *l, bool reconnect)
 {
-	bool was_up = b->up;
-	struct pending *p;
+	struct broker *b = l->b;
+	bool was_up = l->up;
 
-	close_connection(b, false);
-	b->up = false;
-	b->failed = false;
-	b->consuming = false;
-	while ((p = b->head)) {
-		b->head = p->next;
-		if (p->cb)
-			p->cb(p->userdata, -ECONNRESET,
-			      "connection lost before the broker confirmed");
-		free(p);
+	close_link(l, false);
+	l->up = false;
+	l->failed = false;
+	if (l->role == LINK_CONSUMER) {
+		b->consuming = false;
+		b->n_unsettled = 0;
+		b->n_done = 0;
+		if (was_up && b->cb.connection)
+			b->cb.connection(b->userdata, false);
+	} else {
+		struct pending *p;
+		b->blocked = false;
+		b->n_lanes = 0;
+		while ((p = b->head)) {
+			b->head = p->next;
+			if (p->cb)
+				p->cb(p->userdata, -ECONNRESET,
+				      "the publisher connection was lost before the broker confirmed");
+			free(p);
+		}
+		b->tail = NULL;
 	}
-	b->tail = NULL;
-	if (was_up && b->cb.connection)
-		b->cb.connection(b->userdata, false);
 	if (reconnect)
-		schedule_reconnect(b);
+		schedule_reconnect(l);
 }
 
 static int on_teardown(sd_event_source *s, void *userdata)
@@ -367,7 +405,7 @@ static void settle(struct broker *b, uint64_t tag, bool multiple, bool ok)
 {
 	struct pending **pp = &b->head, *prev = NULL;
 
-	while (*pp && !b->failed) {
+	while (*pp && !b->publisher.failed) {
 		struct pending *p = *pp;
 		if (p->seq > tag)
 			break; /* the list is in publish order */
@@ -423,8 +461,11 @@ static int64_t header_int(const amqp_table_t *t, const char *key)
 	return -1;
 }
 
-static void content_done(struct broker *b, struct incoming *in)
+static void content_done(struct link *l)
 {
+	struct broker *b = l->b;
+	struct incoming *in = &l->in;
+
 	in->active = false;
 	if (in->is_return) {
 		mark_returned(b, in);
@@ -440,87 +481,104 @@ static void content_done(struct broker *b, struct incoming *in)
 	b->cb.delivery(b->userdata, m);
 }
 
-static void on_method(struct broker *b, amqp_frame_t *f)
+static void on_method(struct link *l, amqp_frame_t *f)
 {
+	struct broker *b = l->b;
 	uint16_t ch = f->channel;
 	amqp_method_t *m = &f->payload.method;
+	bool consumer = l->role == LINK_CONSUMER;
 
 	switch (m->id) {
 	case AMQP_BASIC_DELIVER_METHOD: {
 		amqp_basic_deliver_t *d = m->decoded;
-		struct incoming *in = &b->in[CH_CONSUME];
-		if (ch != CH_CONSUME || in->active) {
-			broker_fail(b, -EPROTO, "unexpected basic.deliver on channel %u", ch);
+		if (!consumer || ch != CH_WORK || l->in.active) {
+			link_fail(l, -EPROTO, "unexpected basic.deliver on channel %u", ch);
 			return;
 		}
-		*in = (struct incoming){ .active = true, .tag = d->delivery_tag,
-					 .redelivered = d->redelivered };
+		l->in = (struct incoming){ .active = true, .tag = d->delivery_tag,
+					   .redelivered = d->redelivered };
 		return;
 	}
 	case AMQP_BASIC_RETURN_METHOD: {
 		amqp_basic_return_t *r = m->decoded;
-		struct incoming *in = &b->in[CH_PUBLISH];
-		if (ch != CH_PUBLISH || in->active) {
-			broker_fail(b, -EPROTO, "unexpected basic.return on channel %u", ch);
+		if (consumer || ch != CH_WORK || l->in.active) {
+			link_fail(l, -EPROTO, "unexpected basic.return on channel %u", ch);
 			return;
 		}
-		*in = (struct incoming){ .active = true, .is_return = true,
-					 .reply_code = r->reply_code, .seq = -1 };
-		snprintf(in->reply_text, sizeof(in->reply_text), "%.*s",
+		l->in = (struct incoming){ .active = true, .is_return = true,
+					   .reply_code = r->reply_code, .seq = -1 };
+		snprintf(l->in.reply_text, sizeof(l->in.reply_text), "%.*s",
 			 (int)r->reply_text.len, (char *)r->reply_text.bytes);
 		return;
 	}
-	case AMQP_BASIC_ACK_METHOD: {
-		amqp_basic_ack_t *a = m->decoded;
-		settle(b, a->delivery_tag, a->multiple, true);
-		return;
-	}
+	case AMQP_BASIC_ACK_METHOD:
 	case AMQP_BASIC_NACK_METHOD: {
-		amqp_basic_nack_t *n = m->decoded;
-		settle(b, n->delivery_tag, n->multiple, false);
+		bool ack = m->id == AMQP_BASIC_ACK_METHOD;
+		uint64_t tag = ack ? ((amqp_basic_ack_t *)m->decoded)->delivery_tag
+				   : ((amqp_basic_nack_t *)m->decoded)->delivery_tag;
+		bool multiple = ack ? ((amqp_basic_ack_t *)m->decoded)->multiple
+				    : ((amqp_basic_nack_t *)m->decoded)->multiple;
+		if (consumer) {
+			link_fail(l, -EPROTO, "unexpected confirm on the consumer connection");
+			return;
+		}
+		settle(b, tag, multiple, ack);
 		return;
 	}
 	case AMQP_BASIC_CANCEL_METHOD:
 		/* The broker cancelled our consumer (queue deleted?). */
-		broker_fail(b, -ECONNRESET, "the broker cancelled the consumer");
+		link_fail(l, -ECONNRESET, "the broker cancelled the consumer");
 		return;
 	case AMQP_BASIC_CANCEL_OK_METHOD:
 		return;
 	case AMQP_CHANNEL_CLOSE_METHOD: {
 		amqp_channel_close_t *c = m->decoded;
 		amqp_channel_close_ok_t ok = { 0 };
-		amqp_send_method(b->conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-		broker_fail(b, -EPROTO, "channel %u closed by the broker: %u %.*s", ch,
-			    c->reply_code, (int)c->reply_text.len, (char *)c->reply_text.bytes);
+		amqp_send_method(l->conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+		link_fail(l, -EPROTO, "channel %u closed by the broker: %u %.*s", ch,
+			  c->reply_code, (int)c->reply_text.len, (char *)c->reply_text.bytes);
 		return;
 	}
 	case AMQP_CONNECTION_CLOSE_METHOD: {
 		amqp_connection_close_t *c = m->decoded;
 		amqp_connection_close_ok_t ok = { 0 };
-		amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-		broker_fail(b, -ECONNRESET, "connection closed by the broker: %u %.*s",
-			    c->reply_code, (int)c->reply_text.len, (char *)c->reply_text.bytes);
+		amqp_send_method(l->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+		link_fail(l, -ECONNRESET, "connection closed by the broker: %u %.*s",
+			  c->reply_code, (int)c->reply_text.len, (char *)c->reply_text.bytes);
 		return;
 	}
-	case AMQP_CONNECTION_BLOCKED_METHOD:
-		log_warning("the broker blocked publishing (resource alarm); retries and DLQ copies wait");
+	case AMQP_CONNECTION_BLOCKED_METHOD: {
+		amqp_connection_blocked_t *bl = m->decoded;
+		if (consumer)
+			return; /* only publishing connections get blocked */
+		b->blocked = true;
+		log_full(LOG_WARNING, 0, &(struct log_ctx){ .event = "broker-blocked", .attempt = -1 },
+			 "the broker blocks publishing (%.*s); retry and DLQ copies wait, acks go on",
+			 (int)bl->reason.len, (char *)bl->reason.bytes);
 		return;
+	}
 	case AMQP_CONNECTION_UNBLOCKED_METHOD:
-		log_notice("the broker unblocked publishing");
+		if (consumer)
+			return;
+		b->blocked = false;
+		log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "broker-unblocked", .attempt = -1 },
+			 "the broker unblocked publishing");
 		return;
 	default:
-		log_debug("ignoring AMQP method 0x%08x on channel %u", m->id, ch);
+		log_debug("ignoring AMQP method 0x%08x on channel %u of the %s connection", m->id,
+			  ch, l->name);
 	}
 }
 
-static void on_header(struct broker *b, amqp_frame_t *f)
+static void on_header(struct link *l, amqp_frame_t *f)
 {
-	struct incoming *in = f->channel < ARRAY_SIZE(b->in) ? &b->in[f->channel] : NULL;
+	struct broker *b = l->b;
+	struct incoming *in = &l->in;
 	amqp_basic_properties_t *p = f->payload.properties.decoded;
 	uint64_t size = f->payload.properties.body_size;
 
-	if (!in || !in->active || in->have_header) {
-		broker_fail(b, -EPROTO, "unexpected content header on channel %u", f->channel);
+	if (f->channel != CH_WORK || !in->active || in->have_header) {
+		link_fail(l, -EPROTO, "unexpected content header on channel %u", f->channel);
 		return;
 	}
 	in->have_header = true;
@@ -543,61 +601,61 @@ static void on_header(struct broker *b, amqp_frame_t *f)
 		}
 		if (!m || !m->body || !m->props) {
 			broker_msg_free(m);
-			broker_fail(b, -ENOMEM, "out of memory for a %" PRIu64 "-byte delivery",
-				    size);
+			link_fail(l, -ENOMEM, "out of memory for a %" PRIu64 "-byte delivery", size);
 			return;
 		}
 		m->body[size] = '\0';
 		in->msg = m;
 		if (track_delivery(b, in->tag) < 0) {
-			broker_fail(b, -ENOMEM, "out of memory tracking deliveries");
+			link_fail(l, -ENOMEM, "out of memory tracking deliveries");
 			return;
 		}
 	}
 	if (size == 0)
-		content_done(b, in);
+		content_done(l);
 }
 
-static void on_body(struct broker *b, amqp_frame_t *f)
+static void on_body(struct link *l, amqp_frame_t *f)
 {
-	struct incoming *in = f->channel < ARRAY_SIZE(b->in) ? &b->in[f->channel] : NULL;
+	struct incoming *in = &l->in;
 	amqp_bytes_t frag = f->payload.body_fragment;
 
-	if (!in || !in->active || !in->have_header || in->got + frag.len > in->need) {
-		broker_fail(b, -EPROTO, "unexpected content body on channel %u", f->channel);
+	if (f->channel != CH_WORK || !in->active || !in->have_header ||
+	    in->got + frag.len > in->need) {
+		link_fail(l, -EPROTO, "unexpected content body on channel %u", f->channel);
 		return;
 	}
 	if (in->msg)
 		memcpy(in->msg->body + in->got, frag.bytes, frag.len);
 	in->got += frag.len;
 	if (in->got == in->need)
-		content_done(b, in);
+		content_done(l);
 }
 
-static void pump(struct broker *b)
+static void pump(struct link *l)
 {
 	struct timeval zero = { 0, 0 };
 	amqp_frame_t f;
 
-	while (b->conn && !b->failed) {
-		if (!amqp_frames_enqueued(b->conn) && !amqp_data_in_buffer(b->conn))
-			amqp_maybe_release_buffers(b->conn);
-		int r = amqp_simple_wait_frame_noblock(b->conn, &f, &zero);
+	while (l->conn && !l->failed) {
+		if (!amqp_frames_enqueued(l->conn) && !amqp_data_in_buffer(l->conn))
+			amqp_maybe_release_buffers(l->conn);
+		int r = amqp_simple_wait_frame_noblock(l->conn, &f, &zero);
 		if (r == AMQP_STATUS_TIMEOUT)
 			return;
 		if (r != AMQP_STATUS_OK) {
-			broker_fail(b, amqp_to_errno(r), "%s", amqp_error_string2(r));
+			link_fail(l, amqp_to_errno(r), "%s", amqp_error_string2(r));
 			return;
 		}
 		switch (f.frame_type) {
 		case AMQP_FRAME_METHOD:
-			on_method(b, &f);
+			on_method(l, &f);
 			break;
 		case AMQP_FRAME_HEADER:
-			on_header(b, &f);
+			on_header(l, &f);
 			break;
 		case AMQP_FRAME_BODY:
-			on_body(b, &f);
+			on_body(l, &f);
 			break;
 		default:
 			break; /* heartbeats are handled inside the library */
@@ -618,23 +676,23 @@ static int on_pump_later(sd_event_source *s, void *userdata)
 }
 
 /* Sends and RPCs can read ahead into the library's buffer; get to it soon. */
-static void pump_soon(struct broker *b)
+static void pump_soon(struct link *l)
 {
-	if (b->pump_later)
-		sd_event_source_set_enabled(b->pump_later, SD_EVENT_ONESHOT);
+	if (l->pump_later)
+		sd_event_source_set_enabled(l->pump_later, SD_EVENT_ONESHOT);
 }
 
 static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata)
 {
-	struct broker *b = userdata;
-	uint64_t period = MAX(b->config->broker.heartbeat_usec / 2, USEC_PER_SEC);
+	struct link *l = userdata;
+	uint64_t period = MAX(l->b->config->broker.heartbeat_usec / 2, USEC_PER_SEC);
 
-	pump(b);
+	pump(l);
 	sd_event_source_set_time(s, usec + period);
 	return 0;
 }
 
-/* --- connect -------------------------------------------------------------- */
+/* --- declarations -------------------------------------------------------- */
 
 static amqp_table_t queue_args(struct broker *b, amqp_table_entry_t *e, size_t n_extra,
 			       bool lane, uint64_t ttl_ms)
@@ -672,58 +730,59 @@ static amqp_table_t queue_args(struct broker *b, amqp_table_entry_t *e, size_t n
 	return (amqp_table_t){ .num_entries = (int)n, .entries = e };
 }
 
-static int declare_queue(struct broker *b, const char *name, bool lane, uint64_t ttl_ms)
+static int declare_queue(struct link *l, const char *name, bool lane, uint64_t ttl_ms)
 {
 	amqp_table_entry_t e[8];
 	char what[BROKER_NAME_MAX + 32];
 
-	amqp_queue_declare(b->conn, CH_ADMIN, amqp_cstring_bytes(name), 0, 1, 0, 0,
-			   queue_args(b, e, 0, lane, ttl_ms));
+	amqp_queue_declare(l->conn, CH_ADMIN, amqp_cstring_bytes(name), 0, 1, 0, 0,
+			   queue_args(l->b, e, 0, lane, ttl_ms));
 	snprintf(what, sizeof(what), "queue.declare %s", name);
-	return check_rpc(b, what);
+	return check_rpc(l, what);
 }
 
-static int declare_exchange(struct broker *b, const char *name, const char *type)
+static int declare_exchange(struct link *l, const char *name, const char *type)
 {
 	char what[BROKER_NAME_MAX + 32];
 
-	amqp_exchange_declare(b->conn, CH_ADMIN, amqp_cstring_bytes(name),
+	amqp_exchange_declare(l->conn, CH_ADMIN, amqp_cstring_bytes(name),
 			      amqp_cstring_bytes(type), 0, 1, 0, 0, amqp_empty_table);
 	snprintf(what, sizeof(what), "exchange.declare %s", name);
-	return check_rpc(b, what);
+	return check_rpc(l, what);
 }
 
-static int bind_queue(struct broker *b, const char *queue, const char *exchange,
-		      const char *key)
+static int bind_queue(struct link *l, const char *queue, const char *exchange, const char *key)
 {
 	char what[3 * BROKER_NAME_MAX];
 
-	amqp_queue_bind(b->conn, CH_ADMIN, amqp_cstring_bytes(queue),
+	amqp_queue_bind(l->conn, CH_ADMIN, amqp_cstring_bytes(queue),
 			amqp_cstring_bytes(exchange), amqp_cstring_bytes(key), amqp_empty_table);
 	snprintf(what, sizeof(what), "queue.bind %s to %s", queue, exchange);
-	return check_rpc(b, what);
+	return check_rpc(l, what);
 }
 
-static int declare_topology(struct broker *b)
+static int declare_topology(struct link *l)
 {
+	struct broker *b = l->b;
 	int r;
 
-	if ((r = declare_queue(b, b->queue, false, 0)) < 0 ||
-	    (r = declare_exchange(b, b->retry_x, "direct")) < 0 ||
-	    (r = declare_exchange(b, b->dlx, "topic")) < 0 ||
-	    (r = declare_queue(b, b->dlq, false, 0)) < 0 ||
-	    (r = bind_queue(b, b->dlq, b->dlx, "#")) < 0)
+	if ((r = declare_queue(l, b->queue, false, 0)) < 0 ||
+	    (r = declare_exchange(l, b->retry_x, "direct")) < 0 ||
+	    (r = declare_exchange(l, b->dlx, "topic")) < 0 ||
+	    (r = declare_queue(l, b->dlq, false, 0)) < 0 ||
+	    (r = bind_queue(l, b->dlq, b->dlx, "#")) < 0)
 		return r;
 	return 0;
 }
 
 int broker_ensure_lane(struct broker *b, uint64_t lane_ms)
 {
+	struct link *l = &b->publisher;
 	char name[BROKER_NAME_MAX];
 	uint64_t *n;
 	int r;
 
-	if (!b->up || b->failed)
+	if (!l->up || l->failed)
 		return -ENOTCONN;
 	for (size_t i = 0; i < b->n_lanes; i++)
 		if (b->lanes[i] == lane_ms)
@@ -731,13 +790,17 @@ int broker_ensure_lane(struct broker *b, uint64_t lane_ms)
 	if (b->n_lanes >= MAX_LANES)
 		return -E2BIG;
 	broker_lane_name(b->queue, lane_ms, name);
-	/* Lanes never get x-expires: a lane holding messages must not vanish. */
-	r = declare_queue(b, name, true, lane_ms);
+	/* Lanes never get x-expires: a lane holding messages must not vanish.
+	 * The retry exchange is declared here too, so a lane can be bound
+	 * whichever link came up first. */
+	r = declare_exchange(l, b->retry_x, "direct");
 	if (r >= 0)
-		r = bind_queue(b, name, b->retry_x, name);
-	pump_soon(b);
+		r = declare_queue(l, name, true, lane_ms);
+	if (r >= 0)
+		r = bind_queue(l, name, b->retry_x, name);
+	pump_soon(l);
 	if (r < 0) {
-		broker_fail(b, r, "cannot declare delay lane %s", name);
+		link_fail(l, r, "cannot declare delay lane %s", name);
 		return r;
 	}
 	n = realloc(b->lanes, (b->n_lanes + 1) * sizeof(*n));
@@ -748,17 +811,19 @@ int broker_ensure_lane(struct broker *b, uint64_t lane_ms)
 	return 0;
 }
 
-static const struct log_ctx connect_failed = { .event = "broker-connect-failed", .attempt = -1 };
+/* --- connect -------------------------------------------------------------- */
 
-static int open_socket(struct broker *b)
+static int open_socket(struct link *l)
 {
+	struct broker *b = l->b;
 	struct amqp_connection_info *ci = &b->info;
+	const struct log_ctx failed = { .event = link_event(l, "connect-failed"), .attempt = -1 };
 	struct timeval tv = { CONNECT_TIMEOUT_USEC / USEC_PER_SEC, 0 };
 	amqp_socket_t *sock;
 	int r;
 
 	if (ci->ssl) {
-		sock = amqp_ssl_socket_new(b->conn);
+		sock = amqp_ssl_socket_new(l->conn);
 		if (!sock)
 			return -ENOMEM;
 		amqp_ssl_socket_set_verify_peer(sock, b->config->broker.tls_verify_peer);
@@ -766,13 +831,13 @@ static int open_socket(struct broker *b)
 		if (b->config->broker.tls_ca_file) {
 			r = amqp_ssl_socket_set_cacert(sock, b->config->broker.tls_ca_file);
 			if (r != 0)
-				return log_full(LOG_ERR, amqp_to_errno(r), &connect_failed,
+				return log_full(LOG_ERR, amqp_to_errno(r), &failed,
 						"cannot load CA file %s: %s",
 						b->config->broker.tls_ca_file, amqp_error_string2(r));
 		} else if (SSL_CTX_set_default_verify_paths(amqp_ssl_socket_get_context(sock)) != 1) {
 			/* librabbitmq starts with an empty trust store; without a
 			 * tls_ca_file the system's is what operators expect. */
-			return log_full(LOG_ERR, -EIO, &connect_failed,
+			return log_full(LOG_ERR, -EIO, &failed,
 					"cannot load the system CA certificates");
 		}
 		if (b->config->broker.tls_cert_file &&
@@ -780,233 +845,192 @@ static int open_socket(struct broker *b)
 						 b->config->broker.tls_key_file
 							 ? b->config->broker.tls_key_file
 							 : b->config->broker.tls_cert_file)) != 0)
-			return log_full(LOG_ERR, amqp_to_errno(r), &connect_failed,
+			return log_full(LOG_ERR, amqp_to_errno(r), &failed,
 					"cannot load client certificate %s: %s",
 					b->config->broker.tls_cert_file, amqp_error_string2(r));
 	} else {
-		sock = amqp_tcp_socket_new(b->conn);
+		sock = amqp_tcp_socket_new(l->conn);
 		if (!sock)
 			return -ENOMEM;
 	}
 	r = amqp_socket_open_noblock(sock, ci->host, ci->port, &tv);
 	if (r != AMQP_STATUS_OK)
-		return log_full(LOG_WARNING, amqp_to_errno(r),
-				&(struct log_ctx){ .event = "broker-connect-failed", .attempt = -1 },
-				"cannot connect to %s:%d: %s", ci->host, ci->port,
-				amqp_error_string2(r));
+		return log_full(LOG_WARNING, amqp_to_errno(r), &failed,
+				"%s connection: cannot connect to %s:%d: %s", l->name, ci->host,
+				ci->port, amqp_error_string2(r));
 	return 0;
 }
 
-static int connect_now(struct broker *b)
+static int login(struct link *l)
 {
-	const struct config *c = b->config;
-	struct timeval rpc_tv = { RPC_TIMEOUT_USEC / USEC_PER_SEC, 0 };
-	int heartbeat_s = (int)(c->broker.heartbeat_usec / USEC_PER_SEC);
-	amqp_rpc_reply_t login;
+	struct broker *b = l->b;
+	int heartbeat_s = (int)(b->config->broker.heartbeat_usec / USEC_PER_SEC);
+	amqp_rpc_reply_t reply;
 	char buf[256];
-	int r;
 
-	b->conn = amqp_new_connection();
-	if (!b->conn)
-		return -ENOMEM;
-	amqp_set_rpc_timeout(b->conn, &rpc_tv);
-	amqp_set_handshake_timeout(b->conn, &rpc_tv);
-	if ((r = open_socket(b)) < 0)
-		return r;
-	login = amqp_login(b->conn, b->info.vhost, 0, FRAME_MAX, heartbeat_s,
-			   AMQP_SASL_METHOD_PLAIN, b->info.user,
-			   b->password ? b->password : b->info.password);
-	if (login.reply_type != AMQP_RESPONSE_NORMAL) {
+	/* librabbitmq announces few capabilities by default; without these the
+	 * broker never says it blocked us, nor that it cancelled our consumer. */
+	amqp_table_entry_t caps[] = {
+		{ .key = amqp_cstring_bytes("connection.blocked"),
+		  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 } },
+		{ .key = amqp_cstring_bytes("consumer_cancel_notify"),
+		  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 } },
+		{ .key = amqp_cstring_bytes("basic.nack"),
+		  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 } },
+		{ .key = amqp_cstring_bytes("publisher_confirms"),
+		  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 } },
+	};
+	char name[BROKER_NAME_MAX + 16];
+	snprintf(name, sizeof(name), "dlqd %s %s", b->queue, l->name);
+	amqp_table_entry_t props[] = {
+		{ .key = amqp_cstring_bytes("connection_name"),
+		  .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(name) } },
+		{ .key = amqp_cstring_bytes("product"),
+		  .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("dlqd") } },
+		{ .key = amqp_cstring_bytes("version"),
+		  .value = { .kind = AMQP_FIELD_KIND_UTF8,
+			     .value.bytes = amqp_cstring_bytes(DLQD_VERSION) } },
+		{ .key = amqp_cstring_bytes("capabilities"),
+		  .value = { .kind = AMQP_FIELD_KIND_TABLE,
+			     .value.table = { .num_entries = (int)ARRAY_SIZE(caps), .entries = caps } } },
+	};
+	amqp_table_t client_props = { .num_entries = (int)ARRAY_SIZE(props), .entries = props };
+	reply = amqp_login_with_properties(l->conn, b->info.vhost, 0, FRAME_MAX, heartbeat_s,
+					   &client_props, AMQP_SASL_METHOD_PLAIN, b->info.user,
+					   b->password ? b->password : b->info.password);
+	if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
 		log_full(LOG_WARNING, 0,
-			 &(struct log_ctx){ .event = "broker-connect-failed", .attempt = -1 },
+			 &(struct log_ctx){ .event = link_event(l, "connect-failed"), .attempt = -1 },
 			 "AMQP login to %s:%d as %s failed: %s", b->info.host, b->info.port,
-			 b->info.user, reply_text(login, buf, sizeof(buf)));
+			 b->info.user, reply_text(reply, buf, sizeof(buf)));
 		return -EACCES;
 	}
-	for (int ch = CH_CONSUME; ch <= CH_ADMIN; ch++) {
-		amqp_channel_open(b->conn, (amqp_channel_t)ch);
-		if ((r = check_rpc(b, "channel.open")) < 0)
+	return 0;
+}
+
+static int connect_link(struct link *l)
+{
+	struct broker *b = l->b;
+	const struct config *c = b->config;
+	struct timeval rpc_tv = { RPC_TIMEOUT_USEC / USEC_PER_SEC, 0 };
+	int r;
+
+	l->conn = amqp_new_connection();
+	if (!l->conn)
+		return -ENOMEM;
+	amqp_set_rpc_timeout(l->conn, &rpc_tv);
+	amqp_set_handshake_timeout(l->conn, &rpc_tv);
+	if ((r = open_socket(l)) < 0 || (r = login(l)) < 0)
+		return r;
+	for (int ch = CH_WORK; ch <= CH_ADMIN; ch++) {
+		amqp_channel_open(l->conn, (amqp_channel_t)ch);
+		if ((r = check_rpc(l, "channel.open")) < 0)
 			return r;
 	}
-	amqp_confirm_select(b->conn, CH_PUBLISH);
-	if ((r = check_rpc(b, "confirm.select")) < 0)
+	/* Both links declare: each must heal what it depends on when it
+	 * reconnects after a channel error (a deleted exchange, say). */
+	if (c->pipeline.declare && (r = declare_topology(l)) < 0)
 		return r;
-	if (c->pipeline.declare && (r = declare_topology(b)) < 0)
-		return r;
-	amqp_basic_qos(b->conn, CH_CONSUME, 0, (uint16_t)c->broker.prefetch, 0);
-	if ((r = check_rpc(b, "basic.qos")) < 0)
-		return r;
-	amqp_basic_consume_ok_t *ok =
-		amqp_basic_consume(b->conn, CH_CONSUME, amqp_cstring_bytes(b->queue),
-				   amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
-	if ((r = check_rpc(b, "basic.consume")) < 0)
-		return r;
-	snprintf(b->consumer_tag, sizeof(b->consumer_tag), "%.*s",
-		 (int)ok->consumer_tag.len, (char *)ok->consumer_tag.bytes);
-
-	r = sd_event_add_io(b->event, &b->io, amqp_get_sockfd(b->conn), EPOLLIN, on_io, b);
+	if (l->role == LINK_PUBLISHER) {
+		amqp_confirm_select(l->conn, CH_WORK);
+		if ((r = check_rpc(l, "confirm.select")) < 0)
+			return r;
+	} else {
+		amqp_basic_qos(l->conn, CH_WORK, 0, (uint16_t)c->broker.prefetch, 0);
+		if ((r = check_rpc(l, "basic.qos")) < 0)
+			return r;
+		amqp_basic_consume_ok_t *ok =
+			amqp_basic_consume(l->conn, CH_WORK, amqp_cstring_bytes(b->queue),
+					   amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+		if ((r = check_rpc(l, "basic.consume")) < 0)
+			return r;
+		snprintf(b->consumer_tag, sizeof(b->consumer_tag), "%.*s",
+			 (int)ok->consumer_tag.len, (char *)ok->consumer_tag.bytes);
+	}
+	r = sd_event_add_io(b->event, &l->io, amqp_get_sockfd(l->conn), EPOLLIN, on_io, l);
 	if (r < 0)
 		return r;
-	sd_event_source_set_description(b->io, "amqp");
+	sd_event_source_set_description(l->io, l->role == LINK_CONSUMER ? "amqp-consumer"
+									 : "amqp-publisher");
 	if (c->broker.heartbeat_usec > 0)
-		set_timer(&b->heartbeat, b, MAX(c->broker.heartbeat_usec / 2, USEC_PER_SEC),
+		set_timer(&l->heartbeat, l, MAX(c->broker.heartbeat_usec / 2, USEC_PER_SEC),
 			  on_heartbeat, "amqp-heartbeat");
 	return 0;
 }
 
 static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata)
 {
-	struct broker *b = userdata;
-	int r;
+	struct link *l = userdata;
+	struct broker *b = l->b;
 
-	b->generation++;
-	b->next_seq = 1;
-	r = connect_now(b);
-	if (r < 0) {
-		close_connection(b, false);
-		b->failed = false;
-		b->connect_failures++;
-		schedule_reconnect(b);
+	if (l->role == LINK_CONSUMER)
+		b->generation++;
+	else
+		b->next_seq = 1;
+	if (connect_link(l) < 0) {
+		close_link(l, false);
+		l->failed = false;
+		l->connect_failures++;
+		schedule_reconnect(l);
 		return 0;
 	}
-	if (b->ever_up)
+	if (l->ever_up && l->role == LINK_CONSUMER)
 		b->reconnects++;
-	b->ever_up = true;
-	b->connect_failures = 0;
-	b->up = true;
-	b->consuming = true;
-	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "broker-connected", .attempt = -1 },
-		 "consuming %s on %s:%d (prefetch %u)", b->queue, b->info.host, b->info.port,
-		 b->config->broker.prefetch);
-	if (b->cb.connection)
-		b->cb.connection(b->userdata, true);
-	pump_soon(b);
+	l->ever_up = true;
+	l->connect_failures = 0;
+	l->up = true;
+	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = link_event(l, "connected"), .attempt = -1 },
+		 l->role == LINK_CONSUMER ? "consuming %s on %s:%d (prefetch %u)"
+					  : "publishing for %s on %s:%d (prefetch %u)",
+		 b->queue, b->info.host, b->info.port, b->config->broker.prefetch);
+	if (l->role == LINK_CONSUMER) {
+		b->consuming = true;
+		if (b->cb.connection)
+			b->cb.connection(b->userdata, true);
+	}
+	pump_soon(l);
 	return 0;
 }
 
-static void schedule_reconnect(struct broker *b)
+static void schedule_reconnect(struct link *l)
 {
 	uint64_t delay = 0;
 
-	if (b->connect_failures > 0 || b->generation > 0) {
-		unsigned n = MIN(b->connect_failures, 10u);
+	if (l->connect_failures > 0 || l->ever_up) {
+		unsigned n = MIN(l->connect_failures, 10u);
 		delay = MIN(RECONNECT_MAX_USEC, RECONNECT_MIN_USEC << n);
 		delay = (uint64_t)((double)delay * (0.75 + random_unit() / 2));
 	}
-	set_timer(&b->reconnect, b, delay, on_reconnect, "amqp-reconnect");
+	set_timer(&l->reconnect, l, delay, on_reconnect, "amqp-reconnect");
 }
 
-/* --- public --------------------------------------------------------------- */
-
-int broker_new(sd_event *e, const struct config *c, const struct broker_callbacks *cb,
-	       void *userdata, struct broker **out)
+static int link_init(struct broker *b, struct link *l, enum link_role role)
 {
-	_cleanup_(broker_freep) struct broker *b = NULL;
 	int r;
 
-	b = calloc(1, sizeof(*b));
-	if (!b)
-		return -ENOMEM;
-	b->event = sd_event_ref(e);
-	b->config = c;
-	b->cb = *cb;
-	b->userdata = userdata;
-	b->next_id = 1;
-	b->url = strdup(c->broker.url);
-	if (!b->url)
-		return -ENOMEM;
-	amqp_default_connection_info(&b->info);
-	if (amqp_parse_url(b->url, &b->info) != AMQP_STATUS_OK)
-		return -EINVAL;
-	if (c->broker.password_file) {
-		size_t len;
-		r = read_file_max(c->broker.password_file, 4096, &b->password, &len);
-		if (r < 0)
-			return log_error_errno(r, "cannot read password_file %s: %m",
-					       c->broker.password_file);
-		while (len > 0 && (b->password[len - 1] == '\n' || b->password[len - 1] == '\r'))
-			b->password[--len] = '\0';
-	}
-	snprintf(b->queue, sizeof(b->queue), "%s", c->pipeline.queue);
-	snprintf(b->retry_x, sizeof(b->retry_x), "%.200s.retry", c->pipeline.queue);
-	snprintf(b->dlx, sizeof(b->dlx), "%.200s.dlx", c->pipeline.queue);
-	snprintf(b->dlq, sizeof(b->dlq), "%.200s.dlq", c->pipeline.queue);
-
-	r = sd_event_add_defer(e, &b->teardown, on_teardown, b);
+	l->b = b;
+	l->role = role;
+	l->name = role == LINK_CONSUMER ? "consumer" : "publisher";
+	r = sd_event_add_defer(b->event, &l->teardown, on_teardown, l);
 	if (r < 0)
 		return r;
-	sd_event_source_set_enabled(b->teardown, SD_EVENT_OFF);
-	r = sd_event_add_defer(e, &b->flush, on_flush, b);
+	sd_event_source_set_enabled(l->teardown, SD_EVENT_OFF);
+	r = sd_event_add_defer(b->event, &l->pump_later, on_pump_later, l);
 	if (r < 0)
 		return r;
-	sd_event_source_set_enabled(b->flush, SD_EVENT_OFF);
-	/* Idle priority: acks pile up while the loop is busy and leave in one
-	 * `multiple` ack when it is not (or at prefetch/4, whichever is first).
-	 * Measured: fewer syscalls and loop iterations per message than acking
-	 * each delivery at once. */
-	sd_event_source_set_priority(b->flush, SD_EVENT_PRIORITY_IDLE);
-	r = sd_event_add_defer(e, &b->pump_later, on_pump_later, b);
-	if (r < 0)
-		return r;
-	sd_event_source_set_enabled(b->pump_later, SD_EVENT_OFF);
-	*out = TAKE_PTR(b);
+	sd_event_source_set_enabled(l->pump_later, SD_EVENT_OFF);
 	return 0;
 }
 
-int broker_start(struct broker *b)
+static void link_done(struct link *l)
 {
-	if (b->started)
-		return 0;
-	b->started = true;
-	schedule_reconnect(b);
-	return 0;
+	close_link(l, true);
+	l->reconnect = sd_event_source_disable_unref(l->reconnect);
+	l->teardown = sd_event_source_disable_unref(l->teardown);
+	l->pump_later = sd_event_source_disable_unref(l->pump_later);
 }
 
-struct broker *broker_free(struct broker *b)
-{
-	if (!b)
-		return NULL;
-	close_connection(b, true);
-	while (b->head) {
-		struct pending *p = b->head;
-		b->head = p->next;
-		free(p);
-	}
-	sd_event_source_disable_unref(b->reconnect);
-	sd_event_source_disable_unref(b->teardown);
-	sd_event_source_disable_unref(b->pump_later);
-	sd_event_source_disable_unref(b->flush);
-	sd_event_unref(b->event);
-	free(b->unsettled);
-	if (b->password) {
-		explicit_bzero(b->password, strlen(b->password));
-		free(b->password);
-	}
-	free(b->url);
-	free(b->lanes);
-	free(b);
-	return NULL;
-}
-
-void broker_freep(struct broker **b)
-{
-	*b = broker_free(*b);
-}
-
-bool broker_is_up(const struct broker *b)
-{
-	return b->up && !b->failed;
-}
-
-uint64_t broker_generation(const struct broker *b)
-{
-	return b->generation;
-}
-
-unsigned broker_reconnects(const struct broker *b)
-{
-	return b->reconnects;
-}
+/* --- acks ------------------------------------------------------------------ */
 
 static int track_delivery(struct broker *b, uint64_t tag)
 {
@@ -1038,10 +1062,10 @@ static struct unsettled *find_unsettled(struct broker *b, uint64_t tag)
 
 static int send_ack(struct broker *b, uint64_t tag, bool multiple)
 {
-	int r = amqp_basic_ack(b->conn, CH_CONSUME, tag, multiple);
+	int r = amqp_basic_ack(b->consumer.conn, CH_WORK, tag, multiple);
 
 	if (r != AMQP_STATUS_OK) {
-		broker_fail(b, amqp_to_errno(r), "basic.ack: %s", amqp_error_string2(r));
+		link_fail(&b->consumer, amqp_to_errno(r), "basic.ack: %s", amqp_error_string2(r));
 		return amqp_to_errno(r);
 	}
 	return 0;
@@ -1051,7 +1075,7 @@ static void flush_acks(struct broker *b)
 {
 	size_t i = 0, kept = 0;
 
-	if (b->n_done == 0 || !b->conn || b->failed)
+	if (b->n_done == 0 || !b->consumer.conn || b->consumer.failed)
 		return;
 	while (i < b->n_unsettled && b->unsettled[i].done)
 		i++;
@@ -1076,12 +1100,22 @@ static int on_flush(sd_event_source *s, void *userdata)
 	return 0;
 }
 
+static int broker_nack(struct broker *b, uint64_t tag)
+{
+	int r = amqp_basic_nack(b->consumer.conn, CH_WORK, tag, 0, 1);
+
+	if (r != AMQP_STATUS_OK) {
+		link_fail(&b->consumer, amqp_to_errno(r), "basic.nack: %s", amqp_error_string2(r));
+		return amqp_to_errno(r);
+	}
+	return 0;
+}
+
 static int settle_delivery(struct broker *b, const struct broker_msg *m, bool ack)
 {
 	struct unsettled *u;
-	int r;
 
-	if (!b->up || b->failed)
+	if (!b->consumer.up || b->consumer.failed)
 		return -ENOTCONN;
 	if (m->generation != b->generation)
 		return -ESTALE;
@@ -1103,12 +1137,114 @@ static int settle_delivery(struct broker *b, const struct broker_msg *m, bool ac
 		memmove(u, u + 1, (size_t)(b->unsettled + b->n_unsettled - (u + 1)) * sizeof(*u));
 		b->n_unsettled--;
 	}
-	r = amqp_basic_nack(b->conn, CH_CONSUME, m->tag, 0, 1);
-	if (r != AMQP_STATUS_OK) {
-		broker_fail(b, amqp_to_errno(r), "basic.nack: %s", amqp_error_string2(r));
-		return amqp_to_errno(r);
+	return broker_nack(b, m->tag);
+}
+
+/* --- public --------------------------------------------------------------- */
+
+int broker_new(sd_event *e, const struct config *c, const struct broker_callbacks *cb,
+	       void *userdata, struct broker **out)
+{
+	_cleanup_(broker_freep) struct broker *b = NULL;
+	int r;
+
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->event = sd_event_ref(e);
+	b->config = c;
+	b->cb = *cb;
+	b->userdata = userdata;
+	b->next_id = 1;
+	b->next_seq = 1;
+	b->url = strdup(c->broker.url);
+	if (!b->url)
+		return -ENOMEM;
+	amqp_default_connection_info(&b->info);
+	if (amqp_parse_url(b->url, &b->info) != AMQP_STATUS_OK)
+		return -EINVAL;
+	if (c->broker.password_file) {
+		size_t len;
+		r = read_file_max(c->broker.password_file, 4096, &b->password, &len);
+		if (r < 0)
+			return log_error_errno(r, "cannot read password_file %s: %m",
+					       c->broker.password_file);
+		while (len > 0 && (b->password[len - 1] == '\n' || b->password[len - 1] == '\r'))
+			b->password[--len] = '\0';
 	}
+	snprintf(b->queue, sizeof(b->queue), "%s", c->pipeline.queue);
+	snprintf(b->retry_x, sizeof(b->retry_x), "%.200s.retry", c->pipeline.queue);
+	snprintf(b->dlx, sizeof(b->dlx), "%.200s.dlx", c->pipeline.queue);
+	snprintf(b->dlq, sizeof(b->dlq), "%.200s.dlq", c->pipeline.queue);
+
+	if ((r = link_init(b, &b->consumer, LINK_CONSUMER)) < 0 ||
+	    (r = link_init(b, &b->publisher, LINK_PUBLISHER)) < 0)
+		return r;
+	r = sd_event_add_defer(e, &b->flush, on_flush, b);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(b->flush, SD_EVENT_OFF);
+	/* Idle priority: acks pile up while the loop is busy and leave in one
+	 * `multiple` ack when it is not (or at prefetch/4, whichever is first).
+	 * Measured: fewer syscalls and loop iterations per message than acking
+	 * each delivery at once. */
+	sd_event_source_set_priority(b->flush, SD_EVENT_PRIORITY_IDLE);
+	*out = TAKE_PTR(b);
 	return 0;
+}
+
+int broker_start(struct broker *b)
+{
+	if (b->started)
+		return 0;
+	b->started = true;
+	schedule_reconnect(&b->consumer);
+	schedule_reconnect(&b->publisher);
+	return 0;
+}
+
+struct broker *broker_free(struct broker *b)
+{
+	if (!b)
+		return NULL;
+	link_done(&b->consumer);
+	link_done(&b->publisher);
+	while (b->head) {
+		struct pending *p = b->head;
+		b->head = p->next;
+		free(p);
+	}
+	sd_event_source_disable_unref(b->flush);
+	sd_event_unref(b->event);
+	if (b->password) {
+		explicit_bzero(b->password, strlen(b->password));
+		free(b->password);
+	}
+	free(b->url);
+	free(b->lanes);
+	free(b->unsettled);
+	free(b);
+	return NULL;
+}
+
+void broker_freep(struct broker **b)
+{
+	*b = broker_free(*b);
+}
+
+bool broker_is_up(const struct broker *b)
+{
+	return b->consumer.up && !b->consumer.failed;
+}
+
+uint64_t broker_generation(const struct broker *b)
+{
+	return b->generation;
+}
+
+unsigned broker_reconnects(const struct broker *b)
+{
+	return b->reconnects;
 }
 
 int broker_ack(struct broker *b, const struct broker_msg *m)
@@ -1123,16 +1259,18 @@ int broker_requeue(struct broker *b, const struct broker_msg *m)
 
 int broker_stop_consuming(struct broker *b)
 {
+	struct link *l = &b->consumer;
+
 	if (!b->consuming)
 		return 0;
 	b->consuming = false;
-	if (!b->up || b->failed)
+	if (!l->up || l->failed)
 		return 0;
 	amqp_basic_cancel_t req = { .consumer_tag = amqp_cstring_bytes(b->consumer_tag),
 				    .nowait = 1 };
-	int r = amqp_send_method(b->conn, CH_CONSUME, AMQP_BASIC_CANCEL_METHOD, &req);
+	int r = amqp_send_method(l->conn, CH_WORK, AMQP_BASIC_CANCEL_METHOD, &req);
 	if (r != AMQP_STATUS_OK)
-		broker_fail(b, amqp_to_errno(r), "basic.cancel: %s", amqp_error_string2(r));
+		link_fail(l, amqp_to_errno(r), "basic.cancel: %s", amqp_error_string2(r));
 	return 0;
 }
 
@@ -1153,6 +1291,7 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
 		   const struct broker_header *hdrs, size_t n_hdrs, broker_confirm_fn cb,
 		   void *userdata, uint64_t *id)
 {
+	struct link *l = &b->publisher;
 	amqp_basic_properties_t props = { 0 };
 	const amqp_basic_properties_t *op = orig && orig->props ? &orig->props->p : NULL;
 	amqp_table_entry_t *entries;
@@ -1160,8 +1299,10 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
 	struct pending *p;
 	int r;
 
-	if (!b->up || b->failed)
+	if (!l->up || l->failed)
 		return -ENOTCONN;
+	if (b->blocked)
+		return -EAGAIN;
 	if (op)
 		props = *op;
 	max = (op ? (size_t)op->headers.num_entries : 0) + n_hdrs + 3;
@@ -1215,14 +1356,14 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
 		props.content_type = amqp_cstring_bytes("application/json");
 	}
 
-	r = amqp_basic_publish(b->conn, CH_PUBLISH, amqp_cstring_bytes(exchange),
+	r = amqp_basic_publish(l->conn, CH_WORK, amqp_cstring_bytes(exchange),
 			       amqp_cstring_bytes(routing_key), 1, 0, &props,
 			       (amqp_bytes_t){ .len = len, .bytes = (void *)body });
 	free(entries);
-	pump_soon(b);
+	pump_soon(l);
 	if (r != AMQP_STATUS_OK) {
 		free(p);
-		broker_fail(b, amqp_to_errno(r), "basic.publish: %s", amqp_error_string2(r));
+		link_fail(l, amqp_to_errno(r), "basic.publish: %s", amqp_error_string2(r));
 		return amqp_to_errno(r);
 	}
 	p->seq = b->next_seq++;

@@ -240,9 +240,13 @@ static void job_publish_failed(struct job *j, int r, const char *reason)
 	uint64_t delay, now;
 	struct log_ctx ctx = job_log_ctx(j, dlq ? "dlq-publish-failed" : "publish-failed", NULL);
 
+	/* Our publisher link was down, lost or blocked: not the broker's verdict
+	 * on this copy, so try again soon and log less loudly. */
+	bool link_trouble = r == -EAGAIN || r == -ENOTCONN || r == -ECONNRESET;
+
 	j->publish_pending = false;
-	if (r == -ECONNRESET || j->msg->generation != broker_generation(d->broker)) {
-		job_finish(j); /* the broker still has the original */
+	if (j->msg->generation != broker_generation(d->broker) || !broker_is_up(d->broker)) {
+		job_finish(j); /* its delivery is void; the broker still has the original */
 		return;
 	}
 	d->counters.publish_failures++;
@@ -250,16 +254,19 @@ static void job_publish_failed(struct job *j, int r, const char *reason)
 		d->counters.dlq_publish_failures++;
 		metrics_dlq_publish_failed(d->metrics);
 	}
-	log_full(dlq ? LOG_CRIT : LOG_ERR, r, &ctx,
+	log_full(link_trouble ? LOG_WARNING : dlq ? LOG_CRIT : LOG_ERR, r, &ctx,
 		 "%s copy of %s was not accepted by the broker (%s); keeping the message unacked",
 		 dlq ? "DLQ" : "retry", j->env ? j->env->message_id : "(invalid body)",
-		 reason ? reason : strerror(-r));
-	if (d->draining || !broker_is_up(d->broker)) {
+		 reason ? reason
+			: r == -EAGAIN ? "the broker blocks publishing (resource alarm)"
+				       : strerror(-r));
+	if (d->draining) {
 		job_requeue(j);
 		return;
 	}
 	j->state = JOB_BACKOFF;
-	delay = MIN(REPUBLISH_MAX_USEC, REPUBLISH_MIN_USEC << MIN(j->publish_failures, 10u));
+	delay = link_trouble ? USEC_PER_SEC
+			     : MIN(REPUBLISH_MAX_USEC, REPUBLISH_MIN_USEC << MIN(j->publish_failures, 10u));
 	j->publish_failures++;
 	sd_event_now(d->event, CLOCK_MONOTONIC, &now);
 	if (j->backoff) {
@@ -572,8 +579,9 @@ static bool handler_config_changed(const struct config *a, const struct config *
 
 static void reload_failed(struct daemon *d, struct diag *diags, const char *what)
 {
+	/* One reload-failed event per failed reload, after its diagnostics. */
 	for (size_t i = 0; i < diags->n; i++)
-		log_full(LOG_ERR, 0, &(struct log_ctx){ .event = "reload-failed", .attempt = -1 },
+		log_full(LOG_ERR, 0, &(struct log_ctx){ .event = "reload-error", .attempt = -1 },
 			 "reload: %s", diags->lines[i]);
 	log_full(LOG_ERR, 0, &(struct log_ctx){ .event = "reload-failed", .attempt = -1 },
 		 "reload failed: invalid %s; keeping the running configuration", what);

@@ -77,7 +77,8 @@ int broker_stop_consuming(struct broker *b);
 
 /*
  * Publishes a copy of orig (its properties and headers, plus hdrs) with body
- * to exchange/routing_key, mandatory, in confirm mode. cb runs exactly once,
+ * to exchange/routing_key, mandatory, in confirm mode. Returns -EAGAIN while
+ * the broker blocks publishing (resource alarm). cb runs exactly once,
  * later, from the loop, unless broker_publish_forget() is called first. The
  * copy's `expiration` and `user_id` properties are moved into headers
  * (x-dlqd-original-expiration, x-dlqd-original-user-id): a per-message TTL

@@ -1,8 +1,8 @@
 """
 Channel errors: with <q>.dlx and <q>.retry deleted under a running dlqd, the
 publish of a DLQ or retry copy makes the broker close the channel (404). dlqd
-must not ack the original, must reconnect by itself and, with
-`declare = true`, re-declare the topology, after which every message is
+must not ack the original, must reconnect its publisher connection by
+itself and declare what it publishes to, after which every message is
 accounted for: succeeded downstream or in <q>.dlq, none lost.
 """
 import os
@@ -38,9 +38,10 @@ class ChannelError(dlqtest.DlqdTestCase):
             expected[mid] = success(0)
         c.broker.publish(c.q, msgs)
 
-        # The first refused publish costs the connection; dlqd comes back.
-        d.wait_event("broker-lost", 1, timeout=20)
-        d.wait_event("broker-connected", 2, timeout=30)
+        # The first refused publish costs the publisher connection; it
+        # comes back by itself and declares what it needs.
+        d.wait_event("publisher-lost", 1, timeout=20)
+        d.wait_event("publisher-connected", 2, timeout=30)
         c.wait_settled(expected, c.stub.successes, timeout=60)
 
         self.assertTrue(c.broker.exists(c.dlq), "the DLQ is gone")
