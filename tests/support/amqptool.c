@@ -25,7 +25,8 @@
  * drain consumes with manual acks, one basic.ack per delivery (as dlqd does),
  * and prints the rate: the broker's own consume+ack ceiling.
  * depth prints the ready-message count of Q (passive declare); with --until it
- * polls every 5 ms on one connection until the count equals N.
+ * polls every 5 ms on one connection until the count equals N (a queue that
+ * does not exist yet counts as 0 meanwhile).
  *
  * Exit status: 0 ok, 1 failure, 2 usage.
  */
@@ -52,6 +53,7 @@
 #define MAX_BODY (16 * 1024 * 1024)
 #define MAX_NAMES 32
 #define CH 1
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
 
 static const char *prog = "dlqd-amqptool";
 
@@ -182,17 +184,42 @@ static void disconnect(amqp_connection_state_t conn)
 	amqp_destroy_connection(conn);
 }
 
-/* Passive declare: the number of ready (not unacked) messages in q. */
-static uint32_t queue_depth(amqp_connection_state_t conn, const char *q)
+/*
+ * Passive declare: the number of ready (not unacked) messages in q, or -1
+ * when q does not exist (the channel is reopened so polling can go on).
+ */
+static int64_t queue_depth_try(amqp_connection_state_t conn, const char *q)
 {
 	amqp_queue_declare_ok_t *ok;
+	amqp_rpc_reply_t r;
 
 	ok = amqp_queue_declare(conn, CH, amqp_cstring_bytes(q), 1, 0, 0, 0, amqp_empty_table);
-	if (!ok)
-		check_reply(amqp_get_rpc_reply(conn), "queue.declare (passive)");
-	if (!ok)
-		die("queue.declare (passive) %s failed", q);
-	return ok->message_count;
+	if (ok)
+		return ok->message_count;
+	r = amqp_get_rpc_reply(conn);
+	if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+	    r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+	    ((amqp_channel_close_t *)r.reply.decoded)->reply_code == AMQP_NOT_FOUND) {
+		amqp_channel_close_ok_t close_ok = { 0 };
+
+		if (amqp_send_method(conn, CH, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) !=
+		    AMQP_STATUS_OK)
+			die("channel.close-ok failed");
+		amqp_channel_open(conn, CH);
+		check_reply(amqp_get_rpc_reply(conn), "channel.open");
+		return -1;
+	}
+	check_reply(r, "queue.declare (passive)");
+	die("queue.declare (passive) %s failed", q);
+}
+
+static uint32_t queue_depth(amqp_connection_state_t conn, const char *q)
+{
+	int64_t n = queue_depth_try(conn, q);
+
+	if (n < 0)
+		die("no queue '%s'", q);
+	return (uint32_t)n;
 }
 
 /*
@@ -461,23 +488,24 @@ static int cmd_depth(const char *url, const char *queue, uint64_t until, bool ha
 {
 	amqp_connection_state_t conn = connect_url(url);
 	double deadline = now_sec() + timeout;
-	uint32_t n;
+	int64_t n;
 
 	for (;;) {
-		n = queue_depth(conn, queue);
-		if (!have_until || n == until)
+		/* While waiting, a queue that is not there yet counts as empty. */
+		n = have_until ? queue_depth_try(conn, queue) : queue_depth(conn, queue);
+		if (!have_until || (uint64_t)MAX(n, 0) == until)
 			break;
 		if (now_sec() > deadline) {
 			disconnect(conn);
-			fprintf(stderr, "%s: %s holds %" PRIu32 ", not %" PRIu64 ", after %.0f s\n",
-				prog, queue, n, until, timeout);
-			printf("%" PRIu32 "\n", n);
+			fprintf(stderr, "%s: %s holds %" PRId64 ", not %" PRIu64 ", after %.0f s\n",
+				prog, queue, MAX(n, 0), until, timeout);
+			printf("%" PRId64 "\n", MAX(n, 0));
 			return 1;
 		}
 		usleep(5000);
 	}
 	disconnect(conn);
-	printf("%" PRIu32 "\n", n);
+	printf("%" PRId64 "\n", MAX(n, 0));
 	return 0;
 }
 
