@@ -72,6 +72,7 @@ struct http_handler {
 	struct handler base;
 	CURLM *multi;
 	char *url;
+	CURLU *curlu; /* url parsed once, not per request */
 	long timeout_ms;
 	sd_event_source *timer;
 	sd_event_source *defer;
@@ -301,7 +302,8 @@ static struct xfer *xfer_new(struct http_handler *hh)
 		return NULL;
 	}
 	/* Options that never change between jobs are set once per pooled handle. */
-	ok = curl_easy_setopt(e, CURLOPT_URL, hh->url) == CURLE_OK &&
+	ok = curl_easy_setopt(e, CURLOPT_CURLU, hh->curlu) == CURLE_OK &&
+	     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) == CURLE_OK &&
 	     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
 	     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
 	     curl_easy_setopt(e, CURLOPT_POST, 1L) == CURLE_OK &&
@@ -701,6 +703,7 @@ static void http_free_now(struct http_handler *hh)
 	sd_event_source_disable_unref(hh->timer);
 	sd_event_source_disable_unref(hh->defer);
 	sd_event_unref(hh->base.event);
+	curl_url_cleanup(hh->curlu);
 	free(hh->url);
 	free(hh);
 }
@@ -751,8 +754,13 @@ int handler_http_new(sd_event *e, const struct config *c, struct handler **out)
 	hh->pool_max = MAX(prefetch, (uint32_t)POOL_MIN);
 
 	hh->url = strdup(c->handler.url);
-	if (!hh->url) {
+	hh->curlu = curl_url();
+	if (!hh->url || !hh->curlu) {
 		r = -ENOMEM;
+		goto fail;
+	}
+	if (curl_url_set(hh->curlu, CURLUPART_URL, hh->url, 0) != CURLUE_OK) {
+		r = -EINVAL;
 		goto fail;
 	}
 	/* curl counts its global init, so each handler takes and drops one reference. */
