@@ -1224,6 +1224,21 @@ class DlqdTestCase(unittest.TestCase):
         return result
 
     # -- convenience
+    def assertAllAccounted(self, msgs, expected, successes=None):
+        """Drains <q>.dlq and checks every message: succeeded downstream
+        (successes, default the first stub's) or in the DLQ as expected."""
+        c = self.ctx
+        copies = c.broker.get_all(c.dlq)
+        done = successes if successes is not None else c.stub.successes()
+        report = account(msgs, expected, done, copies)
+        self.assertAccounted(report)
+        return report, copies
+
+    def assertStopsCleanly(self, d):
+        d.assert_alive("at the end")
+        rc = d.stop()
+        self.assertEqual(rc, 0, "dlqd exit status %s after SIGTERM" % rc)
+
     def assertAccounted(self, report, allow_duplicates=True):
         note(report.text(limit=10))
         if not report.ok:

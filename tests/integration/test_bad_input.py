@@ -66,9 +66,7 @@ class BadInput(dlqtest.DlqdTestCase):
         real = {k: v for k, v in expected.items() if v != "invalid"}
         c.wait_settled(real, c.stub.successes, n_raw=n_raw, timeout=60)
 
-        copies = c.broker.get_all(c.dlq)
-        report = dlqtest.account(msgs, expected, c.stub.successes(), copies)
-        self.assertAccounted(report)
+        report, copies = self.assertAllAccounted(msgs, expected)
 
         timeouts = [e for e in d.events("retry") if e.get("message_id") == "hang"]
         self.assertEqual([e.get("error_code") for e in timeouts], ["UPSTREAM_TIMEOUT"] * 3,
@@ -85,9 +83,7 @@ class BadInput(dlqtest.DlqdTestCase):
         d.assert_alive("after the bad input")
         c.broker.publish(c.q, [Msg(envelope("final"), key="final")])
         c.wait_settled({"final": success(0)}, c.stub.successes, timeout=20)
-        d.assert_alive("at the end")
-        rc = d.stop()
-        self.assertEqual(rc, 0, "dlqd exit status %s after SIGTERM" % rc)
+        self.assertStopsCleanly(d)
 
 
 if __name__ == "__main__":

@@ -64,9 +64,7 @@ class BrokerRestart(dlqtest.DlqdTestCase):
         report = dlqtest.account(msgs, expected, c.stub.successes(), copies)
         note("duplicates after the broker restart: %d" % report.duplicates)
         self.assertAccounted(report)
-        d.assert_alive("at the end")
-        rc = d.stop()
-        self.assertEqual(rc, 0, "dlqd exit status %s after SIGTERM" % rc)
+        self.assertStopsCleanly(d)
 
 
 if __name__ == "__main__":

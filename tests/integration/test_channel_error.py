@@ -45,11 +45,8 @@ class ChannelError(dlqtest.DlqdTestCase):
         c.wait_settled(expected, c.stub.successes, timeout=60)
 
         self.assertTrue(c.broker.exists(c.dlq), "the DLQ is gone")
-        copies = c.broker.get_all(c.dlq)
-        report = dlqtest.account(msgs, expected, c.stub.successes(), copies)
-        self.assertAccounted(report)
-        d.assert_alive("at the end")
-        self.assertEqual(d.stop(), 0, "dlqd exit status after SIGTERM")
+        report, copies = self.assertAllAccounted(msgs, expected)
+        self.assertStopsCleanly(d)
 
 
 if __name__ == "__main__":

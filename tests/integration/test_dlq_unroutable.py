@@ -69,12 +69,8 @@ class DlqUnroutable(dlqtest.DlqdTestCase):
         c.broker.bind(c.dlq, c.dlx, "#")
         c.wait_settled(expected, c.stub.successes, timeout=60)
 
-        copies = c.broker.get_all(c.dlq)
-        report = dlqtest.account(msgs, expected, c.stub.successes(), copies)
-        self.assertAccounted(report)
-        d.assert_alive("at the end")
-        rc = d.stop()
-        self.assertEqual(rc, 0, "dlqd exit status %s after SIGTERM" % rc)
+        report, copies = self.assertAllAccounted(msgs, expected)
+        self.assertStopsCleanly(d)
 
     def test_dlq_deleted(self):
         self.scenario("delete")

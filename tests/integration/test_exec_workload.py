@@ -74,9 +74,7 @@ class ExecWorkload(dlqtest.DlqdTestCase):
         real = {k: v for k, v in expected.items() if v != "invalid"}
         c.wait_settled(real, lambda: dlqtest.exec_successes(c.exec_log), n_raw=n_raw, timeout=120)
 
-        copies = c.broker.get_all(c.dlq)
-        report = dlqtest.account(msgs, expected, dlqtest.exec_successes(c.exec_log), copies)
-        self.assertAccounted(report)
+        report, copies = self.assertAllAccounted(msgs, expected, dlqtest.exec_successes(c.exec_log))
 
         # The environment the contract promises reached the job.
         recs = dlqtest.read_json_lines(c.exec_log)
@@ -91,9 +89,7 @@ class ExecWorkload(dlqtest.DlqdTestCase):
         self.assertTrue([e for e in d.events("retry") if e.get("error_code") == "UPSTREAM_TIMEOUT"],
                         "no retry event with UPSTREAM_TIMEOUT for the hanging jobs")
 
-        d.assert_alive("at the end")
-        rc = d.stop()
-        self.assertEqual(rc, 0, "dlqd exit status %s after SIGTERM" % rc)
+        self.assertStopsCleanly(d)
 
 
 if __name__ == "__main__":

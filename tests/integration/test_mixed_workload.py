@@ -104,9 +104,7 @@ class MixedWorkload(dlqtest.DlqdTestCase):
         real = {k: v for k, v in expected.items() if v != "invalid"}
         c.wait_settled(real, c.stub.successes, n_raw=n_raw, timeout=90)
 
-        copies = c.broker.get_all(c.dlq)
-        report = dlqtest.account(msgs, expected, c.stub.successes(), copies)
-        self.assertAccounted(report)
+        report, copies = self.assertAllAccounted(msgs, expected)
 
         # 401/403: escalated.
         esc = d.events("escalation")
@@ -148,9 +146,7 @@ class MixedWorkload(dlqtest.DlqdTestCase):
                      "dlqd_messages_dead_lettered_total", "dlqd_build_info"):
             self.assertIn(name, text, "metric %s missing from /metrics" % name)
 
-        d.assert_alive("at the end")
-        rc = d.stop()
-        self.assertEqual(rc, 0, "dlqd exit status %s after SIGTERM" % rc)
+        self.assertStopsCleanly(d)
 
 
 if __name__ == "__main__":

@@ -51,11 +51,8 @@ class QuorumWorkload(dlqtest.DlqdTestCase):
 
         for row in c.our_queues(("name", "type")):
             self.assertEqual(row["type"], "quorum", "%s is not a quorum queue" % row["name"])
-        copies = c.broker.get_all(c.dlq)
-        report = dlqtest.account(msgs, expected, c.stub.successes(), copies)
-        self.assertAccounted(report)
-        d.assert_alive("at the end")
-        self.assertEqual(d.stop(), 0, "dlqd exit status after SIGTERM")
+        report, copies = self.assertAllAccounted(msgs, expected)
+        self.assertStopsCleanly(d)
 
 
 if __name__ == "__main__":

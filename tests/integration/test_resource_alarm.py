@@ -67,9 +67,7 @@ class ResourceAlarm(dlqtest.DlqdTestCase):
         c.wait_until(lambda: not memory_alarm(), 10, "the alarm to clear", check_alive=False)
         d.wait_event("broker-unblocked", 1, timeout=20)
         c.wait_settled(expected, c.stub.successes, timeout=60)
-        copies = c.broker.get_all(c.dlq)
-        report = dlqtest.account(msgs, expected, c.stub.successes(), copies)
-        self.assertAccounted(report)
+        report, copies = self.assertAllAccounted(msgs, expected)
         self.assertEqual(d.stop(), 0, "dlqd exit status after SIGTERM")
 
 
