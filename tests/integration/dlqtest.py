@@ -230,23 +230,21 @@ class Broker:
     def unbind(self, queue, exchange, routing_key):
         self._run(lambda ch: ch.queue_unbind(queue=queue, exchange=exchange, routing_key=routing_key))
 
-    def delete_queue(self, name):
+    def _delete(self, op):
+        """Runs op(ch); a missing queue or exchange (404) is not an error."""
         def fn(ch):
             try:
-                ch.queue_delete(queue=name)
+                op(ch)
             except pex.ChannelClosedByBroker as e:
                 if e.reply_code != 404:
                     raise
         self._run(fn)
 
+    def delete_queue(self, name):
+        self._delete(lambda ch: ch.queue_delete(queue=name))
+
     def delete_exchange(self, name):
-        def fn(ch):
-            try:
-                ch.exchange_delete(exchange=name)
-            except pex.ChannelClosedByBroker as e:
-                if e.reply_code != 404:
-                    raise
-        self._run(fn)
+        self._delete(lambda ch: ch.exchange_delete(exchange=name))
 
     def exchange_exists(self, name):
         def fn(ch):
@@ -959,6 +957,29 @@ SUCCESS = "success"
 def success(attempt=None):
     """Expected: the downstream answered 2xx (at X-Attempt == attempt, if given)."""
     return ("success", attempt)
+
+
+def busy_workload(seed, n_slow, n_transient, max_times, n_bad=0):
+    """Slow successes (20-50 ms each), transient failures that recover after
+    1..max_times tries, and non-retryable ones, shuffled: keeps dlqd busy
+    for a few seconds, for fault tests that hit it mid-run."""
+    rnd = random.Random(seed)
+    msgs, expected = [], {}
+    for i in range(n_slow):
+        mid = "slow-%d" % i
+        msgs.append(Msg(envelope(mid, stub={"op": "sleep", "ms": rnd.randint(20, 50)}), key=mid))
+        expected[mid] = success(0)
+    for i in range(n_transient):
+        k = 1 + i % max_times
+        mid = "tr-%d-%d" % (k, i)
+        msgs.append(Msg(envelope(mid, stub={"op": "fail", "status": 503, "times": k}), key=mid))
+        expected[mid] = success(k)
+    for i in range(n_bad):
+        mid = "bad-%d" % i
+        msgs.append(Msg(envelope(mid, stub={"op": "fail", "status": 400}), key=mid))
+        expected[mid] = dlq("INVALID_PAYLOAD", "NON_RETRYABLE", 1)
+    rnd.shuffle(msgs)
+    return msgs, expected
 
 
 def dlq(code, cls, attempt, evidence=None):

@@ -5,33 +5,16 @@ persistent messages survive). dlqd must notice (broker-lost), reconnect by
 itself (broker-connected again), keep running, and lose nothing.
 """
 import os
-import random
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dlqtest  # noqa: E402
-from dlqtest import Msg, dlq, envelope, note, success  # noqa: E402
+from dlqtest import note  # noqa: E402
 
 
 def build(seed=4):
-    rnd = random.Random(seed)
-    msgs, expected = [], {}
-    for i in range(1200):
-        mid = "slow-%d" % i
-        msgs.append(Msg(envelope(mid, stub={"op": "sleep", "ms": rnd.randint(20, 50)}), key=mid))
-        expected[mid] = success(0)
-    for i in range(250):
-        k = 1 + i % 3
-        mid = "tr-%d-%d" % (k, i)
-        msgs.append(Msg(envelope(mid, stub={"op": "fail", "status": 503, "times": k}), key=mid))
-        expected[mid] = success(k)
-    for i in range(50):
-        mid = "bad-%d" % i
-        msgs.append(Msg(envelope(mid, stub={"op": "fail", "status": 400}), key=mid))
-        expected[mid] = dlq("INVALID_PAYLOAD", "NON_RETRYABLE", 1)
-    rnd.shuffle(msgs)
-    return msgs, expected
+    return dlqtest.busy_workload(seed, 1200, 250, 3, 50)
 
 
 class BrokerRestart(dlqtest.DlqdTestCase):

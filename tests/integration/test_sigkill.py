@@ -5,29 +5,16 @@ lost: every message succeeds at the downstream (duplicates are allowed and
 counted: delivery is at least once).
 """
 import os
-import random
 import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dlqtest  # noqa: E402
-from dlqtest import Msg, envelope, note, success  # noqa: E402
+from dlqtest import note  # noqa: E402
 
 
 def build(seed=3):
-    rnd = random.Random(seed)
-    msgs, expected = [], {}
-    for i in range(1600):
-        mid = "slow-%d" % i
-        msgs.append(Msg(envelope(mid, stub={"op": "sleep", "ms": rnd.randint(20, 50)}), key=mid))
-        expected[mid] = success(0)
-    for i in range(400):
-        k = 1 + i % 2
-        mid = "tr-%d-%d" % (k, i)
-        msgs.append(Msg(envelope(mid, stub={"op": "fail", "status": 503, "times": k}), key=mid))
-        expected[mid] = success(k)
-    rnd.shuffle(msgs)
-    return msgs, expected
+    return dlqtest.busy_workload(seed, 1600, 400, 2)
 
 
 class SigKill(dlqtest.DlqdTestCase):
