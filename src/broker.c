@@ -46,12 +46,12 @@ enum {
 };
 
 #define CONNECT_TIMEOUT_USEC (5 * USEC_PER_SEC)
-#define RPC_TIMEOUT_USEC (15 * USEC_PER_SEC)
-#define RECONNECT_MIN_USEC (200 * USEC_PER_MSEC)
-#define RECONNECT_MAX_USEC (30 * USEC_PER_SEC)
-#define FRAME_MAX 131072
-#define PUBLISH_SEQ_HEADER "x-dlqd-publish-seq"
-#define MAX_LANES 4096
+#define RPC_TIMEOUT_USEC     (15 * USEC_PER_SEC)
+#define RECONNECT_MIN_USEC   (200 * USEC_PER_MSEC)
+#define RECONNECT_MAX_USEC   (30 * USEC_PER_SEC)
+#define FRAME_MAX	     131072
+#define PUBLISH_SEQ_HEADER   "x-dlqd-publish-seq"
+#define MAX_LANES	     4096
 
 struct broker_props {
 	amqp_pool_t pool;
@@ -76,7 +76,7 @@ struct incoming {
 	bool redelivered;
 	uint16_t reply_code;
 	char reply_text[128];
-	int64_t seq; /* from the returned message's PUBLISH_SEQ_HEADER */
+	int64_t seq;		/* from the returned message's PUBLISH_SEQ_HEADER */
 	struct broker_msg *msg; /* deliveries only */
 	size_t need, got;
 	bool have_header;
@@ -129,7 +129,7 @@ struct broker {
 	struct unsettled {
 		uint64_t tag;
 		bool done;
-	} *unsettled;
+	} * unsettled;
 	size_t n_unsettled, cap_unsettled, n_done;
 	sd_event_source *flush;
 
@@ -256,8 +256,8 @@ static struct broker_props *props_clone(const amqp_basic_properties_t *src)
 	init_amqp_pool(&p->pool, 1024);
 	p->p = *src;
 	/* Only fields whose flag is set hold anything; the rest is garbage. */
-#define DUP(field, flag)                                                           \
-	p->p.field = (src->_flags & (flag)) ? pool_dup(&p->pool, src->field)        \
+#define DUP(field, flag)                                                     \
+	p->p.field = (src->_flags & (flag)) ? pool_dup(&p->pool, src->field) \
 					    : (amqp_bytes_t){ 0, NULL }
 	DUP(content_type, AMQP_BASIC_CONTENT_TYPE_FLAG);
 	DUP(content_encoding, AMQP_BASIC_CONTENT_ENCODING_FLAG);
@@ -367,7 +367,8 @@ static void teardown(struct link *l, bool reconnect)
 			b->head = p->next;
 			if (p->cb)
 				p->cb(p->userdata, -ECONNRESET,
-				      "the publisher connection was lost before the broker confirmed");
+				      "the publisher connection was lost before the broker "
+				      "confirmed");
 			free(p);
 		}
 		b->tail = NULL;
@@ -431,12 +432,11 @@ static void mark_returned(struct broker *b, struct incoming *in)
 			p->returned = true;
 			/* Something unbound a queue; declare lanes afresh. */
 			b->n_lanes = 0;
-			snprintf(p->reason, sizeof(p->reason), "unroutable (%u %s)",
-				 in->reply_code, in->reply_text);
+			snprintf(p->reason, sizeof(p->reason), "unroutable (%u %s)", in->reply_code,
+				 in->reply_text);
 			return;
 		}
-	log_warning("basic.return for an unknown publish (seq %" PRId64 "), ignoring",
-		    in->seq);
+	log_warning("basic.return for an unknown publish (seq %" PRId64 "), ignoring", in->seq);
 }
 
 static int64_t header_int(const amqp_table_t *t, const char *key)
@@ -495,7 +495,8 @@ static void on_method(struct link *l, amqp_frame_t *f)
 			link_fail(l, -EPROTO, "unexpected basic.deliver on channel %u", ch);
 			return;
 		}
-		l->in = (struct incoming){ .active = true, .tag = d->delivery_tag,
+		l->in = (struct incoming){ .active = true,
+					   .tag = d->delivery_tag,
 					   .redelivered = d->redelivered };
 		return;
 	}
@@ -505,10 +506,11 @@ static void on_method(struct link *l, amqp_frame_t *f)
 			link_fail(l, -EPROTO, "unexpected basic.return on channel %u", ch);
 			return;
 		}
-		l->in = (struct incoming){ .active = true, .is_return = true,
-					   .reply_code = r->reply_code, .seq = -1 };
-		snprintf(l->in.reply_text, sizeof(l->in.reply_text), "%.*s",
-			 (int)r->reply_text.len, (char *)r->reply_text.bytes);
+		l->in = (struct incoming){
+			.active = true, .is_return = true, .reply_code = r->reply_code, .seq = -1
+		};
+		snprintf(l->in.reply_text, sizeof(l->in.reply_text), "%.*s", (int)r->reply_text.len,
+			 (char *)r->reply_text.bytes);
 		return;
 	}
 	case AMQP_BASIC_ACK_METHOD:
@@ -535,16 +537,16 @@ static void on_method(struct link *l, amqp_frame_t *f)
 		amqp_channel_close_t *c = m->decoded;
 		amqp_channel_close_ok_t ok = { 0 };
 		amqp_send_method(l->conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-		link_fail(l, -EPROTO, "channel %u closed by the broker: %u %.*s", ch,
-			  c->reply_code, (int)c->reply_text.len, (char *)c->reply_text.bytes);
+		link_fail(l, -EPROTO, "channel %u closed by the broker: %u %.*s", ch, c->reply_code,
+			  (int)c->reply_text.len, (char *)c->reply_text.bytes);
 		return;
 	}
 	case AMQP_CONNECTION_CLOSE_METHOD: {
 		amqp_connection_close_t *c = m->decoded;
 		amqp_connection_close_ok_t ok = { 0 };
 		amqp_send_method(l->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-		link_fail(l, -ECONNRESET, "connection closed by the broker: %u %.*s",
-			  c->reply_code, (int)c->reply_text.len, (char *)c->reply_text.bytes);
+		link_fail(l, -ECONNRESET, "connection closed by the broker: %u %.*s", c->reply_code,
+			  (int)c->reply_text.len, (char *)c->reply_text.bytes);
 		return;
 	}
 	case AMQP_CONNECTION_BLOCKED_METHOD: {
@@ -552,8 +554,10 @@ static void on_method(struct link *l, amqp_frame_t *f)
 		if (consumer)
 			return; /* only publishing connections get blocked */
 		b->blocked = true;
-		log_full(LOG_WARNING, 0, &(struct log_ctx){ .event = "broker-blocked", .attempt = -1 },
-			 "the broker blocks publishing (%.*s); retry and DLQ copies wait, acks go on",
+		log_full(LOG_WARNING, 0,
+			 &(struct log_ctx){ .event = "broker-blocked", .attempt = -1 },
+			 "the broker blocks publishing (%.*s); retry and DLQ copies wait, acks go "
+			 "on",
 			 (int)bl->reason.len, (char *)bl->reason.bytes);
 		return;
 	}
@@ -561,7 +565,8 @@ static void on_method(struct link *l, amqp_frame_t *f)
 		if (consumer)
 			return;
 		b->blocked = false;
-		log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "broker-unblocked", .attempt = -1 },
+		log_full(LOG_NOTICE, 0,
+			 &(struct log_ctx){ .event = "broker-unblocked", .attempt = -1 },
 			 "the broker unblocked publishing");
 		return;
 	default:
@@ -601,7 +606,8 @@ static void on_header(struct link *l, amqp_frame_t *f)
 		}
 		if (!m || !m->body || !m->props) {
 			broker_msg_free(m);
-			link_fail(l, -ENOMEM, "out of memory for a %" PRIu64 "-byte delivery", size);
+			link_fail(l, -ENOMEM, "out of memory for a %" PRIu64 "-byte delivery",
+				  size);
 			return;
 		}
 		m->body[size] = '\0';
@@ -694,8 +700,8 @@ static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata)
 
 /* --- declarations -------------------------------------------------------- */
 
-static amqp_table_t queue_args(struct broker *b, amqp_table_entry_t *e, size_t n_extra,
-			       bool lane, uint64_t ttl_ms)
+static amqp_table_t queue_args(struct broker *b, amqp_table_entry_t *e, size_t n_extra, bool lane,
+			       uint64_t ttl_ms)
 {
 	size_t n = 0;
 	bool quorum = b->config->pipeline.queue_type == QUEUE_QUORUM;
@@ -745,8 +751,8 @@ static int declare_exchange(struct link *l, const char *name, const char *type)
 {
 	char what[BROKER_NAME_MAX + 32];
 
-	amqp_exchange_declare(l->conn, CH_ADMIN, amqp_cstring_bytes(name),
-			      amqp_cstring_bytes(type), 0, 1, 0, 0, amqp_empty_table);
+	amqp_exchange_declare(l->conn, CH_ADMIN, amqp_cstring_bytes(name), amqp_cstring_bytes(type),
+			      0, 1, 0, 0, amqp_empty_table);
 	snprintf(what, sizeof(what), "exchange.declare %s", name);
 	return check_rpc(l, what);
 }
@@ -755,8 +761,8 @@ static int bind_queue(struct link *l, const char *queue, const char *exchange, c
 {
 	char what[3 * BROKER_NAME_MAX];
 
-	amqp_queue_bind(l->conn, CH_ADMIN, amqp_cstring_bytes(queue),
-			amqp_cstring_bytes(exchange), amqp_cstring_bytes(key), amqp_empty_table);
+	amqp_queue_bind(l->conn, CH_ADMIN, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
+			amqp_cstring_bytes(key), amqp_empty_table);
 	snprintf(what, sizeof(what), "queue.bind %s to %s", queue, exchange);
 	return check_rpc(l, what);
 }
@@ -833,8 +839,10 @@ static int open_socket(struct link *l)
 			if (r != 0)
 				return log_full(LOG_ERR, amqp_to_errno(r), &failed,
 						"cannot load CA file %s: %s",
-						b->config->broker.tls_ca_file, amqp_error_string2(r));
-		} else if (SSL_CTX_set_default_verify_paths(amqp_ssl_socket_get_context(sock)) != 1) {
+						b->config->broker.tls_ca_file,
+						amqp_error_string2(r));
+		} else if (SSL_CTX_set_default_verify_paths(amqp_ssl_socket_get_context(sock)) !=
+			   1) {
 			/* librabbitmq starts with an empty trust store; without a
 			 * tls_ca_file the system's is what operators expect. */
 			return log_full(LOG_ERR, -EIO, &failed,
@@ -884,15 +892,18 @@ static int login(struct link *l)
 	snprintf(name, sizeof(name), "dlqd %s %s", b->queue, l->name);
 	amqp_table_entry_t props[] = {
 		{ .key = amqp_cstring_bytes("connection_name"),
-		  .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(name) } },
+		  .value = { .kind = AMQP_FIELD_KIND_UTF8,
+			     .value.bytes = amqp_cstring_bytes(name) } },
 		{ .key = amqp_cstring_bytes("product"),
-		  .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("dlqd") } },
+		  .value = { .kind = AMQP_FIELD_KIND_UTF8,
+			     .value.bytes = amqp_cstring_bytes("dlqd") } },
 		{ .key = amqp_cstring_bytes("version"),
 		  .value = { .kind = AMQP_FIELD_KIND_UTF8,
 			     .value.bytes = amqp_cstring_bytes(DLQD_VERSION) } },
 		{ .key = amqp_cstring_bytes("capabilities"),
 		  .value = { .kind = AMQP_FIELD_KIND_TABLE,
-			     .value.table = { .num_entries = (int)ARRAY_SIZE(caps), .entries = caps } } },
+			     .value.table = { .num_entries = (int)ARRAY_SIZE(caps),
+					      .entries = caps } } },
 	};
 	amqp_table_t client_props = { .num_entries = (int)ARRAY_SIZE(props), .entries = props };
 	reply = amqp_login_with_properties(l->conn, b->info.vhost, 0, FRAME_MAX, heartbeat_s,
@@ -900,7 +911,8 @@ static int login(struct link *l)
 					   b->password ? b->password : b->info.password);
 	if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
 		log_full(LOG_WARNING, 0,
-			 &(struct log_ctx){ .event = link_event(l, "connect-failed"), .attempt = -1 },
+			 &(struct log_ctx){ .event = link_event(l, "connect-failed"),
+					    .attempt = -1 },
 			 "AMQP login to %s:%d as %s failed: %s", b->info.host, b->info.port,
 			 b->info.user, reply_text(reply, buf, sizeof(buf)));
 		return -EACCES;
@@ -951,7 +963,7 @@ static int connect_link(struct link *l)
 	if (r < 0)
 		return r;
 	sd_event_source_set_description(l->io, l->role == LINK_CONSUMER ? "amqp-consumer"
-									 : "amqp-publisher");
+									: "amqp-publisher");
 	if (c->broker.heartbeat_usec > 0)
 		set_timer(&l->heartbeat, l, MAX(c->broker.heartbeat_usec / 2, USEC_PER_SEC),
 			  on_heartbeat, "amqp-heartbeat");
@@ -979,7 +991,8 @@ static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata)
 	l->ever_up = true;
 	l->connect_failures = 0;
 	l->up = true;
-	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = link_event(l, "connected"), .attempt = -1 },
+	log_full(LOG_NOTICE, 0,
+		 &(struct log_ctx){ .event = link_event(l, "connected"), .attempt = -1 },
 		 l->role == LINK_CONSUMER ? "consuming %s on %s:%d (prefetch %u)"
 					  : "publishing for %s on %s:%d (prefetch %u)",
 		 b->queue, b->info.host, b->info.port, b->config->broker.prefetch);
@@ -1331,7 +1344,8 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
 			entries[n].value.value.i64 = hdrs[j].i;
 		} else {
 			entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
-			entries[n].value.value.bytes = amqp_cstring_bytes(hdrs[j].s ? hdrs[j].s : "");
+			entries[n].value.value.bytes =
+				amqp_cstring_bytes(hdrs[j].s ? hdrs[j].s : "");
 		}
 		n++;
 	}

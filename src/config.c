@@ -19,15 +19,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CONFIG_MAX_LINE 4096
-#define CONFIG_MAX_SIZE (1024 * 1024)
-#define QUEUE_NAME_MAX 200
+#define CONFIG_MAX_LINE	 4096
+#define CONFIG_MAX_SIZE	 (1024 * 1024)
+#define QUEUE_NAME_MAX	 200
 #define DEFAULT_TAXONOMY "/etc/dlqd/taxonomy.json"
-#define DEFAULT_LISTEN "127.0.0.1:9464"
+#define DEFAULT_LISTEN	 "127.0.0.1:9464"
 
-#define KIB UINT64_C(1024)
-#define MIB (KIB * 1024)
-#define GIB (MIB * 1024)
+#define KIB	  UINT64_C(1024)
+#define MIB	  (KIB * 1024)
+#define GIB	  (MIB * 1024)
 #define HOUR_USEC (UINT64_C(3600) * USEC_PER_SEC)
 
 enum section {
@@ -44,23 +44,22 @@ enum section {
 };
 
 static const char *const section_names[_SEC_MAX] = {
-	[SEC_BROKER] = "broker",     [SEC_PIPELINE] = "pipeline",
-	[SEC_HANDLER] = "handler",   [SEC_RETRY] = "retry",
-	[SEC_METRICS] = "metrics",   [SEC_SHUTDOWN] = "shutdown",
+	[SEC_BROKER] = "broker", [SEC_PIPELINE] = "pipeline", [SEC_HANDLER] = "handler",
+	[SEC_RETRY] = "retry",	 [SEC_METRICS] = "metrics",   [SEC_SHUTDOWN] = "shutdown",
 	[SEC_REPLAY] = "replay",
 };
 
 enum key_type {
-	KT_STRING,	 /* kept as written, may be empty */
-	KT_PATH,	 /* empty = unset; relative = next to the config file */
-	KT_COMMAND,	 /* raw; shell-like quotes survive for the argv split */
+	KT_STRING,  /* kept as written, may be empty */
+	KT_PATH,    /* empty = unset; relative = next to the config file */
+	KT_COMMAND, /* raw; shell-like quotes survive for the argv split */
 	KT_UINT32,
 	KT_DURATION,
 	KT_SIZE,
 	KT_BOOL,
 	KT_QUEUE_TYPE,
 	KT_HANDLER_TYPE,
-	KT_LIST,	 /* comma-separated, NULL-terminated strv */
+	KT_LIST, /* comma-separated, NULL-terminated strv */
 };
 
 enum key_id {
@@ -98,58 +97,51 @@ struct key_def {
 	const char *range; /* overrides the generated "min to max" text */
 };
 
-#define KEY(id, sec, n, t, field, lo, hi, txt)                                 \
-	[id] = { .section = sec,                                               \
-		 .name = n,                                                    \
-		 .type = t,                                                    \
-		 .offset = offsetof(struct config, field),                     \
-		 .min = lo,                                                    \
-		 .max = hi,                                                    \
+#define KEY(id, sec, n, t, field, lo, hi, txt)             \
+	[id] = { .section = sec,                           \
+		 .name = n,                                \
+		 .type = t,                                \
+		 .offset = offsetof(struct config, field), \
+		 .min = lo,                                \
+		 .max = hi,                                \
 		 .range = txt }
 
 static const struct key_def keys[_K_MAX] = {
 	KEY(K_BROKER_URL, SEC_BROKER, "url", KT_STRING, broker.url, 0, 0, NULL),
-	KEY(K_BROKER_PASSWORD_FILE, SEC_BROKER, "password_file", KT_PATH,
-	    broker.password_file, 0, 0, NULL),
-	KEY(K_BROKER_PREFETCH, SEC_BROKER, "prefetch", KT_UINT32, broker.prefetch, 1,
-	    65535, NULL),
-	KEY(K_BROKER_HEARTBEAT, SEC_BROKER, "heartbeat", KT_DURATION,
-	    broker.heartbeat_usec, 0, HOUR_USEC, "0 (off) to 1h, whole seconds"),
-	KEY(K_BROKER_TLS_CA_FILE, SEC_BROKER, "tls_ca_file", KT_PATH,
-	    broker.tls_ca_file, 0, 0, NULL),
-	KEY(K_BROKER_TLS_CERT_FILE, SEC_BROKER, "tls_cert_file", KT_PATH,
-	    broker.tls_cert_file, 0, 0, NULL),
-	KEY(K_BROKER_TLS_KEY_FILE, SEC_BROKER, "tls_key_file", KT_PATH,
-	    broker.tls_key_file, 0, 0, NULL),
+	KEY(K_BROKER_PASSWORD_FILE, SEC_BROKER, "password_file", KT_PATH, broker.password_file, 0,
+	    0, NULL),
+	KEY(K_BROKER_PREFETCH, SEC_BROKER, "prefetch", KT_UINT32, broker.prefetch, 1, 65535, NULL),
+	KEY(K_BROKER_HEARTBEAT, SEC_BROKER, "heartbeat", KT_DURATION, broker.heartbeat_usec, 0,
+	    HOUR_USEC, "0 (off) to 1h, whole seconds"),
+	KEY(K_BROKER_TLS_CA_FILE, SEC_BROKER, "tls_ca_file", KT_PATH, broker.tls_ca_file, 0, 0,
+	    NULL),
+	KEY(K_BROKER_TLS_CERT_FILE, SEC_BROKER, "tls_cert_file", KT_PATH, broker.tls_cert_file, 0,
+	    0, NULL),
+	KEY(K_BROKER_TLS_KEY_FILE, SEC_BROKER, "tls_key_file", KT_PATH, broker.tls_key_file, 0, 0,
+	    NULL),
 	KEY(K_BROKER_TLS_VERIFY_PEER, SEC_BROKER, "tls_verify_peer", KT_BOOL,
 	    broker.tls_verify_peer, 0, 0, NULL),
 	KEY(K_BROKER_TLS_VERIFY_HOSTNAME, SEC_BROKER, "tls_verify_hostname", KT_BOOL,
 	    broker.tls_verify_hostname, 0, 0, NULL),
-	KEY(K_PIPELINE_QUEUE, SEC_PIPELINE, "queue", KT_STRING, pipeline.queue, 0, 0,
-	    NULL),
-	KEY(K_PIPELINE_QUEUE_TYPE, SEC_PIPELINE, "queue_type", KT_QUEUE_TYPE,
-	    pipeline.queue_type, 0, 0, NULL),
-	KEY(K_PIPELINE_DECLARE, SEC_PIPELINE, "declare", KT_BOOL, pipeline.declare,
+	KEY(K_PIPELINE_QUEUE, SEC_PIPELINE, "queue", KT_STRING, pipeline.queue, 0, 0, NULL),
+	KEY(K_PIPELINE_QUEUE_TYPE, SEC_PIPELINE, "queue_type", KT_QUEUE_TYPE, pipeline.queue_type,
 	    0, 0, NULL),
+	KEY(K_PIPELINE_DECLARE, SEC_PIPELINE, "declare", KT_BOOL, pipeline.declare, 0, 0, NULL),
 	KEY(K_PIPELINE_MAX_MESSAGE_SIZE, SEC_PIPELINE, "max_message_size", KT_SIZE,
 	    pipeline.max_message_size, KIB, GIB, NULL),
-	KEY(K_HANDLER_TYPE, SEC_HANDLER, "type", KT_HANDLER_TYPE, handler.type, 0, 0,
-	    NULL),
+	KEY(K_HANDLER_TYPE, SEC_HANDLER, "type", KT_HANDLER_TYPE, handler.type, 0, 0, NULL),
 	KEY(K_HANDLER_URL, SEC_HANDLER, "url", KT_STRING, handler.url, 0, 0, NULL),
-	KEY(K_HANDLER_COMMAND, SEC_HANDLER, "command", KT_COMMAND, handler.command, 0,
-	    0, NULL),
-	KEY(K_HANDLER_TIMEOUT, SEC_HANDLER, "timeout", KT_DURATION,
-	    handler.timeout_usec, 1, 24 * HOUR_USEC, "more than 0, at most 24h"),
-	KEY(K_HANDLER_MAX_OUTPUT, SEC_HANDLER, "max_output", KT_SIZE,
-	    handler.max_output, KIB, 16 * MIB, NULL),
-	KEY(K_RETRY_TAXONOMY, SEC_RETRY, "taxonomy", KT_PATH, retry.taxonomy, 0, 0,
-	    NULL),
-	KEY(K_METRICS_LISTEN, SEC_METRICS, "listen", KT_STRING, metrics.listen, 0, 0,
-	    NULL),
+	KEY(K_HANDLER_COMMAND, SEC_HANDLER, "command", KT_COMMAND, handler.command, 0, 0, NULL),
+	KEY(K_HANDLER_TIMEOUT, SEC_HANDLER, "timeout", KT_DURATION, handler.timeout_usec, 1,
+	    24 * HOUR_USEC, "more than 0, at most 24h"),
+	KEY(K_HANDLER_MAX_OUTPUT, SEC_HANDLER, "max_output", KT_SIZE, handler.max_output, KIB,
+	    16 * MIB, NULL),
+	KEY(K_RETRY_TAXONOMY, SEC_RETRY, "taxonomy", KT_PATH, retry.taxonomy, 0, 0, NULL),
+	KEY(K_METRICS_LISTEN, SEC_METRICS, "listen", KT_STRING, metrics.listen, 0, 0, NULL),
 	KEY(K_SHUTDOWN_DRAIN_TIMEOUT, SEC_SHUTDOWN, "drain_timeout", KT_DURATION,
 	    shutdown.drain_timeout_usec, 0, HOUR_USEC, NULL),
-	KEY(K_REPLAY_BLOCK_SCHEMA_VERSIONS, SEC_REPLAY, "block_schema_versions",
-	    KT_LIST, replay.block_schema_versions, 0, 0, NULL),
+	KEY(K_REPLAY_BLOCK_SCHEMA_VERSIONS, SEC_REPLAY, "block_schema_versions", KT_LIST,
+	    replay.block_schema_versions, 0, 0, NULL),
 };
 
 /* A diagnostic waiting to be sorted into file order. */
@@ -402,8 +394,7 @@ static size_t edit_distance(const char *a, const char *b)
 				      tolower((unsigned char)b[j - 1]);
 			size_t v = MIN(d[i - 1][j] + 1, d[i][j - 1] + 1);
 			v = MIN(v, d[i - 1][j - 1] + cost);
-			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] &&
-			    a[i - 2] == b[j - 1])
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
 				v = MIN(v, d[i - 2][j - 2] + 1);
 			d[i][j] = v;
 		}
@@ -455,8 +446,8 @@ static void unknown_key(struct parser *p, unsigned line, const char *key)
 	}
 	for (int i = 0; i < _K_MAX; i++)
 		if (strcmp(keys[i].name, key) == 0) {
-			perr(p, line, "unknown key '%s' in [%s] (it belongs in [%s])", key,
-			     sec, section_names[keys[i].section]);
+			perr(p, line, "unknown key '%s' in [%s] (it belongs in [%s])", key, sec,
+			     section_names[keys[i].section]);
 			return;
 		}
 	perr(p, line, "unknown key '%s' in [%s]", key, sec);
@@ -483,8 +474,9 @@ static const char *fmt_duration(uint64_t usec, char *buf, size_t n)
 		uint64_t f;
 		const char *u;
 	} units[] = {
-		{ HOUR_USEC, "h" }, { 60 * USEC_PER_SEC, "m" }, { USEC_PER_SEC, "s" },
-		{ USEC_PER_MSEC, "ms" }, { 1, "us" },
+		{ HOUR_USEC, "h" },    { 60 * USEC_PER_SEC, "m" },
+		{ USEC_PER_SEC, "s" }, { USEC_PER_MSEC, "ms" },
+		{ 1, "us" },
 	};
 
 	if (usec == 0)
@@ -593,8 +585,8 @@ static int parse_list(const char *v, char ***out)
  * Parses the value of a number, duration or size key and checks it against
  * the key's bounds. Reports and returns false when it is not usable.
  */
-static bool parse_number(struct parser *p, const struct key_def *k, const char *v,
-			 unsigned line, uint64_t *out)
+static bool parse_number(struct parser *p, const struct key_def *k, const char *v, unsigned line,
+			 uint64_t *out)
 {
 	const char *sec = section_names[k->section];
 	char range[96];
@@ -625,8 +617,8 @@ static bool parse_number(struct parser *p, const struct key_def *k, const char *
 			     v, k->name, sec, range_text(k, range, sizeof(range)));
 		else
 			perr(p, line,
-			     "invalid number '%s' for '%s' in [%s]: expected an integer from %s",
-			     v, k->name, sec, range_text(k, range, sizeof(range)));
+			     "invalid number '%s' for '%s' in [%s]: expected an integer from %s", v,
+			     k->name, sec, range_text(k, range, sizeof(range)));
 		return false;
 	}
 	if (r < 0 || u < k->min || u > k->max) {
@@ -868,8 +860,7 @@ static void parse_line(struct parser *p, char *l, unsigned line)
 
 	eq = strchr(s, '=');
 	if (!eq) {
-		perr(p, line,
-		     "malformed line (expected 'key = value', '[section]' or a comment)");
+		perr(p, line, "malformed line (expected 'key = value', '[section]' or a comment)");
 		return;
 	}
 	*eq = '\0';
@@ -879,8 +870,8 @@ static void parse_line(struct parser *p, char *l, unsigned line)
 		return;
 	}
 	if (p->section == SEC_NONE) {
-		perr(p, line, "key '%s' is outside of any section (add a [section] header above it)",
-		     key);
+		perr(p, line,
+		     "key '%s' is outside of any section (add a [section] header above it)", key);
 		return;
 	}
 	if (p->section == SEC_UNKNOWN)
@@ -903,8 +894,8 @@ static void parse_line(struct parser *p, char *l, unsigned line)
 	const char *value = cut_value(eq + 1, keys[id].type == KT_COMMAND, &err);
 	unsigned errors = p->errors;
 	if (err == CUT_UNTERMINATED)
-		perr(p, line, "unterminated quoted value for '%s' in [%s] (no closing \")",
-		     key, section_names[p->section]);
+		perr(p, line, "unterminated quoted value for '%s' in [%s] (no closing \")", key,
+		     section_names[p->section]);
 	else if (err == CUT_TRAILING)
 		perr(p, line, "unexpected text after the quoted value of '%s' in [%s]", key,
 		     section_names[p->section]);
@@ -1011,7 +1002,8 @@ static void check_broker(struct parser *p)
 
 		if (!*url)
 			perr(p, line,
-			     "empty value for 'url' in [broker] (expected an amqp:// or amqps:// URL)");
+			     "empty value for 'url' in [broker] (expected an amqp:// or amqps:// "
+			     "URL)");
 		else if (!has_prefix_nocase(url, "amqp://") && !has_prefix_nocase(url, "amqps://"))
 			perr(p, line,
 			     "invalid url '%s' in [broker]: must start with amqp:// or amqps://",
@@ -1123,7 +1115,8 @@ static void check_handler(struct parser *p)
 	if (p->bad[K_HANDLER_COMMAND])
 		return;
 	if (!p->key_line[K_HANDLER_COMMAND] || !cmd) {
-		perr(p, line, "[handler] type = exec needs 'command' (an absolute path and its arguments)");
+		perr(p, line,
+		     "[handler] type = exec needs 'command' (an absolute path and its arguments)");
 		return;
 	}
 	r = split_command(cmd, &argv, &err);
@@ -1276,8 +1269,7 @@ static int parse_full(const char *name, const char *text, size_t len, bool check
 	return r;
 }
 
-int config_parse(const char *name, const char *text, struct config **out,
-		 struct diag *diags)
+int config_parse(const char *name, const char *text, struct config **out, struct diag *diags)
 {
 	if (!text || !out)
 		return -EINVAL;

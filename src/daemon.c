@@ -31,9 +31,9 @@
 #include "dlqd/version.h"
 
 #define STATUS_INTERVAL_USEC (5 * USEC_PER_SEC)
-#define REPUBLISH_MIN_USEC (500 * USEC_PER_MSEC)
-#define REPUBLISH_MAX_USEC (30 * USEC_PER_SEC)
-#define MAX_CONFIGS 64
+#define REPUBLISH_MIN_USEC   (500 * USEC_PER_MSEC)
+#define REPUBLISH_MAX_USEC   (30 * USEC_PER_SEC)
+#define MAX_CONFIGS	     64
 
 enum job_state {
 	JOB_HANDLING,	/* the handler runs */
@@ -55,8 +55,8 @@ struct job {
 	struct route route;
 	char error_code[64];
 	char cause_code[64];
-	char detail[256];     /* why the body is not an envelope */
-	char *copy;	      /* the body to publish (NULL: the original bytes) */
+	char detail[256]; /* why the body is not an envelope */
+	char *copy;	  /* the body to publish (NULL: the original bytes) */
 	size_t copy_len;
 	uint64_t next_retry_at_usec;
 	uint64_t publish_id;
@@ -74,7 +74,7 @@ struct retired_handler {
 struct daemon {
 	sd_event *event;
 	char *config_path;
-	struct config *config;		    /* current */
+	struct config *config;		     /* current */
 	struct config *configs[MAX_CONFIGS]; /* every config loaded, freed at exit */
 	size_t n_configs;
 	struct taxonomy *taxonomy;
@@ -211,19 +211,22 @@ static void log_settled(struct job *j)
 
 	if (j->route.action == ROUTE_RETRY) {
 		char at[TIMESTAMP_MAX];
-		snprintf(extra, sizeof(extra), "delay_ms=%" PRIu64 " lane_ms=%" PRIu64
-			 " next_retry_at=%s", j->route.delay_usec / USEC_PER_MSEC,
-			 j->route.lane_ms, format_timestamp(j->next_retry_at_usec, at));
+		snprintf(extra, sizeof(extra),
+			 "delay_ms=%" PRIu64 " lane_ms=%" PRIu64 " next_retry_at=%s",
+			 j->route.delay_usec / USEC_PER_MSEC, j->route.lane_ms,
+			 format_timestamp(j->next_retry_at_usec, at));
 		ctx = job_log_ctx(j, "retry", extra);
 		d->counters.retried++;
-		metrics_retried(d->metrics, j->error_code, error_class_to_string(j->route.error_class));
+		metrics_retried(d->metrics, j->error_code,
+				error_class_to_string(j->route.error_class));
 		log_full(LOG_INFO, 0, &ctx, "retrying %s in %" PRIu64 " ms (attempt %u of %u)",
-			 j->env->message_id, j->route.delay_usec / USEC_PER_MSEC,
-			 j->route.attempt, j->route.max_attempt);
+			 j->env->message_id, j->route.delay_usec / USEC_PER_MSEC, j->route.attempt,
+			 j->route.max_attempt);
 		return;
 	}
 	d->counters.dead_lettered++;
-	metrics_dead_lettered(d->metrics, j->error_code, error_class_to_string(j->route.error_class));
+	metrics_dead_lettered(d->metrics, j->error_code,
+			      error_class_to_string(j->route.error_class));
 	snprintf(extra, sizeof(extra), "cause_code=%s", j->cause_code);
 	ctx = job_log_ctx(j, "dead-letter", j->cause_code[0] ? extra : NULL);
 	if (!j->env) {
@@ -277,19 +280,23 @@ static void job_publish_failed(struct job *j, int r, const char *reason)
 		d->counters.dlq_publish_failures++;
 		metrics_dlq_publish_failed(d->metrics);
 	}
-	log_full(link_trouble ? LOG_WARNING : dlq ? LOG_CRIT : LOG_ERR, r, &ctx,
+	log_full(link_trouble ? LOG_WARNING
+		 : dlq	      ? LOG_CRIT
+			      : LOG_ERR,
+		 r, &ctx,
 		 "%s copy of %s was not accepted by the broker (%s); keeping the message unacked",
 		 dlq ? "DLQ" : "retry", j->env ? j->env->message_id : "(invalid body)",
-		 reason ? reason
-			: r == -EAGAIN ? "the broker blocks publishing (resource alarm)"
-				       : strerror(-r));
+		 reason		? reason
+		 : r == -EAGAIN ? "the broker blocks publishing (resource alarm)"
+				: strerror(-r));
 	if (d->draining) {
 		job_requeue(j);
 		return;
 	}
 	j->state = JOB_BACKOFF;
 	delay = link_trouble ? USEC_PER_SEC
-			     : MIN(REPUBLISH_MAX_USEC, REPUBLISH_MIN_USEC << MIN(j->publish_failures, 10u));
+			     : MIN(REPUBLISH_MAX_USEC,
+				   REPUBLISH_MIN_USEC << MIN(j->publish_failures, 10u));
 	j->publish_failures++;
 	sd_event_now(d->event, CLOCK_MONOTONIC, &now);
 	if (j->backoff) {
@@ -336,13 +343,15 @@ static void job_publish(struct job *j)
 		broker_lane_name(queue, j->route.lane_ms, key);
 	} else {
 		snprintf(exchange, sizeof(exchange), "%.200s.dlx", queue);
-		snprintf(key, sizeof(key), "%.32s.%.63s", error_class_to_string(j->route.error_class),
-			 j->error_code);
+		snprintf(key, sizeof(key), "%.32s.%.63s",
+			 error_class_to_string(j->route.error_class), j->error_code);
 	}
 	if (j->env) {
-		h[n++] = (struct broker_header){ "x-dlqd-message-id", BH_STRING, j->env->message_id, 0 };
+		h[n++] = (struct broker_header){ "x-dlqd-message-id", BH_STRING, j->env->message_id,
+						 0 };
 		if (j->env->trace_id[0])
-			h[n++] = (struct broker_header){ "x-dlqd-trace-id", BH_STRING, j->env->trace_id, 0 };
+			h[n++] = (struct broker_header){ "x-dlqd-trace-id", BH_STRING,
+							 j->env->trace_id, 0 };
 	}
 	h[n++] = (struct broker_header){ "x-dlqd-attempt", BH_INT, NULL, j->route.attempt };
 	h[n++] = (struct broker_header){ "x-dlqd-error-code", BH_STRING, j->error_code, 0 };
@@ -376,10 +385,11 @@ static void job_route(struct job *j)
 		broker_ack(d->broker, j->msg);
 		d->counters.succeeded++;
 		metrics_succeeded(d->metrics);
-		log_full(LOG_DEBUG, 0, &(struct log_ctx){ .message_id = j->env->message_id,
-							  .trace_id = j->env->trace_id,
-							  .attempt = j->env->attempt,
-							  .event = "success" },
+		log_full(LOG_DEBUG, 0,
+			 &(struct log_ctx){ .message_id = j->env->message_id,
+					    .trace_id = j->env->trace_id,
+					    .attempt = j->env->attempt,
+					    .event = "success" },
 			 "handled %s", j->env->message_id);
 		job_finish(j);
 		return;
@@ -462,8 +472,7 @@ static void on_delivery(void *userdata, struct broker_msg *m)
 	r = envelope_decode(m->body, m->len, now_realtime_usec(), &j->env, why, sizeof(why));
 	if (r < 0) {
 		router_decide(d->taxonomy, NULL, NULL, 0, &j->route);
-		snprintf(j->detail, sizeof(j->detail), "%s",
-			 r == -ENOMEM ? "out of memory" : why);
+		snprintf(j->detail, sizeof(j->detail), "%s", r == -ENOMEM ? "out of memory" : why);
 		job_route(j);
 		return;
 	}
@@ -477,8 +486,8 @@ static void on_delivery(void *userdata, struct broker_msg *m)
 		.message_id = j->env->message_id,
 		.trace_id = j->env->trace_id,
 		.attempt = j->env->attempt,
-		.max_attempt = j->env->has_max_attempt ? j->env->max_attempt
-						       : (p ? p->max_attempt : 0),
+		.max_attempt =
+			j->env->has_max_attempt ? j->env->max_attempt : (p ? p->max_attempt : 0),
 		.payload = j->payload,
 		.payload_len = j->payload_len,
 		.done = on_handler_done,
@@ -552,7 +561,8 @@ static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 	struct daemon *d = userdata;
 
 	log_full(LOG_WARNING, 0, &(struct log_ctx){ .event = "drain-timeout", .attempt = -1 },
-		 "drain_timeout reached with %zu message(s) in flight; giving them back to the broker",
+		 "drain_timeout reached with %zu message(s) in flight; giving them back to the "
+		 "broker",
 		 d->n_jobs);
 	while (d->jobs)
 		job_requeue(d->jobs);
@@ -569,8 +579,8 @@ static void drain_start(struct daemon *d)
 	d->draining = true;
 	sd_notify(0, "STOPPING=1");
 	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "drain-start", .attempt = -1 },
-		 "draining %zu in-flight message(s), at most %" PRIu64 " ms",
-		 d->n_jobs, d->config->shutdown.drain_timeout_usec / USEC_PER_MSEC);
+		 "draining %zu in-flight message(s), at most %" PRIu64 " ms", d->n_jobs,
+		 d->config->shutdown.drain_timeout_usec / USEC_PER_MSEC);
 	broker_stop_consuming(d->broker);
 	/* Copies waiting to be published again will not make it before exit. */
 	for (struct job *j = d->jobs, *next; j; j = next) {
@@ -593,7 +603,8 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 
 static bool handler_config_changed(const struct config *a, const struct config *b)
 {
-	return a->handler.type != b->handler.type || a->handler.timeout_usec != b->handler.timeout_usec ||
+	return a->handler.type != b->handler.type ||
+	       a->handler.timeout_usec != b->handler.timeout_usec ||
 	       a->handler.max_output != b->handler.max_output ||
 	       strcmp(a->handler.url ? a->handler.url : "", b->handler.url ? b->handler.url : "") ||
 	       strcmp(a->handler.command ? a->handler.command : "",
@@ -630,17 +641,20 @@ static void reload(struct daemon *d)
 		log_error("reload: too many reloads in one run; restart dlqd to reload again");
 		goto out;
 	}
-	if (strcmp(c->broker.url, d->config->broker.url) || strcmp(c->pipeline.queue, d->config->pipeline.queue) ||
+	if (strcmp(c->broker.url, d->config->broker.url) ||
+	    strcmp(c->pipeline.queue, d->config->pipeline.queue) ||
 	    c->pipeline.queue_type != d->config->pipeline.queue_type ||
 	    c->broker.prefetch != d->config->broker.prefetch)
-		log_warning("reload: [broker] and [pipeline] changes take effect at the next restart");
+		log_warning(
+			"reload: [broker] and [pipeline] changes take effect at the next restart");
 	if (handler_config_changed(c, d->config)) {
 		struct handler *h = NULL;
 		struct retired_handler *old = calloc(1, sizeof(*old));
 		int r = old ? handler_new(d->event, c, &h) : -ENOMEM;
 		if (r < 0) {
 			free(old);
-			log_error_errno(r, "reload: cannot start the new handler: %m; keeping the old one");
+			log_error_errno(
+				r, "reload: cannot start the new handler: %m; keeping the old one");
 			goto out;
 		}
 		old->h = d->handler;

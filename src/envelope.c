@@ -62,8 +62,8 @@
  * encode_failure adds (last_error plus the errors history, each evidence
  * string at most 6 bytes per input byte once escaped).
  */
-#define DUMP_GROWTH 8
-#define DUMP_SLACK (1024 * 1024)
+#define DUMP_GROWTH	    8
+#define DUMP_SLACK	    (1024 * 1024)
 #define EXPECTED_LAST_ERROR (512 + RESULT_EVIDENCE_MAX)
 
 struct envelope_impl {
@@ -111,8 +111,8 @@ static json_t *get_optional(json_t *root, const char *key)
 	return json_is_null(v) ? NULL : v;
 }
 
-static int check_id(json_t *root, const char *key, bool required, const char **out,
-		    char *why, size_t why_len)
+static int check_id(json_t *root, const char *key, bool required, const char **out, char *why,
+		    size_t why_len)
 {
 	/* A required field set to null is a wrong type, not a missing one. */
 	json_t *v = required ? json_object_get(root, key) : get_optional(root, key);
@@ -126,14 +126,15 @@ static int check_id(json_t *root, const char *key, bool required, const char **o
 		return 0;
 	}
 	if (!json_is_string(v))
-		return invalid(why, why_len, "%s: expected string, got %s", key, util_json_type_name(v));
+		return invalid(why, why_len, "%s: expected string, got %s", key,
+			       util_json_type_name(v));
 	s = json_string_value(v);
 	n = json_string_length(v);
 	if (n == 0 && required)
 		return invalid(why, why_len, "%s: empty", key);
 	if (n > ENVELOPE_ID_MAX)
-		return invalid(why, why_len, "%s: longer than %d bytes (%zu)", key,
-			       ENVELOPE_ID_MAX, n);
+		return invalid(why, why_len, "%s: longer than %d bytes (%zu)", key, ENVELOPE_ID_MAX,
+			       n);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c < 0x20 || c == 0x7f)
@@ -144,8 +145,8 @@ static int check_id(json_t *root, const char *key, bool required, const char **o
 	return 0;
 }
 
-static int check_count(json_t *root, const char *key, uint32_t *out, bool *present,
-		       char *why, size_t why_len)
+static int check_count(json_t *root, const char *key, uint32_t *out, bool *present, char *why,
+		       size_t why_len)
 {
 	json_t *v = get_optional(root, key);
 	json_int_t i;
@@ -162,8 +163,9 @@ static int check_count(json_t *root, const char *key, uint32_t *out, bool *prese
 				*present = true;
 			return 0;
 		}
-		return invalid(why, why_len, "%s: must be an integer 0..%d, got %" JSON_INTEGER_FORMAT,
-			       key, ENVELOPE_ATTEMPT_MAX, i);
+		return invalid(why, why_len,
+			       "%s: must be an integer 0..%d, got %" JSON_INTEGER_FORMAT, key,
+			       ENVELOPE_ATTEMPT_MAX, i);
 	}
 	if (json_is_real(v))
 		return invalid(why, why_len, "%s: must be an integer 0..%d, got %g", key,
@@ -172,8 +174,8 @@ static int check_count(json_t *root, const char *key, uint32_t *out, bool *prese
 		       ENVELOPE_ATTEMPT_MAX, util_json_type_name(v));
 }
 
-static int check_timestamp(json_t *root, const char *key, uint64_t *out, bool *present,
-			   char *why, size_t why_len)
+static int check_timestamp(json_t *root, const char *key, uint64_t *out, bool *present, char *why,
+			   size_t why_len)
 {
 	json_t *v = get_optional(root, key);
 	const char *s;
@@ -195,13 +197,16 @@ static int check_timestamp(json_t *root, const char *key, uint64_t *out, bool *p
 static int check_type(json_t *root, const char *key, json_type type, char *why, size_t why_len)
 {
 	static const char *const names[] = {
-		[JSON_OBJECT] = "object", [JSON_ARRAY] = "array", [JSON_STRING] = "string",
+		[JSON_OBJECT] = "object",
+		[JSON_ARRAY] = "array",
+		[JSON_STRING] = "string",
 	};
 	json_t *v = get_optional(root, key);
 
 	if (!v || json_typeof(v) == type)
 		return 0;
-	return invalid(why, why_len, "%s: expected %s, got %s", key, names[type], util_json_type_name(v));
+	return invalid(why, why_len, "%s: expected %s, got %s", key, names[type],
+		       util_json_type_name(v));
 }
 
 int envelope_decode(const void *body, size_t len, uint64_t now_usec, struct envelope **out,
@@ -230,7 +235,8 @@ int envelope_decode(const void *body, size_t len, uint64_t now_usec, struct enve
 			       err.column, err.text);
 	}
 	if (!json_is_object(root))
-		return invalid(why, why_len, "body: expected object, got %s", util_json_type_name(root));
+		return invalid(why, why_len, "body: expected object, got %s",
+			       util_json_type_name(root));
 
 	impl = calloc(1, sizeof(*impl));
 	if (!impl)
@@ -244,7 +250,8 @@ int envelope_decode(const void *body, size_t len, uint64_t now_usec, struct enve
 	if (!payload)
 		return invalid(why, why_len, "payload: missing");
 	if (!json_is_object(payload))
-		return invalid(why, why_len, "payload: expected object, got %s", util_json_type_name(payload));
+		return invalid(why, why_len, "payload: expected object, got %s",
+			       util_json_type_name(payload));
 
 	if ((r = check_id(root, "trace_id", false, &e->trace_id, why, why_len)) < 0 ||
 	    (r = check_id(root, "schema_version", false, &e->schema_version, why, why_len)) < 0 ||
@@ -326,8 +333,9 @@ static char *dump(const json_t *j, size_t body_len, size_t extra, size_t *len)
 {
 	struct sink s = { 0 };
 
-	s.max = body_len > (SIZE_MAX - DUMP_SLACK) / DUMP_GROWTH ? SIZE_MAX / 2
-								   : body_len * DUMP_GROWTH + DUMP_SLACK;
+	s.max = body_len > (SIZE_MAX - DUMP_SLACK) / DUMP_GROWTH
+			? SIZE_MAX / 2
+			: body_len * DUMP_GROWTH + DUMP_SLACK;
 	s.cap = MIN(body_len + extra + 1, s.max + 1);
 	s.data = malloc(s.cap);
 	if (!s.data)
@@ -525,7 +533,8 @@ static int add_evidence(json_t *o, const struct result *r)
 	    add(o, "handler_class", field(r->handler_class, sizeof(r->handler_class))) < 0)
 		return -ENOMEM;
 	if (r->retry_after_usec &&
-	    add(o, "retry_after_ms", json_integer((json_int_t)(r->retry_after_usec / USEC_PER_MSEC))) < 0)
+	    add(o, "retry_after_ms",
+		json_integer((json_int_t)(r->retry_after_usec / USEC_PER_MSEC))) < 0)
 		return -ENOMEM;
 	if ((n > 0 || r->evidence_truncated) &&
 	    (add(o, "evidence", utf8_string(r->evidence, n)) < 0 ||

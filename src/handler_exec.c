@@ -45,7 +45,7 @@ extern char **environ;
 /* Longest stdout line that can carry an error_code report. */
 #define STDOUT_LINE_MAX 512
 /* Bytes read per read() call, and read() calls per wakeup (fairness). */
-#define READ_CHUNK 16384
+#define READ_CHUNK	 16384
 #define READS_PER_WAKEUP 8
 
 struct exec_handler;
@@ -64,7 +64,7 @@ struct exec_job {
 	size_t written;
 	uint64_t start_usec;
 
-	bool exited;	 /* reaped (or never started) */
+	bool exited; /* reaped (or never started) */
 	bool timed_out;
 	int kill_signal; /* last signal sent to the group on timeout */
 	siginfo_t si;
@@ -136,8 +136,7 @@ static bool code_valid(const char *s, size_t max)
 	if (n == 0 || n >= max)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
-		      s[i] == '_'))
+		if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
 			return false;
 	return true;
 }
@@ -160,8 +159,7 @@ static void parse_error_report(const struct exec_job *x, struct result *r)
 		strscpy(r->handler_code, json_string_value(code), sizeof(r->handler_code));
 		if (json_is_string(cls) &&
 		    code_valid(json_string_value(cls), sizeof(r->handler_class)))
-			strscpy(r->handler_class, json_string_value(cls),
-				sizeof(r->handler_class));
+			strscpy(r->handler_class, json_string_value(cls), sizeof(r->handler_class));
 	}
 	json_decref(o);
 }
@@ -216,8 +214,7 @@ static void build_result(const struct exec_job *x, struct result *r)
 				 strerror(e));
 			return;
 		}
-		snprintf(r->detail, sizeof(r->detail), "cannot execute %s: %s", path,
-			 strerror(e));
+		snprintf(r->detail, sizeof(r->detail), "cannot execute %s: %s", path, strerror(e));
 		/* What a shell would have printed on stderr. */
 		strscpy(r->evidence, r->detail, sizeof(r->evidence));
 		r->evidence_len = strlen(r->evidence);
@@ -236,8 +233,7 @@ static void build_result(const struct exec_job *x, struct result *r)
 	} else if (x->si.si_code == CLD_EXITED) {
 		result_init(r, RESULT_EXIT);
 		r->exit_code = x->si.si_status;
-		snprintf(r->detail, sizeof(r->detail), "exited with status %d",
-			 r->exit_code);
+		snprintf(r->detail, sizeof(r->detail), "exited with status %d", r->exit_code);
 	} else {
 		result_init(r, RESULT_SIGNAL);
 		r->signal = x->si.si_status;
@@ -299,8 +295,7 @@ static void stdout_end_line(struct exec_job *x)
 {
 	size_t n = x->line_len;
 
-	while (n > 0 && (x->line[n - 1] == '\r' || x->line[n - 1] == ' ' ||
-			 x->line[n - 1] == '\t'))
+	while (n > 0 && (x->line[n - 1] == '\r' || x->line[n - 1] == ' ' || x->line[n - 1] == '\t'))
 		n--;
 	if (x->line_overflow) {
 		/* The last line is too long to be a report: forget older ones. */
@@ -474,9 +469,9 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 	pipe_close(&x->stdin_src, &x->stdin_fd);
 	if (x->stdout_fd >= 0 || x->stderr_fd >= 0) {
 		x->timer_src = sd_event_source_disable_unref(x->timer_src);
-		if (sd_event_add_time_relative(x->h->base.event, &x->timer_src,
-					       CLOCK_MONOTONIC, EOF_GRACE_USEC,
-					       TIMER_ACCURACY_USEC, on_timer, x) < 0)
+		if (sd_event_add_time_relative(x->h->base.event, &x->timer_src, CLOCK_MONOTONIC,
+					       EOF_GRACE_USEC, TIMER_ACCURACY_USEC, on_timer,
+					       x) < 0)
 			exec_job_close_pipes(x); /* cannot wait: complete now */
 	}
 	exec_job_maybe_complete(x);
@@ -528,10 +523,9 @@ static bool env_is_replaced(const char *e)
 	/* Ours, plus the service manager's handshakes that belong to dlqd
 	 * alone: a job must not be able to send READY=1 or steal sockets. */
 	static const char *const names[] = {
-		"DLQD_MESSAGE_ID", "DLQD_TRACE_ID",  "DLQD_ATTEMPT",
-		"DLQD_MAX_ATTEMPT", "NOTIFY_SOCKET", "WATCHDOG_PID",
-		"WATCHDOG_USEC",   "LISTEN_PID",     "LISTEN_FDS",
-		"LISTEN_FDNAMES",
+		"DLQD_MESSAGE_ID", "DLQD_TRACE_ID",  "DLQD_ATTEMPT",  "DLQD_MAX_ATTEMPT",
+		"NOTIFY_SOCKET",   "WATCHDOG_PID",   "WATCHDOG_USEC", "LISTEN_PID",
+		"LISTEN_FDS",	   "LISTEN_FDNAMES",
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
@@ -588,8 +582,8 @@ static void free_envp(char **envp)
 }
 
 /* Returns 0 or a positive errno (posix_spawn's convention). */
-static int spawn(struct exec_handler *h, const struct handler_job *job, int in_r,
-		 int out_w, int err_w, pid_t *pid)
+static int spawn(struct exec_handler *h, const struct handler_job *job, int in_r, int out_w,
+		 int err_w, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -616,8 +610,7 @@ static int spawn(struct exec_handler *h, const struct handler_job *job, int in_r
 	/* The daemon blocks SIGCHLD/SIGTERM/... for signalfd and may ignore
 	 * SIGPIPE; the job must start with a clean slate. Its own process
 	 * group lets a timeout kill everything it started. */
-	if (!(r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
-							  POSIX_SPAWN_SETSIGMASK |
+	if (!(r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
 							  POSIX_SPAWN_SETSIGDEF)) &&
 	    !(r = posix_spawnattr_setpgroup(&attr, 0)) &&
 	    !(r = posix_spawnattr_setsigmask(&attr, &none)) &&
@@ -673,16 +666,14 @@ static int exec_job_start(struct exec_handler *h, struct exec_job *x)
 	}
 	if (x->job->payload_len == 0)
 		pipe_close(&x->stdin_src, &x->stdin_fd);
-	else if ((r = sd_event_add_io(e, &x->stdin_src, x->stdin_fd, EPOLLOUT, on_stdin,
-				      x)) < 0)
+	else if ((r = sd_event_add_io(e, &x->stdin_src, x->stdin_fd, EPOLLOUT, on_stdin, x)) < 0)
 		goto fail;
 	if ((r = sd_event_add_io(e, &x->stdout_src, x->stdout_fd, EPOLLIN, on_output, x)) < 0 ||
 	    (r = sd_event_add_io(e, &x->stderr_src, x->stderr_fd, EPOLLIN, on_output, x)) < 0)
 		goto fail;
 	if (h->base.timeout_usec > 0 && h->base.timeout_usec != USEC_INFINITY &&
-	    (r = sd_event_add_time_relative(e, &x->timer_src, CLOCK_MONOTONIC,
-					    h->base.timeout_usec, TIMER_ACCURACY_USEC,
-					    on_timer, x)) < 0)
+	    (r = sd_event_add_time_relative(e, &x->timer_src, CLOCK_MONOTONIC, h->base.timeout_usec,
+					    TIMER_ACCURACY_USEC, on_timer, x)) < 0)
 		goto fail;
 	return 0;
 
@@ -816,8 +807,7 @@ int handler_exec_new(sd_event *e, const struct config *c, struct handler **out)
 	struct exec_handler *h;
 	sigset_t mask;
 
-	if (!e || !c || !out || !c->handler.argv || !c->handler.argv[0] ||
-	    !c->handler.argv[0][0])
+	if (!e || !c || !out || !c->handler.argv || !c->handler.argv[0] || !c->handler.argv[0][0])
 		return -EINVAL;
 	/* sd-event can only watch children while SIGCHLD is blocked; say so
 	 * now rather than on the first message. */

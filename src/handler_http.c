@@ -27,11 +27,11 @@
 #include "dlqd/version.h"
 
 /* Idempotency-Key + X-Trace-Id + X-Attempt text; longer ids are refused. */
-#define HEADER_TEXT_MAX (16 * 1024)
+#define HEADER_TEXT_MAX	    (16 * 1024)
 #define RETRY_AFTER_MAX_SEC (24 * 3600)
 /* Body buffers that grew past this are given back when a transfer ends. */
 #define BODY_KEEP_CAP (64 * 1024)
-#define POOL_MIN 16
+#define POOL_MIN      16
 
 enum xfer_state {
 	XFER_IDLE,
@@ -123,8 +123,8 @@ static void list_unlink(struct xfer **head, struct xfer *x)
  */
 static const char *transport_name(CURLcode c, char buf[static 24])
 {
-#define N(x)                                                                   \
-	case CURLE_##x:                                                        \
+#define N(x)            \
+	case CURLE_##x: \
 		return #x
 	switch (c) {
 		N(OK);
@@ -414,8 +414,9 @@ static void xfer_result(struct xfer *x, CURLcode code, struct result *r)
 		r->kind = RESULT_HTTP;
 		if (curl_easy_getinfo(x->easy, CURLINFO_RETRY_AFTER, &after) == CURLE_OK &&
 		    after > 0)
-			r->retry_after_usec = (uint64_t)MIN(after, (curl_off_t)RETRY_AFTER_MAX_SEC) *
-					      USEC_PER_SEC;
+			r->retry_after_usec =
+				(uint64_t)MIN(after, (curl_off_t)RETRY_AFTER_MAX_SEC) *
+				USEC_PER_SEC;
 		parse_handler_code(x, r);
 		return;
 	}
@@ -563,7 +564,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 		return sd_event_source_set_enabled(hh->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
 	/* The real clock, not the loop's cached one, or curl is woken early and re-arms. */
 	if (sd_event_source_set_time(hh->timer, now_monotonic_usec() +
-					     (uint64_t)timeout_ms * USEC_PER_MSEC) < 0 ||
+							(uint64_t)timeout_ms * USEC_PER_MSEC) < 0 ||
 	    sd_event_source_set_enabled(hh->timer, SD_EVENT_ONESHOT) < 0)
 		return -1;
 	return 0;
@@ -631,8 +632,9 @@ static int http_submit(struct handler *h, struct handler_job *job)
 	if (r == -ENOMEM)
 		goto fail;
 	if (r < 0) {
-		r = xfer_defer(hh, x, r == -E2BIG ? "message_id or trace_id too long for a header"
-						 : "message_id or trace_id cannot be sent as a header");
+		r = xfer_defer(hh, x,
+			       r == -E2BIG ? "message_id or trace_id too long for a header"
+					   : "message_id or trace_id cannot be sent as a header");
 		if (r < 0)
 			goto fail;
 		goto started;
@@ -746,10 +748,10 @@ int handler_http_new(sd_event *e, const struct config *c, struct handler **out)
 	hh->base.timeout_usec = c->handler.timeout_usec;
 	hh->base.max_output = (size_t)MIN(c->handler.max_output, (uint64_t)SIZE_MAX / 2);
 	/* 0 means no limit to curl; round up so a sub-millisecond timeout still is one. */
-	hh->timeout_ms = c->handler.timeout_usec ?
-				 (long)MIN((c->handler.timeout_usec + 999) / USEC_PER_MSEC,
-					   (uint64_t)LONG_MAX) :
-				 0;
+	hh->timeout_ms = c->handler.timeout_usec
+				 ? (long)MIN((c->handler.timeout_usec + 999) / USEC_PER_MSEC,
+					     (uint64_t)LONG_MAX)
+				 : 0;
 	prefetch = c->broker.prefetch ? c->broker.prefetch : 100;
 	hh->pool_max = MAX(prefetch, (uint32_t)POOL_MIN);
 

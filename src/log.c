@@ -43,7 +43,7 @@ void log_setup(int max_priority)
 
 	log_state.max_priority = max_priority;
 	if (lvl) {
-		static const char *const names[] = { "emerg", "alert", "crit", "err",
+		static const char *const names[] = { "emerg",	"alert",  "crit", "err",
 						     "warning", "notice", "info", "debug" };
 		for (int i = 0; i < 8; i++)
 			if (strcmp(lvl, names[i]) == 0)
@@ -54,7 +54,7 @@ void log_setup(int max_priority)
 
 static const char *priority_name(int p)
 {
-	static const char *const names[] = { "emerg", "alert", "crit", "error",
+	static const char *const names[] = { "emerg",	"alert",  "crit", "error",
 					     "warning", "notice", "info", "debug" };
 	return (p >= 0 && p < 8) ? names[p] : "info";
 }
@@ -111,8 +111,8 @@ static void log_stderr(int priority, const char *msg, const struct log_ctx *c)
 	buf_done(&b);
 }
 
-static void add_field(struct iovec *iov, size_t *n, char *store, size_t size,
-		      const char *key, const char *value)
+static void add_field(struct iovec *iov, size_t *n, char *store, size_t size, const char *key,
+		      const char *value)
 {
 	if (!value || !*value)
 		return;
@@ -133,8 +133,7 @@ static void log_journal(int priority, const char *msg, const struct log_ctx *c)
 	snprintf(prio, sizeof(prio), "%d", priority);
 	add_field(iov, &n, f[n], sizeof(f[0]), "MESSAGE", msg);
 	add_field(iov, &n, f[n], sizeof(f[0]), "PRIORITY", prio);
-	add_field(iov, &n, f[n], sizeof(f[0]), "SYSLOG_IDENTIFIER",
-		  program_invocation_short_name);
+	add_field(iov, &n, f[n], sizeof(f[0]), "SYSLOG_IDENTIFIER", program_invocation_short_name);
 	if (c) {
 		add_field(iov, &n, f[n], sizeof(f[0]), "DLQD_EVENT", c->event);
 		add_field(iov, &n, f[n], sizeof(f[0]), "DLQD_MESSAGE_ID", c->message_id);

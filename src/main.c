@@ -81,7 +81,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "dlqd: unexpected argument '%s'; try 'dlqd --help'.\n", argv[optind]);
+		fprintf(stderr, "dlqd: unexpected argument '%s'; try 'dlqd --help'.\n",
+			argv[optind]);
 		return 2;
 	}
 	if (check)

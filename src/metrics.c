@@ -21,8 +21,8 @@
  * always has a home.
  */
 #define SERIES_SPARE 4
-#define SERIES_MAX (METRICS_LABEL_PAIRS_MAX + SERIES_SPARE)
-#define SLOTS 2048 /* power of two, >= 4 * SERIES_MAX */
+#define SERIES_MAX   (METRICS_LABEL_PAIRS_MAX + SERIES_SPARE)
+#define SLOTS	     2048 /* power of two, >= 4 * SERIES_MAX */
 _Static_assert(SLOTS >= 4 * SERIES_MAX && (SLOTS & (SLOTS - 1)) == 0, "hash too small");
 _Static_assert(SERIES_MAX < UINT16_MAX, "slot indexes are uint16_t");
 
@@ -36,8 +36,8 @@ struct series {
 struct labelled {
 	struct series series[SERIES_MAX];
 	size_t n;
-	size_t last;	       /* index + 1 of the last hit, 0 for none */
-	uint16_t slot[SLOTS];  /* index + 1 into series, 0 for empty */
+	size_t last;	      /* index + 1 of the last hit, 0 for none */
+	uint16_t slot[SLOTS]; /* index + 1 into series, 0 for empty */
 };
 
 /* Upper bounds of dlqd_handler_duration_seconds, in microseconds. */
@@ -45,12 +45,12 @@ static const struct {
 	uint64_t usec;
 	const char *le;
 } buckets[] = {
-	{ 5 * USEC_PER_MSEC, "0.005" },	  { 10 * USEC_PER_MSEC, "0.01" },
-	{ 25 * USEC_PER_MSEC, "0.025" },  { 50 * USEC_PER_MSEC, "0.05" },
-	{ 100 * USEC_PER_MSEC, "0.1" },	  { 250 * USEC_PER_MSEC, "0.25" },
-	{ 500 * USEC_PER_MSEC, "0.5" },	  { 1 * USEC_PER_SEC, "1" },
-	{ 2500 * USEC_PER_MSEC, "2.5" },  { 5 * USEC_PER_SEC, "5" },
-	{ 10 * USEC_PER_SEC, "10" },	  { 30 * USEC_PER_SEC, "30" },
+	{ 5 * USEC_PER_MSEC, "0.005" },	 { 10 * USEC_PER_MSEC, "0.01" },
+	{ 25 * USEC_PER_MSEC, "0.025" }, { 50 * USEC_PER_MSEC, "0.05" },
+	{ 100 * USEC_PER_MSEC, "0.1" },	 { 250 * USEC_PER_MSEC, "0.25" },
+	{ 500 * USEC_PER_MSEC, "0.5" },	 { 1 * USEC_PER_SEC, "1" },
+	{ 2500 * USEC_PER_MSEC, "2.5" }, { 5 * USEC_PER_SEC, "5" },
+	{ 10 * USEC_PER_SEC, "10" },	 { 30 * USEC_PER_SEC, "30" },
 	{ 60 * USEC_PER_SEC, "60" },
 };
 
@@ -91,8 +91,7 @@ void metrics_freep(struct metrics **m)
 }
 
 /* FNV-1a over code, a separator no label byte equals in practice, class. */
-static uint32_t pair_hash(const char *code, const char *class, size_t *code_len,
-			  size_t *class_len)
+static uint32_t pair_hash(const char *code, const char *class, size_t *code_len, size_t *class_len)
 {
 	uint32_t h = 2166136261u;
 	const char *p;
@@ -107,8 +106,8 @@ static uint32_t pair_hash(const char *code, const char *class, size_t *code_len,
 	return h;
 }
 
-static struct series *find(struct labelled *l, const char *code, const char *class,
-			   uint32_t h, uint16_t **slot)
+static struct series *find(struct labelled *l, const char *code, const char *class, uint32_t h,
+			   uint16_t **slot)
 {
 	for (size_t i = h & (SLOTS - 1);; i = (i + 1) & (SLOTS - 1)) {
 		struct series *s;
@@ -124,8 +123,7 @@ static struct series *find(struct labelled *l, const char *code, const char *cla
 }
 
 /* Finds or adds (code, class) while fewer than limit series exist. */
-static struct series *get(struct labelled *l, const char *code, const char *class,
-			  size_t limit)
+static struct series *get(struct labelled *l, const char *code, const char *class, size_t limit)
 {
 	size_t code_len, class_len;
 	uint32_t h = pair_hash(code, class, &code_len, &class_len);
@@ -274,7 +272,8 @@ static int labelled_counter(struct buf *b, const char *name, const char *help,
 		const struct series *s = &l->series[i];
 
 		if ((r = buf_printf(b, "%s{error_code=", name)) < 0 ||
-		    (r = label_value(b, s->code)) < 0 || (r = buf_append(b, ",error_class=", 13)) < 0 ||
+		    (r = label_value(b, s->code)) < 0 ||
+		    (r = buf_append(b, ",error_class=", 13)) < 0 ||
 		    (r = label_value(b, s->class)) < 0)
 			break;
 		r = buf_printf(b, "} %" PRIu64 "\n", s->count);
@@ -318,9 +317,11 @@ static int render(const struct metrics *m, struct buf *b)
 	if ((r = counter(b, "dlqd_messages_consumed_total",
 			 "Messages delivered to dlqd from the work queue.", m->consumed)) < 0 ||
 	    (r = counter(b, "dlqd_messages_succeeded_total",
-			 "Messages whose handler succeeded and that were acked.", m->succeeded)) < 0 ||
+			 "Messages whose handler succeeded and that were acked.", m->succeeded)) <
+		    0 ||
 	    (r = labelled_counter(b, "dlqd_messages_retried_total",
-				  "Messages scheduled for another attempt, by error.", &m->retried)) < 0 ||
+				  "Messages scheduled for another attempt, by error.",
+				  &m->retried)) < 0 ||
 	    (r = labelled_counter(b, "dlqd_messages_dead_lettered_total",
 				  "Messages published to the dead-letter queue, by error.",
 				  &m->dead_lettered)) < 0 ||
@@ -353,7 +354,8 @@ static int render(const struct metrics *m, struct buf *b)
 			 "Broker connections re-established after a loss.", m->reconnects)) < 0)
 		return r;
 
-	if ((r = header(b, "dlqd_build_info", "gauge", "The running dlqd version; always 1.")) < 0 ||
+	if ((r = header(b, "dlqd_build_info", "gauge", "The running dlqd version; always 1.")) <
+		    0 ||
 	    (r = buf_append(b, "dlqd_build_info{version=", 24)) < 0 ||
 	    (r = label_value(b, DLQD_VERSION)) < 0)
 		return r;

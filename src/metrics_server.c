@@ -342,7 +342,8 @@ static int conn_new(struct metrics_server *s, int fd)
 	if (r < 0)
 		goto fail;
 	r = sd_event_add_time(s->event, &c->timer, CLOCK_MONOTONIC,
-			      now > UINT64_MAX - s->timeout_usec ? UINT64_MAX : now + s->timeout_usec,
+			      now > UINT64_MAX - s->timeout_usec ? UINT64_MAX
+								 : now + s->timeout_usec,
 			      USEC_PER_MSEC, on_conn_timeout, c);
 	if (r < 0)
 		goto fail;

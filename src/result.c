@@ -12,9 +12,9 @@ void result_init(struct result *r, enum result_kind kind)
 const char *result_kind_to_string(enum result_kind k)
 {
 	static const char *const names[] = {
-		[RESULT_SUCCESS] = "success", [RESULT_HTTP] = "http",
+		[RESULT_SUCCESS] = "success",	  [RESULT_HTTP] = "http",
 		[RESULT_TRANSPORT] = "transport", [RESULT_TIMEOUT] = "timeout",
-		[RESULT_EXIT] = "exit", [RESULT_SIGNAL] = "signal",
+		[RESULT_EXIT] = "exit",		  [RESULT_SIGNAL] = "signal",
 		[RESULT_INTERNAL] = "internal",
 	};
 

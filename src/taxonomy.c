@@ -28,16 +28,16 @@
 
 #include "dlqd/backoff.h"
 
-#define TAXONOMY_FILE_MAX (1024 * 1024)
-#define TAXONOMY_RULES_MAX 1000
+#define TAXONOMY_FILE_MAX     (1024 * 1024)
+#define TAXONOMY_RULES_MAX    1000
 #define TAXONOMY_POLICIES_MAX 256
-#define TAXONOMY_VALUES_MAX 1000 /* values of one match key */
-#define CODE_MAX 63		 /* error_code, handler_code, policy name */
-#define TRANSPORT_MAX 47	 /* fits struct result.transport */
-#define MAX_ATTEMPT_MAX 1000000
-#define JITTER_MAX 10.0
-#define DURATION_MAX_USEC (LANE_MAX_MS * USEC_PER_MSEC)
-#define PATH_DEPTH_MAX 8
+#define TAXONOMY_VALUES_MAX   1000 /* values of one match key */
+#define CODE_MAX	      63   /* error_code, handler_code, policy name */
+#define TRANSPORT_MAX	      47   /* fits struct result.transport */
+#define MAX_ATTEMPT_MAX	      1000000
+#define JITTER_MAX	      10.0
+#define DURATION_MAX_USEC     (LANE_MAX_MS * USEC_PER_MSEC)
+#define PATH_DEPTH_MAX	      8
 
 enum {
 	MATCH_HTTP_STATUS = 1u << 0,
@@ -48,8 +48,8 @@ enum {
 	MATCH_HANDLER_CODE = 1u << 5,
 };
 
-#define HTTP_MIN 100
-#define HTTP_MAX 599
+#define HTTP_MIN   100
+#define HTTP_MAX   599
 #define SIGNAL_MAX 64
 
 struct strlist {
@@ -273,7 +273,8 @@ static unsigned locate_line(const char *text, size_t len, const struct path_elem
 				scan_ws(&s);
 				if (s.p < s.end && *s.p == ':')
 					s.p++;
-				if (klen == strlen(path[i].key) && memcmp(k, path[i].key, klen) == 0) {
+				if (klen == strlen(path[i].key) &&
+				    memcmp(k, path[i].key, klen) == 0) {
 					best = kline;
 					found = true;
 					break;
@@ -377,7 +378,8 @@ _printf_(2, 3) static void report(struct ctx *c, const char *fmt, ...)
 	}
 	c->pending = n;
 	c->pending[c->n_pending] = (struct pending){
-		.line = locate_line(c->text, c->len, c->path, MIN(c->depth, (size_t)PATH_DEPTH_MAX)),
+		.line = locate_line(c->text, c->len, c->path,
+				    MIN(c->depth, (size_t)PATH_DEPTH_MAX)),
 		.seq = c->n_pending,
 		.msg = buf_steal(&b, NULL),
 	};
@@ -430,7 +432,8 @@ static void check_keys(struct ctx *c, json_t *o, const char *const *allowed)
 	const char *key;
 	json_t *v;
 
-	json_object_foreach(o, key, v) {
+	json_object_foreach(o, key, v)
+	{
 		bool ok = false;
 
 		for (const char *const *a = allowed; *a; a++)
@@ -463,7 +466,7 @@ static int get_code(struct ctx *c, json_t *v, char out[static CODE_MAX + 1])
 	}
 	if (!valid_code(json_string_value(v))) {
 		report(c, "invalid error code \"%.80s\" (1 to %d characters of A-Z, 0-9 and _)",
-		      json_string_value(v), CODE_MAX);
+		       json_string_value(v), CODE_MAX);
 		return -EINVAL;
 	}
 	strscpy(out, json_string_value(v), CODE_MAX + 1);
@@ -478,8 +481,9 @@ static int get_class(struct ctx *c, json_t *v, enum error_class *out)
 	}
 	*out = error_class_from_string(json_string_value(v));
 	if (*out == _ERROR_CLASS_INVALID) {
-		report(c, "unknown class \"%.80s\" (expected TRANSIENT, PERSISTENT or NON_RETRYABLE)",
-		      json_string_value(v));
+		report(c,
+		       "unknown class \"%.80s\" (expected TRANSIENT, PERSISTENT or NON_RETRYABLE)",
+		       json_string_value(v));
 		return -EINVAL;
 	}
 	return 0;
@@ -538,9 +542,11 @@ static int get_duration(struct ctx *c, json_t *v, uint64_t *out)
 		const char *s = json_string_value(v);
 
 		if (!duration_syntax_ok(s) || parse_duration_usec(s, out) < 0) {
-			report(c, "invalid duration \"%.80s\" (expected e.g. \"250ms\", \"2s\", \"5m\", "
-				 "\"1h\", \"1d\" or a number of seconds)",
-			      s);
+			report(c,
+			       "invalid duration \"%.80s\" (expected e.g. \"250ms\", \"2s\", "
+			       "\"5m\", "
+			       "\"1h\", \"1d\" or a number of seconds)",
+			       s);
 			return -EINVAL;
 		}
 	} else if (json_is_number(v)) {
@@ -552,7 +558,8 @@ static int get_duration(struct ctx *c, json_t *v, uint64_t *out)
 		}
 		*out = (uint64_t)llround(sec * USEC_PER_SEC);
 	} else {
-		report(c, "expected a duration string or a number of seconds, got %s", util_json_type_name(v));
+		report(c, "expected a duration string or a number of seconds, got %s",
+		       util_json_type_name(v));
 		return -EINVAL;
 	}
 	if (*out > DURATION_MAX_USEC) {
@@ -584,7 +591,7 @@ static int get_int(struct ctx *c, json_t *v, json_int_t min, json_int_t max, jso
 	*out = json_is_integer(v) ? json_integer_value(v) : (json_int_t)json_real_value(v);
 	if (*out < min || *out > max) {
 		report(c, "%lld is out of range (%lld..%lld)", (long long)*out, (long long)min,
-		      (long long)max);
+		       (long long)max);
 		return -EINVAL;
 	}
 	return 0;
@@ -611,8 +618,8 @@ static int get_number(struct ctx *c, json_t *v, double min, double max, double *
 
 static int parse_policy(struct ctx *c, json_t *o, struct policy *p)
 {
-	static const char *const keys[] = { "max_attempt", "initial", "multiplier", "max", "jitter",
-					    NULL };
+	static const char *const keys[] = { "max_attempt", "initial", "multiplier",
+					    "max",	   "jitter",  NULL };
 	static const char *const needed[] = { "initial", "multiplier", "max", "jitter" };
 	unsigned before = c->errors;
 	json_int_t n;
@@ -637,7 +644,7 @@ static int parse_policy(struct ctx *c, json_t *o, struct policy *p)
 			for (size_t i = 0; i < ARRAY_SIZE(needed); i++)
 				if (!json_object_get(o, needed[i]))
 					report(c, "missing \"%s\" (required when max_attempt > 0)",
-					      needed[i]);
+					       needed[i]);
 	}
 
 	bool have_initial = false, have_max = false;
@@ -702,13 +709,15 @@ static int parse_policies(struct ctx *c, struct taxonomy *t, json_t *o)
 		return -EINVAL;
 	}
 	if (json_object_size(o) > TAXONOMY_POLICIES_MAX) {
-		report(c, "at most %d policies (got %zu)", TAXONOMY_POLICIES_MAX, json_object_size(o));
+		report(c, "at most %d policies (got %zu)", TAXONOMY_POLICIES_MAX,
+		       json_object_size(o));
 		return -EINVAL;
 	}
 	t->policies = calloc(json_object_size(o), sizeof(*t->policies));
 	if (!t->policies)
 		return -ENOMEM;
-	json_object_foreach(o, name, v) {
+	json_object_foreach(o, name, v)
+	{
 		/* Registered even when invalid, so references to it do not cascade. */
 		struct policy *p = &t->policies[t->n_policies++];
 
@@ -731,12 +740,14 @@ static void parse_classes(struct ctx *c, struct taxonomy *t, json_t *o)
 		report(c, "expected an object, got %s", util_json_type_name(o));
 		return;
 	}
-	json_object_foreach(o, name, v) {
+	json_object_foreach(o, name, v)
+	{
 		enum error_class k = error_class_from_string(name);
 
 		path_key(c, name);
 		if (k == _ERROR_CLASS_INVALID)
-			report(c, "unknown class (expected TRANSIENT, PERSISTENT or NON_RETRYABLE)");
+			report(c,
+			       "unknown class (expected TRANSIENT, PERSISTENT or NON_RETRYABLE)");
 		else
 			get_policy_ref(c, t, v, &t->class_policy[k]);
 		path_pop(c);
@@ -752,17 +763,15 @@ static const struct {
 	const char *name;
 	int number;
 } signal_names[] = {
-	{ "HUP", SIGHUP },	 { "INT", SIGINT },	  { "QUIT", SIGQUIT },
-	{ "ILL", SIGILL },	 { "TRAP", SIGTRAP },	  { "ABRT", SIGABRT },
-	{ "IOT", SIGIOT },	 { "BUS", SIGBUS },	  { "FPE", SIGFPE },
-	{ "KILL", SIGKILL },	 { "USR1", SIGUSR1 },	  { "SEGV", SIGSEGV },
-	{ "USR2", SIGUSR2 },	 { "PIPE", SIGPIPE },	  { "ALRM", SIGALRM },
-	{ "TERM", SIGTERM },	 { "STKFLT", SIGSTKFLT }, { "CHLD", SIGCHLD },
-	{ "CONT", SIGCONT },	 { "STOP", SIGSTOP },	  { "TSTP", SIGTSTP },
-	{ "TTIN", SIGTTIN },	 { "TTOU", SIGTTOU },	  { "URG", SIGURG },
-	{ "XCPU", SIGXCPU },	 { "XFSZ", SIGXFSZ },	  { "VTALRM", SIGVTALRM },
-	{ "PROF", SIGPROF },	 { "WINCH", SIGWINCH },	  { "IO", SIGIO },
-	{ "POLL", SIGPOLL },	 { "PWR", SIGPWR },	  { "SYS", SIGSYS },
+	{ "HUP", SIGHUP },	 { "INT", SIGINT },   { "QUIT", SIGQUIT },     { "ILL", SIGILL },
+	{ "TRAP", SIGTRAP },	 { "ABRT", SIGABRT }, { "IOT", SIGIOT },       { "BUS", SIGBUS },
+	{ "FPE", SIGFPE },	 { "KILL", SIGKILL }, { "USR1", SIGUSR1 },     { "SEGV", SIGSEGV },
+	{ "USR2", SIGUSR2 },	 { "PIPE", SIGPIPE }, { "ALRM", SIGALRM },     { "TERM", SIGTERM },
+	{ "STKFLT", SIGSTKFLT }, { "CHLD", SIGCHLD }, { "CONT", SIGCONT },     { "STOP", SIGSTOP },
+	{ "TSTP", SIGTSTP },	 { "TTIN", SIGTTIN }, { "TTOU", SIGTTOU },     { "URG", SIGURG },
+	{ "XCPU", SIGXCPU },	 { "XFSZ", SIGXFSZ }, { "VTALRM", SIGVTALRM }, { "PROF", SIGPROF },
+	{ "WINCH", SIGWINCH },	 { "IO", SIGIO },     { "POLL", SIGPOLL },     { "PWR", SIGPWR },
+	{ "SYS", SIGSYS },
 };
 
 static int signal_from_name(const char *s)
@@ -815,7 +824,7 @@ static int parse_match_value(struct ctx *c, unsigned key, json_t *v, struct rule
 			return 0;
 		}
 		report(c, "expected an HTTP status 100..599, as a number, a string like \"401\" "
-			 "or a class like \"4xx\"");
+			  "or a class like \"4xx\"");
 		return -EINVAL;
 	case MATCH_TRANSPORT:
 		if (!s) {
@@ -828,9 +837,11 @@ static int parse_match_value(struct ctx *c, unsigned key, json_t *v, struct rule
 		}
 		if (strlen(s) == 0 || strlen(s) > TRANSPORT_MAX ||
 		    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(s)) {
-			report(c, "invalid libcurl error name \"%.80s\" (1 to %d characters of A-Z, 0-9 "
-				 "and _, e.g. \"COULDNT_CONNECT\")",
-			      s, TRANSPORT_MAX);
+			report(c,
+			       "invalid libcurl error name \"%.80s\" (1 to %d characters of A-Z, "
+			       "0-9 "
+			       "and _, e.g. \"COULDNT_CONNECT\")",
+			       s, TRANSPORT_MAX);
 			return -EINVAL;
 		}
 		return add_string(&ru->transport, s);
@@ -846,7 +857,8 @@ static int parse_match_value(struct ctx *c, unsigned key, json_t *v, struct rule
 		} else if (s && (n = signal_from_name(s)) > 0) {
 			;
 		} else {
-			report(c, "expected a signal number 1..64 or a name like \"SIGKILL\" or \"KILL\"");
+			report(c, "expected a signal number 1..64 or a name like \"SIGKILL\" or "
+				  "\"KILL\"");
 			return -EINVAL;
 		}
 		ru->signals |= UINT64_C(1) << (n - 1);
@@ -884,11 +896,13 @@ static int parse_when(struct ctx *c, json_t *o, struct rule *ru)
 		return 0;
 	}
 	if (json_object_size(o) == 0) {
-		report(c, "needs at least one of http_status, transport, timeout, exit_code, signal, "
-			 "handler_code");
+		report(c,
+		       "needs at least one of http_status, transport, timeout, exit_code, signal, "
+		       "handler_code");
 		return 0;
 	}
-	json_object_foreach(o, name, v) {
+	json_object_foreach(o, name, v)
+	{
 		unsigned key = 0;
 
 		for (size_t i = 0; i < ARRAY_SIZE(match_keys); i++)
@@ -897,7 +911,7 @@ static int parse_when(struct ctx *c, json_t *o, struct rule *ru)
 		path_key(c, name);
 		if (key == 0) {
 			report(c, "unknown match key (expected http_status, transport, timeout, "
-				 "exit_code, signal or handler_code)");
+				  "exit_code, signal or handler_code)");
 		} else if (key == MATCH_TIMEOUT) {
 			if (!json_is_true(v))
 				report(c, "expected true");
@@ -949,8 +963,8 @@ static void parse_outcome(struct ctx *c, const struct taxonomy *t, json_t *o,
 
 static int parse_rule(struct ctx *c, struct taxonomy *t, json_t *o, struct rule *ru)
 {
-	static const char *const keys[] = { "when", "error_code", "class", "policy", "escalate",
-					    NULL };
+	static const char *const keys[] = { "when",   "error_code", "class",
+					    "policy", "escalate",   NULL };
 	json_t *v;
 	int r;
 
@@ -1023,7 +1037,7 @@ static void parse_default(struct ctx *c, struct taxonomy *t, json_t *o)
 static int parse_root(struct ctx *c, struct taxonomy *t, json_t *root)
 {
 	/* "$schema" lets editors find docs/taxonomy.schema.json. */
-	static const char *const keys[] = { "$schema", "version",  "policies", "classes",
+	static const char *const keys[] = { "$schema", "version", "policies", "classes",
 					    "rules",   "default", NULL };
 	json_t *v;
 	int r;
@@ -1172,8 +1186,7 @@ static bool handler_code_usable(const struct result *r)
 	return n > 0 && n < sizeof(r->handler_code);
 }
 
-void taxonomy_classify(const struct taxonomy *t, const struct result *r,
-		       struct classification *out)
+void taxonomy_classify(const struct taxonomy *t, const struct result *r, struct classification *out)
 {
 	for (size_t i = 0; i < t->n_rules; i++) {
 		const struct rule *ru = &t->rules[i];

@@ -122,9 +122,8 @@ static int parse_with_units(const char *s, const struct unit *units, size_t n_un
 int parse_duration_usec(const char *s, uint64_t *out)
 {
 	static const struct unit units[] = {
-		{ "us", 1 },	      { "ms", 1e3 },   { "s", 1e6 },
-		{ "sec", 1e6 },	      { "m", 60e6 },   { "min", 60e6 },
-		{ "h", 3600e6 },      { "d", 86400e6 },
+		{ "us", 1 },   { "ms", 1e3 },	{ "s", 1e6 },	 { "sec", 1e6 },
+		{ "m", 60e6 }, { "min", 60e6 }, { "h", 3600e6 }, { "d", 86400e6 },
 	};
 	double v;
 	int r = parse_with_units(s, units, ARRAY_SIZE(units), 1e6, 1e17, &v);
@@ -138,9 +137,15 @@ int parse_duration_usec(const char *s, uint64_t *out)
 int parse_size(const char *s, uint64_t *out)
 {
 	static const struct unit units[] = {
-		{ "B", 1 },	      { "K", 1024.0 },	     { "KiB", 1024.0 },
-		{ "M", 1048576.0 },   { "MiB", 1048576.0 },  { "G", 1073741824.0 },
-		{ "GiB", 1073741824.0 }, { "KB", 1e3 },	     { "MB", 1e6 },
+		{ "B", 1 },
+		{ "K", 1024.0 },
+		{ "KiB", 1024.0 },
+		{ "M", 1048576.0 },
+		{ "MiB", 1048576.0 },
+		{ "G", 1073741824.0 },
+		{ "GiB", 1073741824.0 },
+		{ "KB", 1e3 },
+		{ "MB", 1e6 },
 		{ "GB", 1e9 },
 	};
 	double v;
@@ -236,11 +241,9 @@ int parse_timestamp(const char *s, uint64_t *realtime_usec)
 	if (!s)
 		return -EINVAL;
 	if (parse_digits(&p, 4, &year) < 0 || expect(&p, '-') < 0 ||
-	    parse_digits(&p, 2, &mon) < 0 || expect(&p, '-') < 0 ||
-	    parse_digits(&p, 2, &day) < 0 || expect(&p, 'T') < 0 ||
-	    parse_digits(&p, 2, &hour) < 0 || expect(&p, ':') < 0 ||
-	    parse_digits(&p, 2, &min) < 0 || expect(&p, ':') < 0 ||
-	    parse_digits(&p, 2, &sec) < 0)
+	    parse_digits(&p, 2, &mon) < 0 || expect(&p, '-') < 0 || parse_digits(&p, 2, &day) < 0 ||
+	    expect(&p, 'T') < 0 || parse_digits(&p, 2, &hour) < 0 || expect(&p, ':') < 0 ||
+	    parse_digits(&p, 2, &min) < 0 || expect(&p, ':') < 0 || parse_digits(&p, 2, &sec) < 0)
 		return -EINVAL;
 	if (*p == '.') {
 		p++;
@@ -269,8 +272,7 @@ int parse_timestamp(const char *s, uint64_t *realtime_usec)
 	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 	bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
 	if (*p || mon < 1 || mon > 12 || day < 1 || day > mdays[mon - 1] ||
-	    (mon == 2 && day == 29 && !leap) || hour > 23 || min > 59 || sec > 60 ||
-	    year < 1970)
+	    (mon == 2 && day == 29 && !leap) || hour > 23 || min > 59 || sec > 60 || year < 1970)
 		return -EINVAL;
 	tm.tm_year = year - 1900;
 	tm.tm_mon = mon - 1;
@@ -385,8 +387,7 @@ char *buf_steal(struct buf *b, size_t *len)
 	return p;
 }
 
-void diag_addv(struct diag *d, const char *file, unsigned line, const char *fmt,
-	       va_list ap)
+void diag_addv(struct diag *d, const char *file, unsigned line, const char *fmt, va_list ap)
 {
 	char msg[512], *s = NULL, **n;
 

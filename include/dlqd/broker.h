@@ -31,7 +31,7 @@ struct broker_msg {
 	uint64_t tag;
 	uint64_t generation; /* the connection it came on */
 	bool redelivered;
-	char *body;	     /* NUL-terminated for convenience; len excludes it */
+	char *body; /* NUL-terminated for convenience; len excludes it */
 	size_t len;
 	struct broker_props *props;
 };

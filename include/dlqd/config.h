@@ -47,9 +47,9 @@ struct config {
 
 	struct {
 		enum handler_type type;
-		char *url;	      /* http */
-		char *command;	      /* exec: the raw command line */
-		char **argv;	      /* exec: command split into argv, NULL-terminated */
+		char *url;     /* http */
+		char *command; /* exec: the raw command line */
+		char **argv;   /* exec: command split into argv, NULL-terminated */
 		uint64_t timeout_usec;
 		uint64_t max_output; /* bytes of response body / stderr kept as evidence */
 	} handler;

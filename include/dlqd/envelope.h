@@ -14,9 +14,9 @@
 #include "dlqd/taxonomy.h"
 
 /* Bounds that make a body invalid rather than expensive. */
-#define ENVELOPE_ATTEMPT_MAX 1000000	/* larger attempt / max_attempt values */
-#define ENVELOPE_ID_MAX 256		/* message_id, trace_id, schema_version */
-#define ENVELOPE_ERRORS_KEPT 10		/* entries of the "errors" history */
+#define ENVELOPE_ATTEMPT_MAX 1000000 /* larger attempt / max_attempt values */
+#define ENVELOPE_ID_MAX	     256     /* message_id, trace_id, schema_version */
+#define ENVELOPE_ERRORS_KEPT 10	     /* entries of the "errors" history */
 
 struct envelope {
 	const char *message_id;	    /* never NULL, never empty */
@@ -47,13 +47,13 @@ char *envelope_payload(const struct envelope *e, size_t *len);
 struct failure {
 	const char *error_code;
 	enum error_class error_class;
-	const char *cause_code;		/* for RETRY_EXHAUSTED: the last real code, else NULL */
+	const char *cause_code; /* for RETRY_EXHAUSTED: the last real code, else NULL */
 	enum error_class cause_class;
-	uint32_t attempt;		/* the new attempt count */
-	uint64_t now_usec;		/* realtime */
-	uint64_t next_retry_at_usec;	/* realtime, 0 for a DLQ copy */
-	bool dead_lettered;		/* adds dead_lettered_at */
-	const struct result *result;	/* evidence; may be NULL */
+	uint32_t attempt;	     /* the new attempt count */
+	uint64_t now_usec;	     /* realtime */
+	uint64_t next_retry_at_usec; /* realtime, 0 for a DLQ copy */
+	bool dead_lettered;	     /* adds dead_lettered_at */
+	const struct result *result; /* evidence; may be NULL */
 };
 
 /*

@@ -21,14 +21,14 @@ typedef void (*handler_done_fn)(struct handler_job *job, const struct result *r)
  */
 struct handler_job {
 	const char *message_id;
-	const char *trace_id;	 /* "" when none */
-	uint32_t attempt;	 /* failures so far (X-Attempt, DLQD_ATTEMPT) */
-	uint32_t max_attempt;	 /* DLQD_MAX_ATTEMPT */
-	const char *payload;	 /* JSON text */
+	const char *trace_id; /* "" when none */
+	uint32_t attempt;     /* failures so far (X-Attempt, DLQD_ATTEMPT) */
+	uint32_t max_attempt; /* DLQD_MAX_ATTEMPT */
+	const char *payload;  /* JSON text */
 	size_t payload_len;
-	handler_done_fn done;	 /* called exactly once, from the event loop */
+	handler_done_fn done; /* called exactly once, from the event loop */
 	void *userdata;
-	void *priv;		 /* the backend's per-job state */
+	void *priv; /* the backend's per-job state */
 };
 
 struct handler;

@@ -18,19 +18,18 @@ struct log_ctx {
 	long attempt;
 	const char *error_code;
 	const char *error_class;
-	const char *event;	/* short event kind: "retry", "dead-letter"... */
-	const char *extra;	/* more "key=value" pairs, space separated */
+	const char *event; /* short event kind: "retry", "dead-letter"... */
+	const char *extra; /* more "key=value" pairs, space separated */
 };
 
 void log_setup(int max_priority);
 /* Returns -abs(err) so callers can `return log_error_errno(r, ...)`. */
-int log_full(int priority, int err, const struct log_ctx *ctx, const char *fmt, ...)
-	_printf_(4, 5);
+int log_full(int priority, int err, const struct log_ctx *ctx, const char *fmt, ...) _printf_(4, 5);
 
-#define log_debug(...) log_full(LOG_DEBUG, 0, NULL, __VA_ARGS__)
-#define log_info(...) log_full(LOG_INFO, 0, NULL, __VA_ARGS__)
-#define log_notice(...) log_full(LOG_NOTICE, 0, NULL, __VA_ARGS__)
-#define log_warning(...) log_full(LOG_WARNING, 0, NULL, __VA_ARGS__)
-#define log_error(...) log_full(LOG_ERR, 0, NULL, __VA_ARGS__)
-#define log_error_errno(err, ...) log_full(LOG_ERR, (err), NULL, __VA_ARGS__)
+#define log_debug(...)		    log_full(LOG_DEBUG, 0, NULL, __VA_ARGS__)
+#define log_info(...)		    log_full(LOG_INFO, 0, NULL, __VA_ARGS__)
+#define log_notice(...)		    log_full(LOG_NOTICE, 0, NULL, __VA_ARGS__)
+#define log_warning(...)	    log_full(LOG_WARNING, 0, NULL, __VA_ARGS__)
+#define log_error(...)		    log_full(LOG_ERR, 0, NULL, __VA_ARGS__)
+#define log_error_errno(err, ...)   log_full(LOG_ERR, (err), NULL, __VA_ARGS__)
 #define log_warning_errno(err, ...) log_full(LOG_WARNING, (err), NULL, __VA_ARGS__)

@@ -19,8 +19,8 @@
 #include "dlqd/metrics.h"
 
 #define METRICS_SERVER_CONNECTIONS_MAX 64
-#define METRICS_SERVER_HEAD_MAX 8192
-#define METRICS_SERVER_TIMEOUT_USEC (5 * USEC_PER_SEC)
+#define METRICS_SERVER_HEAD_MAX	       8192
+#define METRICS_SERVER_TIMEOUT_USEC    (5 * USEC_PER_SEC)
 
 struct metrics_server;
 

@@ -22,14 +22,14 @@ enum result_kind {
 
 struct result {
 	enum result_kind kind;
-	long http_status;	  /* RESULT_HTTP, also set on success */
-	char transport[48];	  /* e.g. "COULDNT_CONNECT" (no CURLE_ prefix) */
-	char detail[256];	  /* human-readable transport / internal error */
-	int exit_code;		  /* RESULT_EXIT */
-	int signal;		  /* RESULT_SIGNAL, or the signal used on timeout */
-	char handler_code[64];	  /* error_code the handler reported, "" if none */
-	char handler_class[32];	  /* error_class the handler reported, "" if none */
-	uint64_t retry_after_usec; /* from Retry-After, 0 if none */
+	long http_status;		    /* RESULT_HTTP, also set on success */
+	char transport[48];		    /* e.g. "COULDNT_CONNECT" (no CURLE_ prefix) */
+	char detail[256];		    /* human-readable transport / internal error */
+	int exit_code;			    /* RESULT_EXIT */
+	int signal;			    /* RESULT_SIGNAL, or the signal used on timeout */
+	char handler_code[64];		    /* error_code the handler reported, "" if none */
+	char handler_class[32];		    /* error_class the handler reported, "" if none */
+	uint64_t retry_after_usec;	    /* from Retry-After, 0 if none */
 	char evidence[RESULT_EVIDENCE_MAX]; /* first bytes of body / tail of stderr */
 	size_t evidence_len;
 	bool evidence_truncated;

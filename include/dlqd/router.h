@@ -18,8 +18,8 @@ enum route_action {
 	ROUTE_DLQ,
 };
 
-#define ERROR_CODE_INVALID_ENVELOPE "INVALID_ENVELOPE"
-#define ERROR_CODE_RETRY_EXHAUSTED "RETRY_EXHAUSTED"
+#define ERROR_CODE_INVALID_ENVELOPE  "INVALID_ENVELOPE"
+#define ERROR_CODE_RETRY_EXHAUSTED   "RETRY_EXHAUSTED"
 #define ERROR_CODE_MESSAGE_TOO_LARGE "MESSAGE_TOO_LARGE"
 
 struct route {
@@ -28,12 +28,12 @@ struct route {
 	enum error_class error_class;
 	const char *cause_code; /* the classified code, even when exhausted */
 	enum error_class cause_class;
-	uint32_t attempt;	/* the copy's attempt (= old attempt + 1) */
-	uint32_t max_attempt;	/* the bound that was applied */
-	uint64_t delay_usec;	/* ROUTE_RETRY: computed delay */
-	uint64_t lane_ms;	/* ROUTE_RETRY: the delay lane chosen */
-	bool escalate;		/* the rule asked for escalation */
-	int rule;		/* matching taxonomy rule, -1 default/none */
+	uint32_t attempt;     /* the copy's attempt (= old attempt + 1) */
+	uint32_t max_attempt; /* the bound that was applied */
+	uint64_t delay_usec;  /* ROUTE_RETRY: computed delay */
+	uint64_t lane_ms;     /* ROUTE_RETRY: the delay lane chosen */
+	bool escalate;	      /* the rule asked for escalation */
+	int rule;	      /* matching taxonomy rule, -1 default/none */
 };
 
 /*

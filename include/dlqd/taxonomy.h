@@ -33,11 +33,11 @@ struct policy {
 };
 
 struct classification {
-	const char *error_code;	     /* points into the taxonomy or the result */
+	const char *error_code; /* points into the taxonomy or the result */
 	enum error_class error_class;
 	const struct policy *policy; /* never NULL */
 	bool escalate;
-	int rule;		     /* index of the matching rule, -1 for the default */
+	int rule; /* index of the matching rule, -1 for the default */
 };
 
 struct taxonomy;

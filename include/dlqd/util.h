@@ -17,28 +17,28 @@
 #include <stdlib.h>
 
 #define USEC_PER_MSEC UINT64_C(1000)
-#define USEC_PER_SEC UINT64_C(1000000)
+#define USEC_PER_SEC  UINT64_C(1000000)
 #define USEC_INFINITY UINT64_MAX
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define MIN(a, b)     ((a) < (b) ? (a) : (b))
+#define MAX(a, b)     ((a) > (b) ? (a) : (b))
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_(f)   __attribute__((cleanup(f)))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
-#define _unused_ __attribute__((unused))
+#define _unused_       __attribute__((unused))
 
 /* Take ownership out of a _cleanup_ variable. */
-#define TAKE_PTR(p)                                                            \
-	({                                                                     \
-		typeof(p) _tp = (p);                                           \
-		(p) = NULL;                                                    \
-		_tp;                                                           \
+#define TAKE_PTR(p)                  \
+	({                           \
+		typeof(p) _tp = (p); \
+		(p) = NULL;          \
+		_tp;                 \
 	})
 
 void freep(void *p);
 void closep(int *fd);
-#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_free_	_cleanup_(freep)
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Clock readings in microseconds. */
@@ -92,10 +92,9 @@ struct diag {
 	char **lines;
 	size_t n;
 };
-void diag_add(struct diag *d, const char *file, unsigned line, const char *fmt, ...)
-	_printf_(4, 5);
-void diag_addv(struct diag *d, const char *file, unsigned line, const char *fmt,
-	       va_list ap) _printf_(4, 0);
+void diag_add(struct diag *d, const char *file, unsigned line, const char *fmt, ...) _printf_(4, 5);
+void diag_addv(struct diag *d, const char *file, unsigned line, const char *fmt, va_list ap)
+	_printf_(4, 0);
 void diag_done(struct diag *d);
 
 /* Reads a whole file, at most max bytes (-EFBIG beyond). */

@@ -47,13 +47,13 @@
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 
-#define DEFAULT_URL "amqp://guest:guest@127.0.0.1:5672/%2f"
-#define DEFAULT_WINDOW 1000
+#define DEFAULT_URL	 "amqp://guest:guest@127.0.0.1:5672/%2f"
+#define DEFAULT_WINDOW	 1000
 #define DEFAULT_PREFETCH 200
-#define MAX_BODY (16 * 1024 * 1024)
-#define MAX_NAMES 32
-#define CH 1
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define MAX_BODY	 (16 * 1024 * 1024)
+#define MAX_NAMES	 32
+#define CH		 1
+#define MAX(a, b)	 ((a) > (b) ? (a) : (b))
 
 static const char *prog = "dlqd-amqptool";
 
@@ -107,8 +107,8 @@ static uint64_t parse_num(const char *opt, const char *s, uint64_t min, uint64_t
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
-		fprintf(stderr, "%s: bad %s: '%s' (%" PRIu64 "..%" PRIu64 ")\n", prog, opt, s,
-			min, max);
+		fprintf(stderr, "%s: bad %s: '%s' (%" PRIu64 "..%" PRIu64 ")\n", prog, opt, s, min,
+			max);
 		exit(2);
 	}
 	return v;
@@ -275,8 +275,8 @@ static size_t make_body(char *buf, size_t cap, uint64_t i, enum kind k, size_t s
 
 	if (k == KIND_INVALID) {
 		/* Valid JSON, but no payload: INVALID_ENVELOPE, bytes kept. */
-		n = snprintf(buf, cap, "{\"message_id\":\"bench-%" PRIu64 "\",\"trace_id\":\"t%" PRIu64
-				       "\"}",
+		n = snprintf(buf, cap,
+			     "{\"message_id\":\"bench-%" PRIu64 "\",\"trace_id\":\"t%" PRIu64 "\"}",
 			     i, i);
 		return (size_t)n;
 	}
@@ -347,7 +347,8 @@ static void wait_confirms(amqp_connection_state_t conn, struct confirms *c, uint
 		}
 		case AMQP_BASIC_RETURN_METHOD: {
 			amqp_basic_return_t *m = f.payload.method.decoded;
-			die("publish: message returned: %u %.*s (does the queue exist? try --declare)",
+			die("publish: message returned: %u %.*s (does the queue exist? try "
+			    "--declare)",
 			    m->reply_code, (int)m->reply_text.len, (char *)m->reply_text.bytes);
 		}
 		default:
@@ -357,8 +358,8 @@ static void wait_confirms(amqp_connection_state_t conn, struct confirms *c, uint
 	}
 }
 
-static int cmd_publish(const char *url, const char *queue, uint64_t count, bool mixed,
-		       size_t size, uint64_t window, bool persistent, bool declare)
+static int cmd_publish(const char *url, const char *queue, uint64_t count, bool mixed, size_t size,
+		       uint64_t window, bool persistent, bool declare)
 {
 	amqp_connection_state_t conn = connect_url(url);
 	amqp_basic_properties_t props = {
@@ -403,8 +404,8 @@ static int cmd_publish(const char *url, const char *queue, uint64_t count, bool 
 	disconnect(conn);
 	free(buf);
 
-	fprintf(stderr, "%s: published %" PRIu64 " messages to %s in %.3f s (%.0f msgs/s)\n",
-		prog, count, queue, t1 - t0, count / (t1 - t0 > 0 ? t1 - t0 : 1e-9));
+	fprintf(stderr, "%s: published %" PRIu64 " messages to %s in %.3f s (%.0f msgs/s)\n", prog,
+		count, queue, t1 - t0, count / (t1 - t0 > 0 ? t1 - t0 : 1e-9));
 	printf("published=%" PRIu64 " ok=%" PRIu64 " retry=%" PRIu64 " reject=%" PRIu64
 	       " invalid=%" PRIu64 " seconds=%.6f\n",
 	       count, kinds[KIND_OK], kinds[KIND_RETRY], kinds[KIND_REJECT], kinds[KIND_INVALID],

@@ -37,21 +37,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_HEADER (64 * 1024)
-#define MAX_BODY (10 * 1024 * 1024)
-#define MAX_CONNS 10000
+#define MAX_HEADER   (64 * 1024)
+#define MAX_BODY     (10 * 1024 * 1024)
+#define MAX_CONNS    10000
 #define RBUF_INITIAL (16 * 1024)
-#define RBUF_MAX (MAX_HEADER + MAX_BODY + 16 * 1024)
+#define RBUF_MAX     (MAX_HEADER + MAX_BODY + 16 * 1024)
 /* Past this much unsent output we stop answering pipelined requests. */
 #define OUT_HIGH_WATER (1024 * 1024)
-#define FILLER_SIZE (64 * 1024)
-#define MAX_FILLER ((uint64_t)1 << 30)
+#define FILLER_SIZE    (64 * 1024)
+#define MAX_FILLER     ((uint64_t)1 << 30)
 /* How long a connection we shut down may linger to drain the peer's data. */
-#define LINGER_USEC (2 * 1000000ULL)
+#define LINGER_USEC   (2 * 1000000ULL)
 #define LOG_FIELD_MAX 256
-#define STUB_STR_MAX 128
-#define MAX_EVENTS 256
-#define ACCEPT_BURST 128
+#define STUB_STR_MAX  128
+#define MAX_EVENTS    256
+#define ACCEPT_BURST  128
 
 static const char ok_body[] = "{\"ok\":true}";
 static const char ok_response[] = "HTTP/1.1 200 OK\r\n"
@@ -85,8 +85,8 @@ struct plan {
 	long retry_after; /* -1: no Retry-After header */
 	uint64_t filler;  /* body of this many filler bytes instead of body[] */
 	size_t body_len;
-	bool close;	  /* Connection: close */
-	bool keepalive;	  /* Connection: keep-alive, which HTTP/1.0 needs to hear */
+	bool close;	/* Connection: close */
+	bool keepalive; /* Connection: keep-alive, which HTTP/1.0 needs to hear */
 	uint64_t delay_usec;
 	long attempt;
 	/* the arrays stay last: plan_reset() clears only what comes before */
@@ -572,28 +572,50 @@ static int stub_parse(const char *body, size_t len, struct stub *st)
 static const char *reason(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 201: return "Created";
-	case 202: return "Accepted";
-	case 204: return "No Content";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 409: return "Conflict";
-	case 411: return "Length Required";
-	case 413: return "Content Too Large";
-	case 415: return "Unsupported Media Type";
-	case 422: return "Unprocessable Content";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	default: return "Status";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 202:
+		return "Accepted";
+	case 204:
+		return "No Content";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
+	case 411:
+		return "Length Required";
+	case 413:
+		return "Content Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 422:
+		return "Unprocessable Content";
+	case 429:
+		return "Too Many Requests";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	default:
+		return "Status";
 	}
 }
 
@@ -682,9 +704,10 @@ static void plan_request(struct server *srv, struct conn *c, const char *start, 
 	} else if (strcmp(st.op, "retry_after") == 0) {
 		if (failing) {
 			plan_simple(p, 503, "{\"ok\":false}");
-			p->retry_after = st.has_seconds && st.seconds >= 0 ?
-						 (long)(st.seconds > LONG_MAX ? LONG_MAX : st.seconds) :
-						 1;
+			p->retry_after =
+				st.has_seconds && st.seconds >= 0
+					? (long)(st.seconds > LONG_MAX ? LONG_MAX : st.seconds)
+					: 1;
 		}
 	} else if (strcmp(st.op, "error_code") == 0) {
 		long long status = st.has_status ? st.status : 500;
@@ -722,10 +745,10 @@ static void plan_request(struct server *srv, struct conn *c, const char *start, 
 			p->status = (int)status;
 			p->body_len = 0;
 			p->body[0] = '\0';
-			p->filler = st.has_bytes && st.bytes > 0 ?
-					    ((uint64_t)st.bytes > MAX_FILLER ? MAX_FILLER :
-									       (uint64_t)st.bytes) :
-					    0;
+			p->filler = st.has_bytes && st.bytes > 0
+					    ? ((uint64_t)st.bytes > MAX_FILLER ? MAX_FILLER
+									       : (uint64_t)st.bytes)
+					    : 0;
 		}
 	} else
 		plan_simple(p, 400, "{\"error\":\"unknown stub op\"}");
@@ -773,8 +796,8 @@ static void log_answer(struct server *srv, const struct plan *p)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	n = snprintf(line + o, sizeof(line) - o,
-		     "\",\"attempt\":%ld,\"status\":%d,\"t\":%lld.%06ld}\n", p->attempt,
-		     p->status, (long long)ts.tv_sec, ts.tv_nsec / 1000);
+		     "\",\"attempt\":%ld,\"status\":%d,\"t\":%lld.%06ld}\n", p->attempt, p->status,
+		     (long long)ts.tv_sec, ts.tv_nsec / 1000);
 	if (n < 0 || (size_t)n >= sizeof(line) - o)
 		return;
 	o += (size_t)n;
@@ -828,8 +851,10 @@ static int emit(struct server *srv, struct conn *c, const struct plan *p)
 	    p->body_len == sizeof(ok_body) - 1 && memcmp(p->body, ok_body, p->body_len) == 0)
 		return obuf_append(c, ok_response, sizeof(ok_response) - 1);
 
-	n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-		     "Content-Length: %llu\r\n", p->status, reason(p->status),
+	n = snprintf(head, sizeof(head),
+		     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+		     "Content-Length: %llu\r\n",
+		     p->status, reason(p->status),
 		     (unsigned long long)(p->filler ? p->filler : p->body_len));
 	if (p->retry_after >= 0)
 		n += snprintf(head + n, sizeof(head) - (size_t)n, "Retry-After: %ld\r\n",
@@ -958,7 +983,8 @@ static int parse_head(const char *start, size_t len, struct req *rq)
 				rq->chunked = true;
 			break;
 		case 'e':
-			if (hdr_is(p, nl, "Expect") && token_in(v, (size_t)(ve - v), "100-continue"))
+			if (hdr_is(p, nl, "Expect") &&
+			    token_in(v, (size_t)(ve - v), "100-continue"))
 				rq->expect_continue = true;
 			break;
 		case 'i':
@@ -1046,10 +1072,9 @@ static int conn_flush(struct conn *c)
 		if (c->ooff < c->olen)
 			iov[n_iov++] = (struct iovec){ c->obuf + c->ooff, c->olen - c->ooff };
 		if (c->filler_left)
-			iov[n_iov++] = (struct iovec){
-				filler, c->filler_left < FILLER_SIZE ? (size_t)c->filler_left :
-								       FILLER_SIZE
-			};
+			iov[n_iov++] = (struct iovec){ filler, c->filler_left < FILLER_SIZE
+								       ? (size_t)c->filler_left
+								       : FILLER_SIZE };
 		n = writev(c->fd, iov, n_iov);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -1104,32 +1129,37 @@ static int conn_process(struct server *srv, struct conn *c)
 		}
 		if (!c->head_done) {
 			size_t from = c->scan > 3 ? c->scan - 3 : 0;
-			char *e = avail > from ? memmem(start + from, avail - from, "\r\n\r\n", 4) :
-						 NULL;
+			char *e = avail > from ? memmem(start + from, avail - from, "\r\n\r\n", 4)
+					       : NULL;
 
 			if (!e) {
 				c->scan = avail;
 				if (avail > MAX_HEADER)
-					return emit_error_close(srv, c, 431, "{\"error\":\"header too large\"}");
+					return emit_error_close(srv, c, 431,
+								"{\"error\":\"header too large\"}");
 				break;
 			}
 			c->head_len = (size_t)(e - start) + 4;
 			if (c->head_len > MAX_HEADER)
-				return emit_error_close(srv, c, 431, "{\"error\":\"header too large\"}");
+				return emit_error_close(srv, c, 431,
+							"{\"error\":\"header too large\"}");
 			r = parse_head(start, c->head_len, &c->req);
 			c->head_done = true;
 			if (r > 0)
 				return emit_error_close(srv, c, r, "{\"error\":\"bad request\"}");
 			if (c->req.chunked)
-				return emit_error_close(srv, c, 501,
-							"{\"error\":\"chunked bodies are not supported\"}");
+				return emit_error_close(
+					srv, c, 501,
+					"{\"error\":\"chunked bodies are not supported\"}");
 			if (c->req.length > MAX_BODY)
-				return emit_error_close(srv, c, 413, "{\"error\":\"body too large\"}");
+				return emit_error_close(srv, c, 413,
+							"{\"error\":\"body too large\"}");
 		}
 		if (avail - c->head_len < c->req.length) {
 			if (c->req.expect_continue && !c->sent_continue) {
 				c->sent_continue = true;
-				if (obuf_append(c, continue_response, sizeof(continue_response) - 1) < 0)
+				if (obuf_append(c, continue_response,
+						sizeof(continue_response) - 1) < 0)
 					return -ENOMEM;
 			}
 			break;
@@ -1286,7 +1316,8 @@ static void accept_conns(struct server *srv)
 			goto pause;
 		fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
 				note(srv, "accept: %m; pausing until a connection closes");
 				goto pause;
 			}
@@ -1330,7 +1361,8 @@ static int open_listener(struct server *srv, const char *spec, int *port)
 {
 	char host[256];
 	const char *colon = strrchr(spec, ':');
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
 	struct addrinfo *ai, *a;
 	struct sockaddr_storage ss;
@@ -1371,8 +1403,8 @@ static int open_listener(struct server *srv, const char *spec, int *port)
 		close(fd);
 		return r;
 	}
-	*port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
-						 ((struct sockaddr_in *)&ss)->sin_port);
+	*port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+					       : ((struct sockaddr_in *)&ss)->sin_port);
 	return fd;
 }
 
@@ -1408,9 +1440,9 @@ static void raise_fd_limit(void)
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return;
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < MAX_CONNS + 64) {
-		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > MAX_CONNS + 64 ?
-				      MAX_CONNS + 64 :
-				      rl.rlim_max;
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > MAX_CONNS + 64
+				      ? MAX_CONNS + 64
+				      : rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 }
@@ -1425,15 +1457,13 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "listen", required_argument, NULL, 'l' },
-		{ "port-file", required_argument, NULL, 'p' },
-		{ "log", required_argument, NULL, 'L' },
-		{ "delay-ms", required_argument, NULL, 'd' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{}
-	};
+	static const struct option opts[] = { { "listen", required_argument, NULL, 'l' },
+					      { "port-file", required_argument, NULL, 'p' },
+					      { "log", required_argument, NULL, 'L' },
+					      { "delay-ms", required_argument, NULL, 'd' },
+					      { "quiet", no_argument, NULL, 'q' },
+					      { "help", no_argument, NULL, 'h' },
+					      {} };
 	struct server srv = { .epfd = -1, .listen_fd = -1, .sig_fd = -1, .log_fd = -1 };
 	const char *listen_spec = "127.0.0.1:0", *port_file = NULL, *log_path = NULL;
 	struct epoll_event ev, events[MAX_EVENTS];

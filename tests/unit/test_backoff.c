@@ -15,17 +15,27 @@
 
 #include "dlqd/backoff.h"
 
-#define SEC USEC_PER_SEC
+#define SEC  USEC_PER_SEC
 #define MSEC USEC_PER_MSEC
 
 /* The contract's "fast" and "slow" policies. */
 static const struct policy fast = {
-	.name = "fast", .max_attempt = 5, .initial_usec = 2 * SEC, .multiplier = 3,
-	.max_usec = 120 * SEC, .jitter_min = 0.10, .jitter_max = 0.30,
+	.name = "fast",
+	.max_attempt = 5,
+	.initial_usec = 2 * SEC,
+	.multiplier = 3,
+	.max_usec = 120 * SEC,
+	.jitter_min = 0.10,
+	.jitter_max = 0.30,
 };
 static const struct policy slow = {
-	.name = "slow", .max_attempt = 3, .initial_usec = 300 * SEC, .multiplier = 2,
-	.max_usec = 3600 * SEC, .jitter_min = 0.10, .jitter_max = 0.30,
+	.name = "slow",
+	.max_attempt = 3,
+	.initial_usec = 300 * SEC,
+	.multiplier = 2,
+	.max_usec = 3600 * SEC,
+	.jitter_min = 0.10,
+	.jitter_max = 0.30,
 };
 
 static void test_base(void **state)
@@ -58,11 +68,19 @@ static void test_cap(void **state)
 	struct policy p[] = {
 		fast,
 		slow,
-		{ .initial_usec = 1, .multiplier = 1e6, .max_usec = 7 * 86400 * SEC,
-		  .jitter_min = 0, .jitter_max = 10 },
-		{ .initial_usec = 7 * 86400 * SEC, .multiplier = 1e300, .max_usec = 7 * 86400 * SEC },
-		{ .initial_usec = 1, .multiplier = 1.0000001, .max_usec = 5 * SEC,
-		  .jitter_min = 0.5, .jitter_max = 0.5 },
+		{ .initial_usec = 1,
+		  .multiplier = 1e6,
+		  .max_usec = 7 * 86400 * SEC,
+		  .jitter_min = 0,
+		  .jitter_max = 10 },
+		{ .initial_usec = 7 * 86400 * SEC,
+		  .multiplier = 1e300,
+		  .max_usec = 7 * 86400 * SEC },
+		{ .initial_usec = 1,
+		  .multiplier = 1.0000001,
+		  .max_usec = 5 * SEC,
+		  .jitter_min = 0.5,
+		  .jitter_max = 0.5 },
 	};
 	uint32_t ks[] = { 100, 999, 1000, 1000000, UINT32_MAX };
 
@@ -115,14 +133,16 @@ static void test_jitter_range(void **state)
 		const struct policy *p = i < 2 ? ps[i] : &wide;
 
 		for (uint32_t k = 1; k <= 6; k++) {
-			uint64_t lo = lo_bound(p, k), hi = hi_bound(p, k), min = UINT64_MAX, max = 0;
+			uint64_t lo = lo_bound(p, k), hi = hi_bound(p, k), min = UINT64_MAX,
+				 max = 0;
 			double sum = 0;
 
 			for (int n = 0; n < 100000; n++) {
 				uint64_t d = backoff_delay_usec(p, k, random_unit(), 0);
 
 				if (d < lo || d > hi)
-					fail_msg("k=%u delay %" PRIu64 " outside [%" PRIu64 ", %" PRIu64 "]",
+					fail_msg("k=%u delay %" PRIu64 " outside [%" PRIu64
+						 ", %" PRIu64 "]",
 						 k, d, lo, hi);
 				min = MIN(min, d);
 				max = MAX(max, d);
@@ -151,8 +171,11 @@ static void test_pinned_draws(void **state)
 	assert_int_equal(backoff_delay_usec(&fast, 1, NAN, 0), 2200 * MSEC);
 	assert_int_equal(backoff_delay_usec(&fast, 1, 7, 0), 2600 * MSEC);
 
-	struct policy none = { .jitter_min = 0.2, .jitter_max = 0.2, .initial_usec = 1 * SEC,
-			       .multiplier = 2, .max_usec = 8 * SEC };
+	struct policy none = { .jitter_min = 0.2,
+			       .jitter_max = 0.2,
+			       .initial_usec = 1 * SEC,
+			       .multiplier = 2,
+			       .max_usec = 8 * SEC };
 	for (uint32_t k = 1; k <= 5; k++)
 		assert_int_equal(backoff_delay_usec(&none, k, random_unit(), 0),
 				 (uint64_t)llround((double)backoff_base_usec(&none, k) * 1.2));
@@ -256,9 +279,11 @@ static void check_lane(const uint64_t *g, size_t n, uint64_t d)
 	/* The nearest lane in ratio: neither neighbour is closer. */
 	if (d > LANE_MIN_MS * MSEC && d < LANE_MAX_MS * MSEC) {
 		if (i > 0)
-			assert_true(err <= fabs(log((double)(g[i - 1] * MSEC) / (double)d)) + 1e-12);
+			assert_true(err <=
+				    fabs(log((double)(g[i - 1] * MSEC) / (double)d)) + 1e-12);
 		if (i + 1 < n)
-			assert_true(err <= fabs(log((double)(g[i + 1] * MSEC) / (double)d)) + 1e-12);
+			assert_true(err <=
+				    fabs(log((double)(g[i + 1] * MSEC) / (double)d)) + 1e-12);
 	}
 	if (d >= SEC && d <= 2 * 3600 * SEC) {
 		double rel = fabs((double)(lane * MSEC) - (double)d) / (double)d;
@@ -309,7 +334,8 @@ static void test_lane_monotonic(void **state)
 	assert_int_equal(prev, LANE_MAX_MS);
 	/* Random pairs. */
 	for (int i = 0; i < 100000; i++) {
-		uint64_t a = (uint64_t)(random_unit() * 3600 * SEC), b = a + (uint64_t)(random_unit() * SEC);
+		uint64_t a = (uint64_t)(random_unit() * 3600 * SEC),
+			 b = a + (uint64_t)(random_unit() * SEC);
 
 		assert_true(backoff_lane_ms(a) <= backoff_lane_ms(b));
 		/* The same delay always gets the same lane. */

@@ -20,13 +20,13 @@
 #include "dlqd/config.h"
 
 /* The smallest valid config: everything else takes its default. */
-#define MINIMAL                                                                \
-	"[broker]\n"                                                           \
-	"url = amqp://guest:guest@127.0.0.1:5672/%2f\n"                        \
-	"[pipeline]\n"                                                         \
-	"queue = jobs\n"                                                       \
-	"[handler]\n"                                                          \
-	"type = http\n"                                                        \
+#define MINIMAL                                         \
+	"[broker]\n"                                    \
+	"url = amqp://guest:guest@127.0.0.1:5672/%2f\n" \
+	"[pipeline]\n"                                  \
+	"queue = jobs\n"                                \
+	"[handler]\n"                                   \
+	"type = http\n"                                 \
 	"url = http://127.0.0.1:8080/jobs\n"
 
 static char *source_path(const char *rel)
@@ -291,9 +291,10 @@ static void test_load_golden(void **state)
 
 static void test_structure_diags(void **state)
 {
-	expect_diags("url = x\n" MINIMAL,
-		     "t.conf:1: key 'url' is outside of any section (add a [section] header above it)",
-		     NULL);
+	expect_diags(
+		"url = x\n" MINIMAL,
+		"t.conf:1: key 'url' is outside of any section (add a [section] header above it)",
+		NULL);
 	expect_one("[brokr]\nurl = x\nwhatever = 1\n",
 		   "t.conf:8: unknown section [brokr] (did you mean [broker]?)");
 	expect_one("[logging]\nlevel = debug\n",
@@ -463,8 +464,8 @@ static void test_semantic_diags(void **state)
 		   "t.conf:9: invalid listen address '9464' in [metrics]: expected host:port, "
 		   "[ipv6]:port (port 1-65535), or empty to disable the endpoint");
 	static const char *const bad_listen[] = {
-		":9464", "host:", "host:0", "host:65536", "::1:9464", "[::1]9464",
-		"[]:80", "[127.0.0.1]:80", "a b:80", "host:80x", "[::1]:",
+		":9464", "host:",	   "host:0", "host:65536", "::1:9464", "[::1]9464",
+		"[]:80", "[127.0.0.1]:80", "a b:80", "host:80x",   "[::1]:",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad_listen); i++) {
 		char *extra = NULL, *want = NULL;
@@ -527,7 +528,10 @@ static void test_good_values(void **state)
 	config_free(c);
 
 	static const char *const good_listen[] = {
-		"0.0.0.0:9464", "[::]:9464", "localhost:1", "[fe80::1%eth0]:65535",
+		"0.0.0.0:9464",
+		"[::]:9464",
+		"localhost:1",
+		"[fe80::1%eth0]:65535",
 		"metrics.example.com:9100",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(good_listen); i++) {
@@ -542,23 +546,23 @@ static void test_good_values(void **state)
 
 static void test_comments_and_quotes(void **state)
 {
-	struct config *c = parse_ok(
-		"\xef\xbb\xbf; a BOM, then a comment\r\n"
-		"# hash comment\r\n"
-		"   ; indented comment\n"
-		"\n"
-		"  [ broker ]   ; comment after a header\n"
-		"url = amqp://u:p;w#d@h/%2f   # the ; and # without space before stay\n"
-		"\t[pipeline]\n"
-		"queue\t=\tjobs\t;tab before the comment\n"
-		"[handler]\n"
-		"type=http\n"
-		"url = \"http://h/a;b#c\"  ; quoted\n"
-		"timeout = \"  5s\"\n"
-		"[retry]\n"
-		"taxonomy = \"/srv/my dir ;x #y/t.json\"\t# quoted keeps ; and #\n"
-		"[replay]\n"
-		"block_schema_versions = \"v1;x, v2 #y\" ; comment\n");
+	struct config *c =
+		parse_ok("\xef\xbb\xbf; a BOM, then a comment\r\n"
+			 "# hash comment\r\n"
+			 "   ; indented comment\n"
+			 "\n"
+			 "  [ broker ]   ; comment after a header\n"
+			 "url = amqp://u:p;w#d@h/%2f   # the ; and # without space before stay\n"
+			 "\t[pipeline]\n"
+			 "queue\t=\tjobs\t;tab before the comment\n"
+			 "[handler]\n"
+			 "type=http\n"
+			 "url = \"http://h/a;b#c\"  ; quoted\n"
+			 "timeout = \"  5s\"\n"
+			 "[retry]\n"
+			 "taxonomy = \"/srv/my dir ;x #y/t.json\"\t# quoted keeps ; and #\n"
+			 "[replay]\n"
+			 "block_schema_versions = \"v1;x, v2 #y\" ; comment\n");
 
 	assert_string_equal(c->broker.url, "amqp://u:p;w#d@h/%2f");
 	assert_string_equal(c->pipeline.queue, "jobs");
@@ -639,8 +643,7 @@ static void test_existing_diags_kept(void **state)
 	assert_int_equal(d.n, 1);
 	config_free(c);
 	c = NULL;
-	assert_int_equal(config_parse("t.conf", MINIMAL "[handler]\nbogus = 1\n", &c, &d),
-			 -EINVAL);
+	assert_int_equal(config_parse("t.conf", MINIMAL "[handler]\nbogus = 1\n", &c, &d), -EINVAL);
 	assert_int_equal(d.n, 2);
 	assert_string_equal(d.lines[0], "taxonomy.json:3: earlier problem");
 	assert_string_equal(d.lines[1], "t.conf:9: unknown key 'bogus' in [handler]");
@@ -748,9 +751,9 @@ static void test_load_ok(void **state)
 {
 	_cleanup_free_ char *tax = write_tmp("taxonomy.json", "{}");
 	_cleanup_free_ char *pw = write_tmp("pw", "secret\n");
-	_cleanup_free_ char *path = write_tmp(
-		"ok.conf", MINIMAL "[retry]\ntaxonomy = taxonomy.json\n"
-				   "[broker]\npassword_file = ./pw\n");
+	_cleanup_free_ char *path =
+		write_tmp("ok.conf", MINIMAL "[retry]\ntaxonomy = taxonomy.json\n"
+					     "[broker]\npassword_file = ./pw\n");
 	struct config *c = NULL;
 	struct diag d = { 0 };
 	_cleanup_free_ char *want_pw = NULL;
@@ -767,12 +770,11 @@ static void test_load_ok(void **state)
 static void test_load_file_errors(void **state)
 {
 	_cleanup_free_ char *path = write_tmp(
-		"bad-files.conf",
-		"[broker]\nurl = amqps://x\npassword_file = missing-pw\n"
-		"tls_ca_file = .\n"
-		"[pipeline]\nqueue = j\n"
-		"[handler]\ntype = exec\ncommand = /nonexistent/run-job --x\n"
-		"[retry]\ntaxonomy = nope.json\n");
+		"bad-files.conf", "[broker]\nurl = amqps://x\npassword_file = missing-pw\n"
+				  "tls_ca_file = .\n"
+				  "[pipeline]\nqueue = j\n"
+				  "[handler]\ntype = exec\ncommand = /nonexistent/run-job --x\n"
+				  "[retry]\ntaxonomy = nope.json\n");
 	struct config *c = (struct config *)0x1;
 	struct diag d = { 0 };
 	char *want = NULL;
@@ -781,19 +783,24 @@ static void test_load_file_errors(void **state)
 	assert_ptr_equal(c, (struct config *)0x1);
 	assert_int_equal(d.n, 4);
 	/* In file order, like every other diagnostic. */
-	assert_true(asprintf(&want, "%s:3: cannot read password_file %s/missing-pw: No such file or directory",
-			     path, tmpdir) > 0);
+	assert_true(
+		asprintf(&want,
+			 "%s:3: cannot read password_file %s/missing-pw: No such file or directory",
+			 path, tmpdir) > 0);
 	assert_string_equal(d.lines[0], want);
 	free(want);
 	assert_true(asprintf(&want, "%s:4: cannot read tls_ca_file %s/.: Is a directory", path,
 			     tmpdir) > 0);
 	assert_string_equal(d.lines[1], want);
 	free(want);
-	assert_true(asprintf(&want, "%s:9: cannot execute command /nonexistent/run-job: No such file or directory",
+	assert_true(asprintf(&want,
+			     "%s:9: cannot execute command /nonexistent/run-job: No such file or "
+			     "directory",
 			     path) > 0);
 	assert_string_equal(d.lines[2], want);
 	free(want);
-	assert_true(asprintf(&want, "%s:11: cannot read taxonomy %s/nope.json: No such file or directory",
+	assert_true(asprintf(&want,
+			     "%s:11: cannot read taxonomy %s/nope.json: No such file or directory",
 			     path, tmpdir) > 0);
 	assert_string_equal(d.lines[3], want);
 	free(want);
@@ -807,7 +814,9 @@ static void test_load_file_errors(void **state)
 	assert_int_equal(config_load(p2, &c, &d), -EINVAL);
 	assert_null(c);
 	assert_int_equal(d.n, 1);
-	assert_true(asprintf(&want, "%s:1: cannot read taxonomy /etc/dlqd/taxonomy.json: No such file or directory",
+	assert_true(asprintf(&want,
+			     "%s:1: cannot read taxonomy /etc/dlqd/taxonomy.json: No such file or "
+			     "directory",
 			     p2) > 0);
 	assert_string_equal(d.lines[0], want);
 	free(want);

@@ -111,7 +111,8 @@ static void test_decode_full(void **state)
 		" \"error_code\": \"UPSTREAM_TIMEOUT\", \"error_class\": \"TRANSIENT\",\n"
 		" \"dead_lettered_at\": \"2026-03-17T03:11:00Z\",\n"
 		" \"last_error\": {\"error_code\": \"UPSTREAM_TIMEOUT\"}, \"errors\": [{}, 3],\n"
-		" \"extra\": [1, 2], \"payload\": {\"b\": 1, \"a\": [true, null, \"\\u00e9\"]}}  \n\t";
+		" \"extra\": [1, 2], \"payload\": {\"b\": 1, \"a\": [true, null, \"\\u00e9\"]}}  "
+		"\n\t";
 	_cleanup_(envelope_freep) struct envelope *e = decode_ok(body);
 	_cleanup_free_ char *p = NULL;
 
@@ -133,10 +134,11 @@ static void test_decode_bounds_accepted(void **state)
 
 	memset(id, 'a', ENVELOPE_ID_MAX);
 	id[ENVELOPE_ID_MAX] = '\0';
-	snprintf(body, sizeof(body),
-		 "{\"message_id\":\"%s\",\"trace_id\":\"\",\"attempt\":1000000,"
-		 "\"max_attempt\":0,\"first_seen_at\":\"2026-03-17T04:10:00+01:00\",\"payload\":{}}",
-		 id);
+	snprintf(
+		body, sizeof(body),
+		"{\"message_id\":\"%s\",\"trace_id\":\"\",\"attempt\":1000000,"
+		"\"max_attempt\":0,\"first_seen_at\":\"2026-03-17T04:10:00+01:00\",\"payload\":{}}",
+		id);
 	_cleanup_(envelope_freep) struct envelope *e = decode_ok(body);
 
 	assert_int_equal(strlen(e->message_id), ENVELOPE_ID_MAX);
@@ -190,26 +192,44 @@ static void test_decode_wrong_types(void **state)
 	} cases[] = {
 		{ "{\"message_id\":1,\"payload\":{}}", "message_id: expected string, got integer" },
 		{ "{\"message_id\":null,\"payload\":{}}", "message_id: expected string, got null" },
-		{ "{\"message_id\":[\"m\"],\"payload\":{}}", "message_id: expected string, got array" },
+		{ "{\"message_id\":[\"m\"],\"payload\":{}}",
+		  "message_id: expected string, got array" },
 		{ "{\"message_id\":\"m\",\"payload\":[]}", "payload: expected object, got array" },
-		{ "{\"message_id\":\"m\",\"payload\":\"{}\"}", "payload: expected object, got string" },
+		{ "{\"message_id\":\"m\",\"payload\":\"{}\"}",
+		  "payload: expected object, got string" },
 		{ "{\"message_id\":\"m\",\"payload\":null}", "payload: expected object, got null" },
-		{ "{\"message_id\":\"m\",\"payload\":1.5}", "payload: expected object, got number" },
-		{ "{\"message_id\":\"m\",\"payload\":true}", "payload: expected object, got boolean" },
-		{ "{\"message_id\":\"m\",\"payload\":{},\"trace_id\":5}", "trace_id: expected string, got integer" },
-		{ "{\"message_id\":\"m\",\"payload\":{},\"schema_version\":2}", "schema_version: expected string, got integer" },
-		{ "{\"message_id\":\"m\",\"payload\":{},\"attempt\":\"3\"}", "attempt: must be an integer 0..1000000, got string" },
-		{ "{\"message_id\":\"m\",\"payload\":{},\"attempt\":false}", "attempt: must be an integer 0..1000000, got boolean" },
-		{ "{\"message_id\":\"m\",\"payload\":{},\"max_attempt\":{}}", "max_attempt: must be an integer 0..1000000, got object" },
-		{ "{\"message_id\":\"m\",\"payload\":{},\"first_seen_at\":1773717000}", "first_seen_at: expected RFC 3339 string, got integer" },
-		{ "{\"message_id\":\"m\",\"payload\":{},\"next_retry_at\":[]}", "next_retry_at: expected RFC 3339 string, got array" },
-		{ "{\"message_id\":\"m\",\"payload\":{},\"error_code\":7}", "error_code: expected string, got integer" },
-		{ "{\"message_id\":\"m\",\"payload\":{},\"error_class\":{}}", "error_class: expected string, got object" },
-		{ "{\"message_id\":\"m\",\"payload\":{},\"dead_lettered_at\":0}", "dead_lettered_at: expected string, got integer" },
-		{ "{\"message_id\":\"m\",\"payload\":{},\"last_error\":\"x\"}", "last_error: expected object, got string" },
-		{ "{\"message_id\":\"m\",\"payload\":{},\"last_error\":[]}", "last_error: expected object, got array" },
-		{ "{\"message_id\":\"m\",\"payload\":{},\"errors\":{}}", "errors: expected array, got object" },
-		{ "{\"message_id\":\"m\",\"payload\":{},\"errors\":\"x\"}", "errors: expected array, got string" },
+		{ "{\"message_id\":\"m\",\"payload\":1.5}",
+		  "payload: expected object, got number" },
+		{ "{\"message_id\":\"m\",\"payload\":true}",
+		  "payload: expected object, got boolean" },
+		{ "{\"message_id\":\"m\",\"payload\":{},\"trace_id\":5}",
+		  "trace_id: expected string, got integer" },
+		{ "{\"message_id\":\"m\",\"payload\":{},\"schema_version\":2}",
+		  "schema_version: expected string, got integer" },
+		{ "{\"message_id\":\"m\",\"payload\":{},\"attempt\":\"3\"}",
+		  "attempt: must be an integer 0..1000000, got string" },
+		{ "{\"message_id\":\"m\",\"payload\":{},\"attempt\":false}",
+		  "attempt: must be an integer 0..1000000, got boolean" },
+		{ "{\"message_id\":\"m\",\"payload\":{},\"max_attempt\":{}}",
+		  "max_attempt: must be an integer 0..1000000, got object" },
+		{ "{\"message_id\":\"m\",\"payload\":{},\"first_seen_at\":1773717000}",
+		  "first_seen_at: expected RFC 3339 string, got integer" },
+		{ "{\"message_id\":\"m\",\"payload\":{},\"next_retry_at\":[]}",
+		  "next_retry_at: expected RFC 3339 string, got array" },
+		{ "{\"message_id\":\"m\",\"payload\":{},\"error_code\":7}",
+		  "error_code: expected string, got integer" },
+		{ "{\"message_id\":\"m\",\"payload\":{},\"error_class\":{}}",
+		  "error_class: expected string, got object" },
+		{ "{\"message_id\":\"m\",\"payload\":{},\"dead_lettered_at\":0}",
+		  "dead_lettered_at: expected string, got integer" },
+		{ "{\"message_id\":\"m\",\"payload\":{},\"last_error\":\"x\"}",
+		  "last_error: expected object, got string" },
+		{ "{\"message_id\":\"m\",\"payload\":{},\"last_error\":[]}",
+		  "last_error: expected object, got array" },
+		{ "{\"message_id\":\"m\",\"payload\":{},\"errors\":{}}",
+		  "errors: expected array, got object" },
+		{ "{\"message_id\":\"m\",\"payload\":{},\"errors\":\"x\"}",
+		  "errors: expected array, got string" },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
@@ -234,14 +254,16 @@ static void test_decode_bad_counts(void **state)
 
 	for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
 		for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-			snprintf(body, sizeof(body), "{\"message_id\":\"m\",\"payload\":{},\"%s\":%s}",
-				 keys[k], cases[i].value);
+			snprintf(body, sizeof(body),
+				 "{\"message_id\":\"m\",\"payload\":{},\"%s\":%s}", keys[k],
+				 cases[i].value);
 			snprintf(want, sizeof(want), "%s: %s", keys[k], cases[i].why);
 			expect_invalid(body, want);
 		}
 	/* Beyond long long: jansson refuses the number itself. */
-	expect_invalid("{\"message_id\":\"m\",\"payload\":{},\"attempt\":99999999999999999999}",
-		       "invalid JSON at line 1 column 61: too big integer near '99999999999999999999'");
+	expect_invalid(
+		"{\"message_id\":\"m\",\"payload\":{},\"attempt\":99999999999999999999}",
+		"invalid JSON at line 1 column 61: too big integer near '99999999999999999999'");
 }
 
 static void test_decode_bad_ids(void **state)
@@ -264,10 +286,11 @@ static void test_decode_bad_ids(void **state)
 	id[ENVELOPE_ID_MAX + 1] = '\0';
 	snprintf(body, sizeof(body), "{\"message_id\":\"%s\",\"payload\":{}}", id);
 	expect_invalid(body, "message_id: longer than 256 bytes (257)");
-	snprintf(body, sizeof(body), "{\"message_id\":\"m\",\"trace_id\":\"%s\",\"payload\":{}}", id);
-	expect_invalid(body, "trace_id: longer than 256 bytes (257)");
-	snprintf(body, sizeof(body), "{\"message_id\":\"m\",\"schema_version\":\"%s\",\"payload\":{}}",
+	snprintf(body, sizeof(body), "{\"message_id\":\"m\",\"trace_id\":\"%s\",\"payload\":{}}",
 		 id);
+	expect_invalid(body, "trace_id: longer than 256 bytes (257)");
+	snprintf(body, sizeof(body),
+		 "{\"message_id\":\"m\",\"schema_version\":\"%s\",\"payload\":{}}", id);
 	expect_invalid(body, "schema_version: longer than 256 bytes (257)");
 }
 
@@ -275,17 +298,21 @@ static void test_decode_bad_timestamps(void **state)
 {
 	expect_invalid("{\"message_id\":\"m\",\"payload\":{},\"first_seen_at\":\"yesterday\"}",
 		       "first_seen_at: not an RFC 3339 timestamp: \"yesterday\"");
-	expect_invalid("{\"message_id\":\"m\",\"payload\":{},\"first_seen_at\":\"2026-03-17T03:10:00\"}",
-		       "first_seen_at: not an RFC 3339 timestamp: \"2026-03-17T03:10:00\"");
-	expect_invalid("{\"message_id\":\"m\",\"payload\":{},\"first_seen_at\":\"2026-13-17T03:10:00Z\"}",
-		       "first_seen_at: not an RFC 3339 timestamp: \"2026-13-17T03:10:00Z\"");
+	expect_invalid(
+		"{\"message_id\":\"m\",\"payload\":{},\"first_seen_at\":\"2026-03-17T03:10:00\"}",
+		"first_seen_at: not an RFC 3339 timestamp: \"2026-03-17T03:10:00\"");
+	expect_invalid(
+		"{\"message_id\":\"m\",\"payload\":{},\"first_seen_at\":\"2026-13-17T03:10:00Z\"}",
+		"first_seen_at: not an RFC 3339 timestamp: \"2026-13-17T03:10:00Z\"");
 	/* The NUL must not hide the junk behind it. */
-	expect_invalid("{\"message_id\":\"m\",\"payload\":{},\"first_seen_at\":\"2026-03-17T03:10:00Z\\u0000junk\"}",
+	expect_invalid("{\"message_id\":\"m\",\"payload\":{},\"first_seen_at\":\"2026-03-17T03:10:"
+		       "00Z\\u0000junk\"}",
 		       "first_seen_at: not an RFC 3339 timestamp: \"2026-03-17T03:10:00Z\"");
 	expect_invalid("{\"message_id\":\"m\",\"payload\":{},\"next_retry_at\":\"\"}",
 		       "next_retry_at: not an RFC 3339 timestamp: \"\"");
-	expect_invalid("{\"message_id\":\"m\",\"payload\":{},\"next_retry_at\":\"2026-03-17 03:10:00Zx\"}",
-		       "next_retry_at: not an RFC 3339 timestamp: \"2026-03-17 03:10:00Zx\"");
+	expect_invalid(
+		"{\"message_id\":\"m\",\"payload\":{},\"next_retry_at\":\"2026-03-17 03:10:00Zx\"}",
+		"next_retry_at: not an RFC 3339 timestamp: \"2026-03-17 03:10:00Zx\"");
 }
 
 static void test_decode_invalid_utf8(void **state)
@@ -343,7 +370,8 @@ static void test_decode_deep_nesting(void **state)
 	memset(b, '[', 10000);
 	memset(b + 10000, ']', 10000);
 	b[20000] = '\0';
-	expect_invalid(b, "invalid JSON at line 1 column 2049: maximum parsing depth reached near '['");
+	expect_invalid(
+		b, "invalid JSON at line 1 column 2049: maximum parsing depth reached near '['");
 	free(b);
 
 	/* Deep but legal (payload at depth 2, 2000 more) decodes and round-trips. */
@@ -364,7 +392,8 @@ static void test_decode_malformed(void **state)
 {
 	expect_invalid_n("", 0, "empty body");
 	expect_invalid_n(NULL, 0, "empty body");
-	expect_invalid("  \n", "invalid JSON at line 2 column 0: unexpected token near end of file");
+	expect_invalid("  \n",
+		       "invalid JSON at line 2 column 0: unexpected token near end of file");
 	expect_invalid("[]", "body: expected object, got array");
 	expect_invalid("\"m\"", "body: expected object, got string");
 	expect_invalid("42", "body: expected object, got integer");
@@ -377,12 +406,14 @@ static void test_decode_malformed(void **state)
 			 "invalid JSON at line 1 column 32: end of file expected near end of file");
 	expect_invalid("{\"message_id\":\"m\",\"payload\":{}",
 		       "invalid JSON at line 1 column 30: '}' expected near end of file");
-	expect_invalid("{\"message_id\":\"m\",\"message_id\":\"n\",\"payload\":{}}",
-		       "invalid JSON at line 1 column 30: duplicate object key near '\"message_id\"'");
+	expect_invalid(
+		"{\"message_id\":\"m\",\"message_id\":\"n\",\"payload\":{}}",
+		"invalid JSON at line 1 column 30: duplicate object key near '\"message_id\"'");
 	expect_invalid("{\"message_id\":\"m\",\"payload\":{\"a\":{\"k\":1,\"k\":2}}}",
 		       "invalid JSON at line 1 column 43: duplicate object key near '\"k\"'");
 	expect_invalid("{\"message_id\":\"m\",\"payload\":{\"a\\u0000\":1}}",
-		       "invalid JSON at line 1 column 38: NUL byte in object key not supported near '\"a\\u0000\"'");
+		       "invalid JSON at line 1 column 38: NUL byte in object key not supported "
+		       "near '\"a\\u0000\"'");
 	expect_invalid("{\"message_id\":\"m\",\"payload\":{},}",
 		       "invalid JSON at line 1 column 32: string or '}' expected near '}'");
 }
@@ -395,7 +426,8 @@ static void test_decode_why_buffer(void **state)
 
 	assert_int_equal(envelope_decode(body, strlen(body), T0, &e, NULL, 0), -EINVAL);
 	assert_int_equal(envelope_decode(body, strlen(body), T0, &e, small, 0), -EINVAL);
-	assert_int_equal(envelope_decode(body, strlen(body), T0, &e, small, sizeof(small)), -EINVAL);
+	assert_int_equal(envelope_decode(body, strlen(body), T0, &e, small, sizeof(small)),
+			 -EINVAL);
 	assert_string_equal(small, "message");
 	assert_null(e);
 	assert_null(envelope_free(NULL));
@@ -413,13 +445,16 @@ static void test_payload_1mib_round_trip(void **state)
 	buf_init(&payload, 4 * 1024 * 1024);
 	assert_int_equal(buf_append(&payload, "{\"z\":1,\"big\":\"", 14), 0);
 	for (size_t i = 0; payload.len < 1024 * 1024; i++)
-		assert_int_equal(buf_printf(&payload, "%s%zu", i % 7 ? "x" : "\\n\xc3\xa9\\\"", i), 0);
-	assert_int_equal(buf_printf(&payload, "%s",
-				    "\",\"a\":[1,-2,3.5,true,false,null,{}],\"m\":{\"y\":\"\\u0001\"}}"),
-			 0);
+		assert_int_equal(buf_printf(&payload, "%s%zu", i % 7 ? "x" : "\\n\xc3\xa9\\\"", i),
+				 0);
+	assert_int_equal(
+		buf_printf(&payload, "%s",
+			   "\",\"a\":[1,-2,3.5,true,false,null,{}],\"m\":{\"y\":\"\\u0001\"}}"),
+		0);
 
 	buf_init(&b, 8 * 1024 * 1024);
-	assert_int_equal(buf_printf(&b, "{\"message_id\":\"big\",\"payload\":%s}", payload.data), 0);
+	assert_int_equal(buf_printf(&b, "{\"message_id\":\"big\",\"payload\":%s}", payload.data),
+			 0);
 	{
 		_cleanup_(envelope_freep) struct envelope *e = decode_ok(b.data);
 		p = envelope_payload(e, &len);
@@ -436,11 +471,14 @@ static void test_payload_1mib_round_trip(void **state)
 /* ---- encoding ---- */
 
 static const char original[] =
-	"{\"message_id\":\"evt_20260317_abc123\",\"trace_id\":\"trc_x8f\",\"schema_version\":\"v2\","
+	"{\"message_id\":\"evt_20260317_abc123\",\"trace_id\":\"trc_x8f\",\"schema_version\":"
+	"\"v2\","
 	"\"attempt\":2,\"max_attempt\":5,\"first_seen_at\":\"2026-03-17T03:10:00Z\","
 	"\"next_retry_at\":\"2026-03-17T03:11:00.500Z\",\"error_code\":\"UPSTREAM_TIMEOUT\","
-	"\"error_class\":\"TRANSIENT\",\"x_custom\":{\"nested\":[1,\"\xc3\xa9\\u2028\",null,-0.5],\"s\":\"\\\"q\\\"\"},"
-	"\"payload\":{\"order\":42,\"items\":[{\"sku\":\"A\",\"qty\":2}],\"note\":\"caf\xc3\xa9\\n\"}}";
+	"\"error_class\":\"TRANSIENT\",\"x_custom\":{\"nested\":[1,\"\xc3\xa9\\u2028\",null,-0.5],"
+	"\"s\":\"\\\"q\\\"\"},"
+	"\"payload\":{\"order\":42,\"items\":[{\"sku\":\"A\",\"qty\":2}],\"note\":"
+	"\"caf\xc3\xa9\\n\"}}";
 
 static void get_str(json_t *o, const char *key, const char *want)
 {
@@ -494,10 +532,12 @@ static void test_encode_retry(void **state)
 	get_str(j, "schema_version", "v2");
 	get_int(j, "max_attempt", 5);
 	get_str(j, "first_seen_at", "2026-03-17T03:10:00Z");
-	assert_non_null(strstr(out, "\"x_custom\":{\"nested\":[1,\"\xc3\xa9\xe2\x80\xa8\",null,-0.5],"
-				    "\"s\":\"\\\"q\\\"\"}"));
-	assert_non_null(strstr(out, "\"payload\":{\"order\":42,\"items\":[{\"sku\":\"A\",\"qty\":2}],"
-				    "\"note\":\"caf\xc3\xa9\\n\"}"));
+	assert_non_null(strstr(out,
+			       "\"x_custom\":{\"nested\":[1,\"\xc3\xa9\xe2\x80\xa8\",null,-0.5],"
+			       "\"s\":\"\\\"q\\\"\"}"));
+	assert_non_null(strstr(out,
+			       "\"payload\":{\"order\":42,\"items\":[{\"sku\":\"A\",\"qty\":2}],"
+			       "\"note\":\"caf\xc3\xa9\\n\"}"));
 	pay = envelope_payload(e, NULL);
 	{
 		json_t *pj = parse_strict(pay, strlen(pay));
@@ -547,9 +587,9 @@ static void test_encode_retry(void **state)
 static void test_encode_dlq(void **state)
 {
 	/* Minimal body: first_seen_at comes from decode time; next_retry_at is dropped. */
-	_cleanup_(envelope_freep) struct envelope *e = decode_ok(
-		"{\"payload\":{\"k\":[1,2]},\"message_id\":\"m9\",\"attempt\":5,"
-		"\"next_retry_at\":\"2026-03-17T03:11:00Z\",\"dead_lettered_at\":null}");
+	_cleanup_(envelope_freep) struct envelope *e =
+		decode_ok("{\"payload\":{\"k\":[1,2]},\"message_id\":\"m9\",\"attempt\":5,"
+			  "\"next_retry_at\":\"2026-03-17T03:11:00Z\",\"dead_lettered_at\":null}");
 	struct result r;
 	struct failure f = {
 		.error_code = "RETRY_EXHAUSTED",
@@ -575,7 +615,8 @@ static void test_encode_dlq(void **state)
 	out = envelope_encode_failure(e, &f, &len);
 	assert_non_null(out);
 	j = parse_strict(out, len);
-	assert_true(strncmp(out, "{\"payload\":{\"k\":[1,2]},\"message_id\":\"m9\",\"attempt\":6,", 53) == 0);
+	assert_true(strncmp(out, "{\"payload\":{\"k\":[1,2]},\"message_id\":\"m9\",\"attempt\":6,",
+			    53) == 0);
 	get_int(j, "attempt", 6);
 	get_str(j, "first_seen_at", "2026-03-17T03:10:00Z");
 	assert_null(json_object_get(j, "next_retry_at"));
@@ -617,11 +658,13 @@ static void test_encode_no_result(void **state)
 	};
 	_cleanup_free_ char *out = envelope_encode_failure(e, &f, NULL);
 
-	assert_string_equal(out,
+	assert_string_equal(
+		out,
 		"{\"message_id\":\"m\",\"payload\":{},\"attempt\":1,"
 		"\"first_seen_at\":\"2026-03-17T03:10:00Z\",\"error_code\":\"INVALID_PAYLOAD\","
 		"\"error_class\":\"NON_RETRYABLE\",\"dead_lettered_at\":\"2026-03-17T03:10:00Z\","
-		"\"last_error\":{\"error_code\":\"INVALID_PAYLOAD\",\"error_class\":\"NON_RETRYABLE\","
+		"\"last_error\":{\"error_code\":\"INVALID_PAYLOAD\",\"error_class\":\"NON_"
+		"RETRYABLE\","
 		"\"at\":\"2026-03-17T03:10:00Z\",\"attempt\":1},"
 		"\"errors\":[{\"error_code\":\"INVALID_PAYLOAD\",\"error_class\":\"NON_RETRYABLE\","
 		"\"at\":\"2026-03-17T03:10:00Z\",\"attempt\":1}]}");
@@ -644,8 +687,12 @@ static void test_encode_result_kinds(void **state)
 {
 	static const char body[] = "{\"message_id\":\"m\",\"payload\":{}}";
 	struct result r;
-	struct failure f = { .error_code = "X", .error_class = ERROR_CLASS_TRANSIENT,
-			     .attempt = 1, .now_usec = T0, .next_retry_at_usec = T0, .result = &r };
+	struct failure f = { .error_code = "X",
+			     .error_class = ERROR_CLASS_TRANSIENT,
+			     .attempt = 1,
+			     .now_usec = T0,
+			     .next_retry_at_usec = T0,
+			     .result = &r };
 	json_t *j, *le;
 
 	result_init(&r, RESULT_TRANSPORT);
@@ -712,15 +759,19 @@ static void test_encode_evidence_sanitized(void **state)
 	static const char raw[] =
 		"ok \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80|" /* valid 2, 3, 4 byte */
 		"\xff|\xc0\xaf|\xed\xa0\x80|\xf4\x90\x80\x80|" /* bad byte, overlong, surrogate, >10FFFF */
-		"\x00|\x80|\ttab\n|\xe2\x82";			 /* NUL, lone continuation, cut-off */
+		"\x00|\x80|\ttab\n|\xe2\x82";		       /* NUL, lone continuation, cut-off */
 	static const char want[] =
 		"ok \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80|"
 		"\xef\xbf\xbd|\xef\xbf\xbd\xef\xbf\xbd|\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd|"
 		"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd|"
 		"\xef\xbf\xbd|\xef\xbf\xbd|\ttab\n|\xef\xbf\xbd\xef\xbf\xbd";
 	struct result r;
-	struct failure f = { .error_code = "E", .error_class = ERROR_CLASS_PERSISTENT,
-			     .attempt = 1, .now_usec = T0, .dead_lettered = true, .result = &r };
+	struct failure f = { .error_code = "E",
+			     .error_class = ERROR_CLASS_PERSISTENT,
+			     .attempt = 1,
+			     .now_usec = T0,
+			     .dead_lettered = true,
+			     .result = &r };
 	json_t *j, *ev;
 
 	result_init(&r, RESULT_EXIT);
@@ -763,7 +814,8 @@ static void test_encode_evidence_sanitized(void **state)
 
 static void test_encode_errors_bounded(void **state)
 {
-	_cleanup_free_ char *body = strdup("{\"message_id\":\"m\",\"payload\":{\"v\":1},\"keep\":true}");
+	_cleanup_free_ char *body =
+		strdup("{\"message_id\":\"m\",\"payload\":{\"v\":1},\"keep\":true}");
 	struct result r;
 	json_t *j, *errs;
 
@@ -772,7 +824,8 @@ static void test_encode_errors_bounded(void **state)
 	for (uint32_t i = 1; i <= 15; i++) {
 		_cleanup_(envelope_freep) struct envelope *e = decode_ok(body);
 		struct failure f = { .error_code = "UPSTREAM_THROTTLED",
-				     .error_class = ERROR_CLASS_TRANSIENT, .attempt = i,
+				     .error_class = ERROR_CLASS_TRANSIENT,
+				     .attempt = i,
 				     .now_usec = T0 + i * USEC_PER_SEC,
 				     .next_retry_at_usec = T0 + (i + 1) * USEC_PER_SEC,
 				     .result = &r };
@@ -796,23 +849,33 @@ static void test_encode_errors_bounded(void **state)
 
 	/* A foreign history longer than the bound is trimmed too, oldest first. */
 	{
-		_cleanup_(envelope_freep) struct envelope *e = decode_ok(
-			"{\"message_id\":\"m\",\"payload\":{},\"errors\":[0,1,2,3,4,5,6,7,8,9,10,11,\"x\"]}");
-		struct failure f = { .error_code = "E", .error_class = ERROR_CLASS_TRANSIENT,
-				     .attempt = 1, .now_usec = T0 };
+		_cleanup_(envelope_freep) struct envelope *e =
+			decode_ok("{\"message_id\":\"m\",\"payload\":{},\"errors\":[0,1,2,3,4,5,6,"
+				  "7,8,9,10,11,\"x\"]}");
+		struct failure f = { .error_code = "E",
+				     .error_class = ERROR_CLASS_TRANSIENT,
+				     .attempt = 1,
+				     .now_usec = T0 };
 		_cleanup_free_ char *out = envelope_encode_failure(e, &f, NULL);
 
-		assert_non_null(strstr(out, "\"errors\":[4,5,6,7,8,9,10,11,\"x\",{\"error_code\":\"E\""));
+		assert_non_null(
+			strstr(out, "\"errors\":[4,5,6,7,8,9,10,11,\"x\",{\"error_code\":\"E\""));
 	}
 }
 
 static void test_encode_twice(void **state)
 {
 	_cleanup_(envelope_freep) struct envelope *e = decode_ok(original);
-	struct failure retry = { .error_code = "A", .error_class = ERROR_CLASS_TRANSIENT,
-				 .attempt = 3, .now_usec = T0, .next_retry_at_usec = T0 + 1 };
-	struct failure dlq = { .error_code = "B", .error_class = ERROR_CLASS_NON_RETRYABLE,
-			       .attempt = 3, .now_usec = T0, .dead_lettered = true };
+	struct failure retry = { .error_code = "A",
+				 .error_class = ERROR_CLASS_TRANSIENT,
+				 .attempt = 3,
+				 .now_usec = T0,
+				 .next_retry_at_usec = T0 + 1 };
+	struct failure dlq = { .error_code = "B",
+			       .error_class = ERROR_CLASS_NON_RETRYABLE,
+			       .attempt = 3,
+			       .now_usec = T0,
+			       .dead_lettered = true };
 	_cleanup_free_ char *first = NULL, *second = NULL, *third = NULL;
 	json_t *j;
 

@@ -388,7 +388,8 @@ static void test_env(void **state)
 	const char *p = run.r.evidence;
 
 	assert_memory_equal(p, "msg-env|trc-1|2|5|1|unset|kept\npgrp-ok\n", 39);
-	assert_int_equal(sscanf(p + 39, "SigBlk:\t%llx\nSigIgn:\t%llx\n%d\n", &sigblk, &sigign, &nfds), 3);
+	assert_int_equal(
+		sscanf(p + 39, "SigBlk:\t%llx\nSigIgn:\t%llx\n%d\n", &sigblk, &sigign, &nfds), 3);
 	assert_int_equal(sigblk, 0);
 	/* Signals 32 and 33 are glibc's own, ignored by its posix_spawn in
 	 * every child (and re-armed by a glibc program's start-up). */
@@ -498,8 +499,8 @@ static void test_stderr_tail_utf8(void **state)
 {
 	struct fx *f = *state;
 	/* "é" is 2 bytes: a 5-byte tail of "éééé" would start mid-character. */
-	char *argv[] = { "/bin/sh", "-c", "printf '\\303\\251\\303\\251\\303\\251\\303\\251' >&2; exit 1",
-			 NULL };
+	char *argv[] = { "/bin/sh", "-c",
+			 "printf '\\303\\251\\303\\251\\303\\251\\303\\251' >&2; exit 1", NULL };
 	struct run run = { 0 };
 
 	make(f, 30 * USEC_PER_SEC, 5, argv);
@@ -542,8 +543,10 @@ static void test_error_code(void **state)
 	check_report(f, "echo noise; printf '{\"error_code\":\"NO_NEWLINE_1\"}'; exit 4", 4,
 		     "NO_NEWLINE_1", "");
 	/* Trailing blank lines and CR are not "the last line". */
-	check_report(f, "printf '{\"error_code\":\"A_1\",\"error_class\":\"B_2\"}\\r\\n\\n  \\n'; exit 4",
-		     4, "A_1", "B_2");
+	check_report(
+		f,
+		"printf '{\"error_code\":\"A_1\",\"error_class\":\"B_2\"}\\r\\n\\n  \\n'; exit 4",
+		4, "A_1", "B_2");
 	/* Only the last line counts. */
 	check_report(f, "echo '{\"error_code\":\"EARLIER\"}'; echo later; exit 4", 4, "", "");
 	/* Invalid characters: code rejected; class alone rejected. */
@@ -554,16 +557,21 @@ static void test_error_code(void **state)
 	check_report(f, "echo '{\"error_code\":42}'; exit 4", 4, "", "");
 	check_report(f, "echo '[\"error_code\"]'; exit 4", 4, "", "");
 	/* Too long for handler_code (63 max). */
-	check_report(f,
-		     "echo '{\"error_code\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}'; exit 4",
-		     4, "", "");
+	check_report(
+		f,
+		"echo "
+		"'{\"error_code\":"
+		"\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}'; exit 4",
+		4, "", "");
 	/* A last line longer than the line bound hides the earlier report. */
 	check_report(f,
-		     "echo '{\"error_code\":\"EARLIER\"}'; head -c 2000 /dev/zero | tr '\\0' x; echo; exit 4",
+		     "echo '{\"error_code\":\"EARLIER\"}'; head -c 2000 /dev/zero | tr '\\0' x; "
+		     "echo; exit 4",
 		     4, "", "");
 	/* A long stdout before the report does not matter. */
 	check_report(f,
-		     "head -c 300000 /dev/zero | tr '\\0' x; echo; echo '{\"error_code\":\"AFTER_BULK\"}'; exit 4",
+		     "head -c 300000 /dev/zero | tr '\\0' x; echo; echo "
+		     "'{\"error_code\":\"AFTER_BULK\"}'; exit 4",
 		     4, "AFTER_BULK", "");
 	/* Success ignores reports. */
 	check_report(f, "echo '{\"error_code\":\"IGNORED\"}'", 0, "", "");

@@ -89,8 +89,8 @@ static int group_setup(void **state)
 	if (stub.pid < 0)
 		return -1;
 	if (stub.pid == 0) {
-		execl(path, path, "--listen", "127.0.0.1:0", "--port-file", stub.port_file,
-		      "--log", stub.log_path, "--quiet", (char *)NULL);
+		execl(path, path, "--listen", "127.0.0.1:0", "--port-file", stub.port_file, "--log",
+		      stub.log_path, "--quiet", (char *)NULL);
 		fprintf(stderr, "cannot run %s: %m\n", path);
 		_exit(127);
 	}
@@ -326,12 +326,18 @@ static void test_http_fail(void **state)
 {
 	static const struct http_case cases[] = {
 		{ .op = "{\"op\":\"fail\",\"status\":503}",
-		  .kind = RESULT_HTTP, .status = 503, .evidence = "{\"ok\":false}" },
+		  .kind = RESULT_HTTP,
+		  .status = 503,
+		  .evidence = "{\"ok\":false}" },
 		/* "times" counts X-Attempt: fails while attempt < times. */
 		{ .op = "{\"op\":\"fail\",\"status\":500,\"times\":2}",
-		  .attempt = 1, .kind = RESULT_HTTP, .status = 500 },
+		  .attempt = 1,
+		  .kind = RESULT_HTTP,
+		  .status = 500 },
 		{ .op = "{\"op\":\"fail\",\"status\":500,\"times\":2}",
-		  .attempt = 2, .kind = RESULT_SUCCESS, .status = 200 },
+		  .attempt = 2,
+		  .kind = RESULT_SUCCESS,
+		  .status = 200 },
 		{ .op = "{\"op\":\"fail\",\"status\":404}", .kind = RESULT_HTTP, .status = 404 },
 	};
 	struct ctx *x = ctx_new(NULL, 5 * USEC_PER_SEC, 64 * 1024, 10);
@@ -344,16 +350,24 @@ static void test_retry_after(void **state)
 {
 	static const struct http_case cases[] = {
 		{ .op = "{\"op\":\"retry_after\",\"seconds\":7}",
-		  .kind = RESULT_HTTP, .status = 503, .retry_after = 7 * USEC_PER_SEC },
+		  .kind = RESULT_HTTP,
+		  .status = 503,
+		  .retry_after = 7 * USEC_PER_SEC },
 		/* The pooled handle is reused: no stale Retry-After from the last transfer. */
 		{ .op = "{\"op\":\"fail\",\"status\":503}", .kind = RESULT_HTTP, .status = 503 },
 		{ .op = "{\"op\":\"retry_after\",\"seconds\":3600}",
-		  .kind = RESULT_HTTP, .status = 503, .retry_after = 3600 * USEC_PER_SEC },
+		  .kind = RESULT_HTTP,
+		  .status = 503,
+		  .retry_after = 3600 * USEC_PER_SEC },
 		/* Capped at a day. */
 		{ .op = "{\"op\":\"retry_after\",\"seconds\":9999999}",
-		  .kind = RESULT_HTTP, .status = 503, .retry_after = 24 * 3600 * USEC_PER_SEC },
+		  .kind = RESULT_HTTP,
+		  .status = 503,
+		  .retry_after = 24 * 3600 * USEC_PER_SEC },
 		{ .op = "{\"op\":\"retry_after\",\"seconds\":7,\"times\":1}",
-		  .attempt = 1, .kind = RESULT_SUCCESS, .status = 200 },
+		  .attempt = 1,
+		  .kind = RESULT_SUCCESS,
+		  .status = 200 },
 	};
 	struct ctx *x = ctx_new(NULL, 5 * USEC_PER_SEC, 64 * 1024, 10);
 
@@ -365,20 +379,30 @@ static void test_error_code(void **state)
 {
 	static const struct http_case cases[] = {
 		{ .op = "{\"op\":\"error_code\",\"status\":422,\"error_code\":\"QUOTA_EXCEEDED\","
-		  "\"error_class\":\"PERSISTENT\"}",
-		  .kind = RESULT_HTTP, .status = 422, .code = "QUOTA_EXCEEDED", .class = "PERSISTENT" },
+			"\"error_class\":\"PERSISTENT\"}",
+		  .kind = RESULT_HTTP,
+		  .status = 422,
+		  .code = "QUOTA_EXCEEDED",
+		  .class = "PERSISTENT" },
 		{ .op = "{\"op\":\"error_code\",\"status\":500,\"error_code\":\"DB_DOWN_2\"}",
-		  .kind = RESULT_HTTP, .status = 500, .code = "DB_DOWN_2" },
+		  .kind = RESULT_HTTP,
+		  .status = 500,
+		  .code = "DB_DOWN_2" },
 		/* Codes outside [A-Z0-9_] are not trusted. */
 		{ .op = "{\"op\":\"error_code\",\"status\":500,\"error_code\":\"not valid\","
-		  "\"error_class\":\"TRANSIENT\"}",
-		  .kind = RESULT_HTTP, .status = 500 },
+			"\"error_class\":\"TRANSIENT\"}",
+		  .kind = RESULT_HTTP,
+		  .status = 500 },
 		{ .op = "{\"op\":\"error_code\",\"status\":500,\"error_code\":\"X\","
-		  "\"error_class\":\"bad-class\"}",
-		  .kind = RESULT_HTTP, .status = 500, .code = "X" },
+			"\"error_class\":\"bad-class\"}",
+		  .kind = RESULT_HTTP,
+		  .status = 500,
+		  .code = "X" },
 		/* Past "times" the same job succeeds and nothing is reported. */
 		{ .op = "{\"op\":\"error_code\",\"status\":500,\"error_code\":\"X\",\"times\":1}",
-		  .attempt = 1, .kind = RESULT_SUCCESS, .status = 200 },
+		  .attempt = 1,
+		  .kind = RESULT_SUCCESS,
+		  .status = 200 },
 	};
 	struct ctx *x = ctx_new(NULL, 5 * USEC_PER_SEC, 64 * 1024, 10);
 	struct tjob *t;
@@ -388,7 +412,8 @@ static void test_error_code(void **state)
 
 	/* A body cut at max_output is not parsed, and the evidence is cut with it. */
 	x = ctx_new(NULL, 5 * USEC_PER_SEC, 16, 10);
-	t = run_one(x, "{\"op\":\"error_code\",\"status\":500,\"error_code\":\"QUOTA_EXCEEDED\"}", 0);
+	t = run_one(x, "{\"op\":\"error_code\",\"status\":500,\"error_code\":\"QUOTA_EXCEEDED\"}",
+		    0);
 	assert_int_equal(t->r.kind, RESULT_HTTP);
 	assert_string_equal(t->r.handler_code, "");
 	assert_int_equal(t->r.evidence_len, 16);
@@ -436,7 +461,8 @@ static void test_close(void **state)
 
 static void test_refused(void **state)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t sl = sizeof(sa);
 	char url[64];
 	struct ctx *x;
@@ -517,10 +543,10 @@ static void test_concurrent(void **state)
 
 	assert_non_null(jobs);
 	for (unsigned i = 0; i < N; i++) {
-		const char *op = i % 4 == 0 ? "{\"op\":\"sleep\",\"ms\":50}" :
-				 i % 4 == 1 ? "{\"op\":\"fail\",\"status\":503}" :
-				 i % 4 == 2 ? "{\"op\":\"body\",\"bytes\":20000}" :
-					      NULL;
+		const char *op = i % 4 == 0   ? "{\"op\":\"sleep\",\"ms\":50}"
+				 : i % 4 == 1 ? "{\"op\":\"fail\",\"status\":503}"
+				 : i % 4 == 2 ? "{\"op\":\"body\",\"bytes\":20000}"
+					      : NULL;
 
 		tjob_init(&jobs[i], x, op, 0);
 		assert_int_equal(handler_submit(x->h, &jobs[i].job), 0);
@@ -612,7 +638,8 @@ static void test_free_in_flight(void **state)
 	struct tjob jobs[10], probe;
 
 	for (unsigned i = 0; i < ARRAY_SIZE(jobs); i++) {
-		tjob_init(&jobs[i], x, i % 2 ? "{\"op\":\"hang\"}" : "{\"op\":\"sleep\",\"ms\":200}", 0);
+		tjob_init(&jobs[i], x,
+			  i % 2 ? "{\"op\":\"hang\"}" : "{\"op\":\"sleep\",\"ms\":200}", 0);
 		assert_int_equal(handler_submit(x->h, &jobs[i].job), 0);
 	}
 	tjob_init(&probe, x, NULL, 0);
@@ -759,8 +786,9 @@ static void test_stub_limits(void **state)
 	int fd = raw_connect();
 
 	buf_init(&req, 1 << 10);
-	assert_int_equal(buf_printf(&req, "POST / HTTP/1.1\r\nContent-Type: application/json\r\n"
-					  "Content-Length: %d\r\n\r\n",
+	assert_int_equal(buf_printf(&req,
+				    "POST / HTTP/1.1\r\nContent-Type: application/json\r\n"
+				    "Content-Length: %d\r\n\r\n",
 				    11 * 1024 * 1024),
 			 0);
 	assert_int_equal(write(fd, req.data, req.len), (ssize_t)req.len);
@@ -785,22 +813,14 @@ static void test_stub_limits(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_success_headers),
-		cmocka_unit_test(test_http_fail),
-		cmocka_unit_test(test_retry_after),
-		cmocka_unit_test(test_error_code),
-		cmocka_unit_test(test_timeout),
-		cmocka_unit_test(test_close),
-		cmocka_unit_test(test_refused),
-		cmocka_unit_test(test_body_bounded),
-		cmocka_unit_test(test_concurrent),
-		cmocka_unit_test(test_resubmit_from_done),
-		cmocka_unit_test(test_cancel),
-		cmocka_unit_test(test_free_in_flight),
-		cmocka_unit_test(test_free_from_done),
-		cmocka_unit_test(test_unsendable_id),
-		cmocka_unit_test(test_stub_pipelining),
-		cmocka_unit_test(test_stub_limits),
+		cmocka_unit_test(test_success_headers), cmocka_unit_test(test_http_fail),
+		cmocka_unit_test(test_retry_after),	cmocka_unit_test(test_error_code),
+		cmocka_unit_test(test_timeout),		cmocka_unit_test(test_close),
+		cmocka_unit_test(test_refused),		cmocka_unit_test(test_body_bounded),
+		cmocka_unit_test(test_concurrent),	cmocka_unit_test(test_resubmit_from_done),
+		cmocka_unit_test(test_cancel),		cmocka_unit_test(test_free_in_flight),
+		cmocka_unit_test(test_free_from_done),	cmocka_unit_test(test_unsendable_id),
+		cmocka_unit_test(test_stub_pipelining), cmocka_unit_test(test_stub_limits),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -237,14 +237,19 @@ static void test_counters_and_labels(void **state)
 
 	assert_line(t, "dlqd_messages_consumed_total 3");
 	assert_line(t, "dlqd_messages_succeeded_total 2");
-	assert_line(t, "dlqd_messages_retried_total{error_code=\"UPSTREAM_TIMEOUT\",error_class=\"TRANSIENT\"} 2");
-	assert_line(t, "dlqd_messages_retried_total{error_code=\"UPSTREAM_THROTTLED\",error_class=\"TRANSIENT\"} 1");
-	assert_line(t, "dlqd_messages_retried_total{error_code=\"UPSTREAM_TIMEOUT\",error_class=\"PERSISTENT\"} 1");
+	assert_line(t, "dlqd_messages_retried_total{error_code=\"UPSTREAM_TIMEOUT\",error_class="
+		       "\"TRANSIENT\"} 2");
+	assert_line(t, "dlqd_messages_retried_total{error_code=\"UPSTREAM_THROTTLED\",error_class="
+		       "\"TRANSIENT\"} 1");
+	assert_line(t, "dlqd_messages_retried_total{error_code=\"UPSTREAM_TIMEOUT\",error_class="
+		       "\"PERSISTENT\"} 1");
 	assert_int_equal(count_lines_with_prefix(t, "dlqd_messages_retried_total{"), 3);
-	assert_line(t, "dlqd_messages_dead_lettered_total{error_code=\"INVALID_PAYLOAD\",error_class=\"NON_RETRYABLE\"} 1");
+	assert_line(t, "dlqd_messages_dead_lettered_total{error_code=\"INVALID_PAYLOAD\",error_"
+		       "class=\"NON_RETRYABLE\"} 1");
 	assert_int_equal(count_lines_with_prefix(t, "dlqd_messages_dead_lettered_total{"), 1);
 	/* The two labelled counters are separate registries. */
-	assert_no_line_prefix(t, "dlqd_messages_dead_lettered_total{error_code=\"UPSTREAM_TIMEOUT\"");
+	assert_no_line_prefix(t,
+			      "dlqd_messages_dead_lettered_total{error_code=\"UPSTREAM_TIMEOUT\"");
 	assert_line(t, "dlqd_dlq_publish_failures_total 1");
 	assert_line(t, "dlqd_broker_reconnects_total 2");
 	assert_line(t, "dlqd_messages_in_flight 17");
@@ -275,16 +280,17 @@ static void test_counters_and_labels(void **state)
 
 static void test_histogram(void **state)
 {
-	static const char *const les[] = { "0.005", "0.01", "0.025", "0.05", "0.1",
-					   "0.25",  "0.5",  "1",     "2.5",  "5",
-					   "10",    "30",   "60",    "+Inf" };
+	static const char *const les[] = {
+		"0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
+		"1",	 "2.5",	 "5",	  "10",	  "30",	 "60",	 "+Inf"
+	};
 	/* Observations and the bucket each lands in first. */
 	static const struct {
 		uint64_t usec;
 		size_t bucket;
 	} obs[] = {
 		{ 0, 0 },
-		{ 5000, 0 },		   /* on the bound: le is inclusive */
+		{ 5000, 0 }, /* on the bound: le is inclusive */
 		{ 5001, 1 },
 		{ 42000, 3 },
 		{ 1000000, 7 },
@@ -309,9 +315,8 @@ static void test_histogram(void **state)
 	assert_int_equal(count_lines_with_prefix(t, "dlqd_handler_duration_seconds_bucket{"),
 			 ARRAY_SIZE(les));
 	for (size_t b = 0; b < ARRAY_SIZE(les); b++) {
-		snprintf(line, sizeof(line),
-			 "dlqd_handler_duration_seconds_bucket{le=\"%s\"} %llu", les[b],
-			 (unsigned long long)want[b]);
+		snprintf(line, sizeof(line), "dlqd_handler_duration_seconds_bucket{le=\"%s\"} %llu",
+			 les[b], (unsigned long long)want[b]);
 		assert_line(t, line);
 	}
 	/* Buckets appear in increasing order of le. */
@@ -341,7 +346,8 @@ static void test_escaping(void **state)
 	metrics_dead_lettered(m, "", "");
 	metrics_set_dlq(m, 1, 0.25);
 	t = render(m);
-	assert_line(t, "dlqd_messages_retried_total{error_code=\"A\\\"B\\\\C\\nD\",error_class=\"x\\\\\\\"\"} 1");
+	assert_line(t, "dlqd_messages_retried_total{error_code=\"A\\\"B\\\\C\\nD\",error_class="
+		       "\"x\\\\\\\"\"} 1");
 	/* NULL is "", so both calls land in the same series. */
 	assert_line(t, "dlqd_messages_dead_lettered_total{error_code=\"\",error_class=\"\"} 2");
 	assert_line(t, "dlqd_dlq_oldest_message_age_seconds 0.25");
@@ -438,18 +444,29 @@ static void test_cardinality_bound(void **state)
 	assert_int_equal(count_lines_with_prefix(t, p), METRICS_LABEL_PAIRS_MAX + 4);
 	assert_int_equal(sum_series(t, p), calls);
 	assert_unique_series(t, p);
-	assert_line(t, "dlqd_messages_retried_total{error_code=\"KNOWN\",error_class=\"TRANSIENT\"} 2");
-	assert_line(t, "dlqd_messages_retried_total{error_code=\"CODE_254\",error_class=\"TRANSIENT\"} 1");
+	assert_line(
+		t, "dlqd_messages_retried_total{error_code=\"KNOWN\",error_class=\"TRANSIENT\"} 2");
+	assert_line(
+		t,
+		"dlqd_messages_retried_total{error_code=\"CODE_254\",error_class=\"TRANSIENT\"} 1");
 	assert_no_line_prefix(t, "dlqd_messages_retried_total{error_code=\"CODE_255\"");
 	/* 1 + 255 stored; CODE_255..CODE_299 (45) overflow. */
-	assert_line(t, "dlqd_messages_retried_total{error_code=\"OTHER\",error_class=\"TRANSIENT\"} 45");
-	assert_line(t, "dlqd_messages_retried_total{error_code=\"OTHER\",error_class=\"PERSISTENT\"} 2");
-	assert_line(t, "dlqd_messages_retried_total{error_code=\"OTHER\",error_class=\"NON_RETRYABLE\"} 1");
+	assert_line(
+		t,
+		"dlqd_messages_retried_total{error_code=\"OTHER\",error_class=\"TRANSIENT\"} 45");
+	assert_line(
+		t,
+		"dlqd_messages_retried_total{error_code=\"OTHER\",error_class=\"PERSISTENT\"} 2");
+	assert_line(t, "dlqd_messages_retried_total{error_code=\"OTHER\",error_class=\"NON_"
+		       "RETRYABLE\"} 1");
 	assert_line(t, "dlqd_messages_retried_total{error_code=\"OTHER\",error_class=\"OTHER\"} 2");
 	assert_null(strstr(t, "WEIRD"));
 
-	assert_line(t, "dlqd_messages_dead_lettered_total{error_code=\"OTHER\",error_class=\"TRANSIENT\"} 1");
-	assert_line(t, "dlqd_messages_dead_lettered_total{error_code=\"OTHER\",error_class=\"OTHER\"} 1");
+	assert_line(t, "dlqd_messages_dead_lettered_total{error_code=\"OTHER\",error_class="
+		       "\"TRANSIENT\"} 1");
+	assert_line(
+		t,
+		"dlqd_messages_dead_lettered_total{error_code=\"OTHER\",error_class=\"OTHER\"} 1");
 	assert_null(strstr(t, "LLLL"));
 
 	/* Thousands more distinct pairs change counts, never the series. */
@@ -483,7 +500,8 @@ static void test_cardinality_other_shared(void **state)
 	assert_int_equal(count_lines_with_prefix(t, "dlqd_messages_dead_lettered_total{"),
 			 METRICS_LABEL_PAIRS_MAX);
 	/* 255 C codes stored, 145 overflow, plus the caller's own one. */
-	assert_line(t, "dlqd_messages_dead_lettered_total{error_code=\"OTHER\",error_class=\"TRANSIENT\"} 146");
+	assert_line(t, "dlqd_messages_dead_lettered_total{error_code=\"OTHER\",error_class="
+		       "\"TRANSIENT\"} 146");
 }
 
 static void test_render_bounded(void **state)

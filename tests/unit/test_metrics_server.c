@@ -192,7 +192,8 @@ static struct client *client_new(struct fixture *f, const char *req, size_t req_
 	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	assert_true(c->fd >= 0);
 	if (rcvbuf > 0)
-		assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+		assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)),
+				 0);
 	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		assert_int_equal(errno, EINPROGRESS);
 	assert_int_equal(sd_event_add_io(f->e, &c->io, c->fd, EPOLLOUT, on_client_io, c), 0);
@@ -472,9 +473,11 @@ static void shrink_server_sndbuf(struct fixture *f, const struct client *c)
 
 		if (de->d_name[0] == '.' || fd == c->fd ||
 		    getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 ||
-		    getsockname(fd, (struct sockaddr *)&mine, &ml) < 0 || peer.sin_family != AF_INET)
+		    getsockname(fd, (struct sockaddr *)&mine, &ml) < 0 ||
+		    peer.sin_family != AF_INET)
 			continue;
-		if (peer.sin_port == local.sin_port && peer.sin_addr.s_addr == local.sin_addr.s_addr &&
+		if (peer.sin_port == local.sin_port &&
+		    peer.sin_addr.s_addr == local.sin_addr.s_addr &&
 		    ntohs(mine.sin_port) == metrics_server_port(f->s))
 			found = fd;
 	}
@@ -634,10 +637,22 @@ static void test_listen_addresses(void **state)
 {
 	struct fixture *f = *state;
 	static const char *const bad[] = {
-		"",	       "127.0.0.1",	 ":9464",	 "127.0.0.1:",
-		"127.0.0.1:65536", "127.0.0.1:-1",  "127.0.0.1:x",	 "127.0.0.1:1:2",
-		"::1:9464",	   "[::1]",	    "[::1]9464",	 "[]:9464",
-		"[::1:9464",	   "[127.0.0.1]:0", "127.0.0.1: 80",	 "127.0.0.1:+80",
+		"",
+		"127.0.0.1",
+		":9464",
+		"127.0.0.1:",
+		"127.0.0.1:65536",
+		"127.0.0.1:-1",
+		"127.0.0.1:x",
+		"127.0.0.1:1:2",
+		"::1:9464",
+		"[::1]",
+		"[::1]9464",
+		"[]:9464",
+		"[::1:9464",
+		"[127.0.0.1]:0",
+		"127.0.0.1: 80",
+		"127.0.0.1:+80",
 	};
 	struct metrics_server *s = NULL;
 	char addr[64];

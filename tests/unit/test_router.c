@@ -15,20 +15,22 @@
 #include "dlqd/router.h"
 #include "testutil.h"
 
-#define SEC USEC_PER_SEC
+#define SEC  USEC_PER_SEC
 #define MSEC USEC_PER_MSEC
 
 /* The contract's table plus rules of the router's own. */
 static const char table[] =
-	CONTRACT_TAXONOMY_HEAD
-	"   {\"when\": {\"exit_code\": [70]}, \"error_code\": \"SOFTWARE\", \"class\": \"PERSISTENT\"},\n"
-	"   {\"when\": {\"exit_code\": [71]}, \"error_code\": \"OS_SLOW\", \"class\": \"TRANSIENT\", "
-	"\"policy\": \"slow\"},\n"
-	"   {\"when\": {\"exit_code\": [72]}, \"error_code\": \"OS_NEVER\", \"class\": \"TRANSIENT\", "
-	"\"policy\": \"none\"},\n"
-	"   {\"when\": {\"exit_code\": [73]}, \"error_code\": \"PAGE_ME\", \"class\": \"TRANSIENT\", "
-	"\"escalate\": true}"
-	CONTRACT_TAXONOMY_TAIL;
+	CONTRACT_TAXONOMY_HEAD "   {\"when\": {\"exit_code\": [70]}, \"error_code\": \"SOFTWARE\", "
+			       "\"class\": \"PERSISTENT\"},\n"
+			       "   {\"when\": {\"exit_code\": [71]}, \"error_code\": \"OS_SLOW\", "
+			       "\"class\": \"TRANSIENT\", "
+			       "\"policy\": \"slow\"},\n"
+			       "   {\"when\": {\"exit_code\": [72]}, \"error_code\": \"OS_NEVER\", "
+			       "\"class\": \"TRANSIENT\", "
+			       "\"policy\": \"none\"},\n"
+			       "   {\"when\": {\"exit_code\": [73]}, \"error_code\": \"PAGE_ME\", "
+			       "\"class\": \"TRANSIENT\", "
+			       "\"escalate\": true}" CONTRACT_TAXONOMY_TAIL;
 
 static int setup(void **state)
 {
@@ -53,8 +55,9 @@ static int teardown(void **state)
 
 static struct envelope env(uint32_t attempt)
 {
-	return (struct envelope){ .message_id = "m1", .trace_id = "", .schema_version = "",
-				  .attempt = attempt };
+	return (struct envelope){
+		.message_id = "m1", .trace_id = "", .schema_version = "", .attempt = attempt
+	};
 }
 
 static struct envelope env_max(uint32_t attempt, uint32_t max)
@@ -356,7 +359,8 @@ static void test_attempt_saturates(void **state)
 	struct envelope e = env(UINT32_MAX);
 	struct route o = decide(state, &e, http(503), 0);
 
-	assert_dlq(&o, ERROR_CODE_RETRY_EXHAUSTED, ERROR_CLASS_PERSISTENT, ENVELOPE_ATTEMPT_MAX + 1, 5);
+	assert_dlq(&o, ERROR_CODE_RETRY_EXHAUSTED, ERROR_CLASS_PERSISTENT, ENVELOPE_ATTEMPT_MAX + 1,
+		   5);
 	e = env_max(ENVELOPE_ATTEMPT_MAX, ENVELOPE_ATTEMPT_MAX);
 	o = decide(state, &e, http(503), 0);
 	assert_dlq(&o, ERROR_CODE_RETRY_EXHAUSTED, ERROR_CLASS_PERSISTENT, ENVELOPE_ATTEMPT_MAX + 1,
@@ -383,7 +387,8 @@ static void test_delay_matches_backoff(void **state)
 		r.retry_after_usec = i % 3 ? 0 : (uint64_t)(random_unit() * 200 * SEC);
 		router_decide(*state, &e, &r, u, &o);
 		assert_int_equal(o.action, ROUTE_RETRY);
-		assert_int_equal(o.delay_usec, backoff_delay_usec(fast, a + 1, u, r.retry_after_usec));
+		assert_int_equal(o.delay_usec,
+				 backoff_delay_usec(fast, a + 1, u, r.retry_after_usec));
 		assert_int_equal(o.lane_ms, backoff_lane_ms(o.delay_usec));
 	}
 }

@@ -22,40 +22,46 @@
 #include "testutil.h"
 
 /* The contract's example table (design.md, "Taxonomy table"). */
-static const char contract_table[] =
-	CONTRACT_TAXONOMY_HEAD
-	"   {\"when\": {\"transport\": [\"COULDNT_CONNECT\", \"COULDNT_RESOLVE_HOST\"]}, \"error_code\": "
-	"\"UPSTREAM_UNREACHABLE\", \"class\": \"TRANSIENT\"}"
-	CONTRACT_TAXONOMY_TAIL;
+static const char contract_table[] = CONTRACT_TAXONOMY_HEAD
+	"   {\"when\": {\"transport\": [\"COULDNT_CONNECT\", \"COULDNT_RESOLVE_HOST\"]}, "
+	"\"error_code\": "
+	"\"UPSTREAM_UNREACHABLE\", \"class\": \"TRANSIENT\"}" CONTRACT_TAXONOMY_TAIL;
 
 /* A table with every match key, in an order that lets the tests see it. */
 static const char kinds_table[] =
 	"{\"version\": 1,\n"
 	" \"policies\": {\n"
-	"   \"fast\": {\"max_attempt\": 5, \"initial\": \"1s\", \"multiplier\": 2, \"max\": \"1m\", "
+	"   \"fast\": {\"max_attempt\": 5, \"initial\": \"1s\", \"multiplier\": 2, \"max\": "
+	"\"1m\", "
 	"\"jitter\": [0, 0.5]},\n"
-	"   \"slow\": {\"max_attempt\": 2, \"initial\": \"1m\", \"multiplier\": 2, \"max\": \"2h\", "
+	"   \"slow\": {\"max_attempt\": 2, \"initial\": \"1m\", \"multiplier\": 2, \"max\": "
+	"\"2h\", "
 	"\"jitter\": [0.1, 0.2]},\n"
-	"   \"special\": {\"max_attempt\": 9, \"initial\": \"3s\", \"multiplier\": 1, \"max\": \"3s\", "
+	"   \"special\": {\"max_attempt\": 9, \"initial\": \"3s\", \"multiplier\": 1, \"max\": "
+	"\"3s\", "
 	"\"jitter\": [0, 0]},\n"
 	"   \"none\": {\"max_attempt\": 0}},\n"
-	" \"classes\": {\"TRANSIENT\": \"fast\", \"PERSISTENT\": \"slow\", \"NON_RETRYABLE\": \"none\"},\n"
+	" \"classes\": {\"TRANSIENT\": \"fast\", \"PERSISTENT\": \"slow\", \"NON_RETRYABLE\": "
+	"\"none\"},\n"
 	" \"rules\": [\n"
 	/* 0 */ "   {\"when\": {\"exit_code\": [1], \"handler_code\": [\"BUSY\"]}, \"error_code\": "
 	"\"BUSY_EXIT\", \"class\": \"TRANSIENT\", \"policy\": \"special\"},\n"
 	/* 1 */ "   {\"when\": {\"http_status\": [418]}, \"error_code\": \"TEAPOT\", \"class\": "
 	"\"PERSISTENT\", \"escalate\": true},\n"
-	/* 2 */ "   {\"when\": {\"http_status\": [\"4xx\", 501]}, \"error_code\": \"CLIENT\", \"class\": "
+	/* 2 */ "   {\"when\": {\"http_status\": [\"4xx\", 501]}, \"error_code\": \"CLIENT\", "
+	"\"class\": "
 	"\"NON_RETRYABLE\"},\n"
 	/* 3 */ "   {\"when\": {\"http_status\": [\"4xx\"]}, \"error_code\": \"NEVER\", \"class\": "
 	"\"NON_RETRYABLE\"},\n"
-	/* 4 */ "   {\"when\": {\"transport\": [\"COULDNT_CONNECT\"]}, \"error_code\": \"NO_CONN\", "
+	/* 4 */ "   {\"when\": {\"transport\": [\"COULDNT_CONNECT\"]}, \"error_code\": "
+	"\"NO_CONN\", "
 	"\"class\": \"TRANSIENT\"},\n"
 	/* 5 */ "   {\"when\": {\"timeout\": true}, \"error_code\": \"TIMED_OUT\", \"class\": "
 	"\"TRANSIENT\", \"policy\": \"slow\"},\n"
 	/* 6 */ "   {\"when\": {\"exit_code\": [9, 65]}, \"error_code\": \"EXIT_9_65\", \"class\": "
 	"\"NON_RETRYABLE\"},\n"
-	/* 7 */ "   {\"when\": {\"signal\": [\"SIGKILL\", \"SEGV\", 6]}, \"error_code\": \"CRASHED\", "
+	/* 7 */ "   {\"when\": {\"signal\": [\"SIGKILL\", \"SEGV\", 6]}, \"error_code\": "
+	"\"CRASHED\", "
 	"\"class\": \"PERSISTENT\"},\n"
 	/* 8 */ "   {\"when\": {\"handler_code\": [\"QUOTA\", \"lower.case\"]}, \"error_code\": "
 	"\"OVER_QUOTA\", \"class\": \"TRANSIENT\"}],\n"
@@ -200,11 +206,14 @@ static void check_contract_examples(const struct taxonomy *t)
 	taxonomy_classify(t, &(struct result){ .kind = RESULT_EXIT, .exit_code = 75 }, &c);
 	assert_string_equal(c.error_code, "TEMPFAIL");
 	assert_int_equal(c.error_class, ERROR_CLASS_TRANSIENT);
-	taxonomy_classify(t, &(struct result){ .kind = RESULT_TRANSPORT, .transport = "COULDNT_CONNECT" },
-			  &c);
+	taxonomy_classify(
+		t, &(struct result){ .kind = RESULT_TRANSPORT, .transport = "COULDNT_CONNECT" },
+		&c);
 	assert_string_equal(c.error_code, "UPSTREAM_UNREACHABLE");
 	taxonomy_classify(
-		t, &(struct result){ .kind = RESULT_TRANSPORT, .transport = "COULDNT_RESOLVE_HOST" }, &c);
+		t,
+		&(struct result){ .kind = RESULT_TRANSPORT, .transport = "COULDNT_RESOLVE_HOST" },
+		&c);
 	assert_string_equal(c.error_code, "UPSTREAM_UNREACHABLE");
 	/* The unknown default goes to the DLQ at once: its policy never retries. */
 	c = expect(t, exit_code(1), "UNKNOWN_ERROR", ERROR_CLASS_PERSISTENT, "none", -1);
@@ -223,8 +232,10 @@ static void check_contract_examples(const struct taxonomy *t)
 	assert_int_equal(p->initial_usec, 300 * USEC_PER_SEC);
 	assert_int_equal(p->max_usec, 3600 * USEC_PER_SEC);
 	assert_int_equal(taxonomy_policy(t, "none")->max_attempt, 0);
-	assert_ptr_equal(taxonomy_class_policy(t, ERROR_CLASS_TRANSIENT), taxonomy_policy(t, "fast"));
-	assert_ptr_equal(taxonomy_class_policy(t, ERROR_CLASS_PERSISTENT), taxonomy_policy(t, "slow"));
+	assert_ptr_equal(taxonomy_class_policy(t, ERROR_CLASS_TRANSIENT),
+			 taxonomy_policy(t, "fast"));
+	assert_ptr_equal(taxonomy_class_policy(t, ERROR_CLASS_PERSISTENT),
+			 taxonomy_policy(t, "slow"));
 	assert_ptr_equal(taxonomy_class_policy(t, ERROR_CLASS_NON_RETRYABLE),
 			 taxonomy_policy(t, "none"));
 	/* 1h * (1 + 0.30) from "slow"; "none" does not count. */
@@ -258,10 +269,10 @@ static void test_shipped_table(void **state)
 	expect(t, http(404), "INVALID_PAYLOAD", ERROR_CLASS_NON_RETRYABLE, "none", 3);
 	expect(t, http(500), "UPSTREAM_ERROR", ERROR_CLASS_TRANSIENT, "fast", 7);
 	expect(t, http(502), "UPSTREAM_ERROR", ERROR_CLASS_TRANSIENT, "fast", 7);
-	expect(t, transport("OPERATION_TIMEDOUT"), "UPSTREAM_TIMEOUT", ERROR_CLASS_TRANSIENT, "fast",
-	       8);
-	expect(t, transport("RECV_ERROR"), "UPSTREAM_CONNECTION_LOST", ERROR_CLASS_TRANSIENT, "fast",
-	       9);
+	expect(t, transport("OPERATION_TIMEDOUT"), "UPSTREAM_TIMEOUT", ERROR_CLASS_TRANSIENT,
+	       "fast", 8);
+	expect(t, transport("RECV_ERROR"), "UPSTREAM_CONNECTION_LOST", ERROR_CLASS_TRANSIENT,
+	       "fast", 9);
 	expect(t, exit_code(65), "DATA_ERROR", ERROR_CLASS_NON_RETRYABLE, "none", 10);
 	expect(t, exit_code(75), "TEMPFAIL", ERROR_CLASS_TRANSIENT, "fast", 5);
 	expect(t, killed(SIGSEGV), "HANDLER_CRASHED", ERROR_CLASS_PERSISTENT, "slow", 11);
@@ -294,7 +305,8 @@ static void test_every_match_kind(void **state)
 	expect(t, http(-1), "UNKNOWN_ERROR", ERROR_CLASS_PERSISTENT, "slow", -1);
 	/* transport */
 	expect(t, transport("COULDNT_CONNECT"), "NO_CONN", ERROR_CLASS_TRANSIENT, "fast", 4);
-	expect(t, transport("COULDNT_CONNECTX"), "UNKNOWN_ERROR", ERROR_CLASS_PERSISTENT, "slow", -1);
+	expect(t, transport("COULDNT_CONNECTX"), "UNKNOWN_ERROR", ERROR_CLASS_PERSISTENT, "slow",
+	       -1);
 	expect(t, transport(""), "UNKNOWN_ERROR", ERROR_CLASS_PERSISTENT, "slow", -1);
 	/* timeout, with a per-rule policy */
 	expect(t, res(RESULT_TIMEOUT), "TIMED_OUT", ERROR_CLASS_TRANSIENT, "slow", 5);
@@ -310,12 +322,15 @@ static void test_every_match_kind(void **state)
 	expect(t, exit_code(6), "UNKNOWN_ERROR", ERROR_CLASS_PERSISTENT, "slow", -1);
 	expect(t, exit_code(300), "UNKNOWN_ERROR", ERROR_CLASS_PERSISTENT, "slow", -1);
 	/* handler_code, whatever the kind of the failure, compared exactly */
-	expect(t, with_code(http(500), "QUOTA", ""), "OVER_QUOTA", ERROR_CLASS_TRANSIENT, "fast", 8);
+	expect(t, with_code(http(500), "QUOTA", ""), "OVER_QUOTA", ERROR_CLASS_TRANSIENT, "fast",
+	       8);
 	expect(t, with_code(exit_code(3), "lower.case", ""), "OVER_QUOTA", ERROR_CLASS_TRANSIENT,
 	       "fast", 8);
-	expect(t, with_code(exit_code(3), "quota", ""), "quota", ERROR_CLASS_PERSISTENT, "slow", -1);
+	expect(t, with_code(exit_code(3), "quota", ""), "quota", ERROR_CLASS_PERSISTENT, "slow",
+	       -1);
 	/* ...but a rule before it still wins. */
-	expect(t, with_code(http(404), "QUOTA", ""), "CLIENT", ERROR_CLASS_NON_RETRYABLE, "none", 2);
+	expect(t, with_code(http(404), "QUOTA", ""), "CLIENT", ERROR_CLASS_NON_RETRYABLE, "none",
+	       2);
 }
 
 static void test_first_match_wins(void **state)
@@ -393,8 +408,8 @@ static void test_handler_code_fallback(void **state)
 	 * (not the default's own policy, which is for unknown failures). */
 	expect(t, with_code(exit_code(1), "BAD_ROW", ""), "BAD_ROW", ERROR_CLASS_PERSISTENT, "slow",
 	       -1);
-	expect(t, with_code(exit_code(1), "BAD_ROW", "transient"), "BAD_ROW", ERROR_CLASS_PERSISTENT,
-	       "slow", -1);
+	expect(t, with_code(exit_code(1), "BAD_ROW", "transient"), "BAD_ROW",
+	       ERROR_CLASS_PERSISTENT, "slow", -1);
 	expect(t, with_code(exit_code(1), "BAD_ROW", "FLAKY"), "BAD_ROW", ERROR_CLASS_PERSISTENT,
 	       "slow", -1);
 	/* No code: the default. */
@@ -418,8 +433,10 @@ static void test_default(void **state)
 	static const char table[] =
 		"{\"version\": 1, \"policies\": {\"p\": {\"max_attempt\": 2, \"initial\": 1, "
 		"\"multiplier\": 1, \"max\": 1, \"jitter\": [0, 0]}, \"n\": {\"max_attempt\": 0}},"
-		" \"classes\": {\"TRANSIENT\": \"p\", \"PERSISTENT\": \"p\", \"NON_RETRYABLE\": \"n\"},"
-		" \"rules\": [], \"default\": {\"error_code\": \"WHO_KNOWS\", \"class\": \"TRANSIENT\"}}";
+		" \"classes\": {\"TRANSIENT\": \"p\", \"PERSISTENT\": \"p\", \"NON_RETRYABLE\": "
+		"\"n\"},"
+		" \"rules\": [], \"default\": {\"error_code\": \"WHO_KNOWS\", \"class\": "
+		"\"TRANSIENT\"}}";
 	_cleanup_(taxonomy_freep) struct taxonomy *t = parse_ok(table);
 
 	expect(t, http(500), "WHO_KNOWS", ERROR_CLASS_TRANSIENT, "p", -1);
@@ -437,8 +454,10 @@ static void test_timeout_and_internal(void **state)
 	/* Rules that could catch a timeout or an internal error by accident. */
 	static const char table[] =
 		"{\"version\": 1, \"policies\": {\"n\": {\"max_attempt\": 0}},"
-		" \"classes\": {\"TRANSIENT\": \"n\", \"PERSISTENT\": \"n\", \"NON_RETRYABLE\": \"n\"},"
-		" \"rules\": [{\"when\": {\"signal\": [9, 15]}, \"error_code\": \"SIG\", \"class\": "
+		" \"classes\": {\"TRANSIENT\": \"n\", \"PERSISTENT\": \"n\", \"NON_RETRYABLE\": "
+		"\"n\"},"
+		" \"rules\": [{\"when\": {\"signal\": [9, 15]}, \"error_code\": \"SIG\", "
+		"\"class\": "
 		"\"PERSISTENT\"},"
 		" {\"when\": {\"exit_code\": [0, 124, 137]}, \"error_code\": \"EXIT\", \"class\": "
 		"\"PERSISTENT\"},"
@@ -561,7 +580,8 @@ static void test_goldens(void **state)
 			char errpath[4096 + 256], expected[8192];
 			_cleanup_free_ char *want = NULL;
 
-			snprintf(errpath, sizeof(errpath), "%.*s.err", (int)(strlen(path) - 5), path);
+			snprintf(errpath, sizeof(errpath), "%.*s.err", (int)(strlen(path) - 5),
+				 path);
 			want = read_text(errpath);
 			snprintf(expected, sizeof(expected), "%s/%s", dir, want);
 			if (r >= 0 || d.n == 0)
@@ -594,12 +614,14 @@ static void test_all_errors_reported(void **state)
 		"  ],\n"
 		"  \"version\": 3,\n"
 		"  \"policies\": {\"p\": {\"max_attempt\": -1}},\n"
-		"  \"classes\": {\"TRANSIENT\": \"p\", \"PERSISTENT\": \"p\", \"NON_RETRYABLE\": \"p\"},\n"
+		"  \"classes\": {\"TRANSIENT\": \"p\", \"PERSISTENT\": \"p\", \"NON_RETRYABLE\": "
+		"\"p\"},\n"
 		"  \"default\": {\"error_code\": \"D\", \"class\": \"PERSISTENT\", \"extra\": 1}\n"
 		"}\n";
 	static const char *const want[] = {
 		"t.json:3: rules[0].when.exit_code[0]: 300 is out of range (0..255)",
-		"t.json:4: rules[0].error_code: invalid error code \"x\" (1 to 63 characters of A-Z, "
+		"t.json:4: rules[0].error_code: invalid error code \"x\" (1 to 63 characters of "
+		"A-Z, "
 		"0-9 and _)",
 		"t.json:4: rules[0].policy: unknown policy \"nope\"",
 		"t.json:6: version: unsupported version 3 (this dlqd reads version 1)",
@@ -634,8 +656,9 @@ static void test_read_errors(void **state)
 	assert_int_equal(taxonomy_load("/nonexistent/taxonomy.json", &t, &d), -ENOENT);
 	assert_null(t);
 	assert_int_equal(d.n, 1);
-	assert_string_equal(d.lines[0], "/nonexistent/taxonomy.json:1: cannot read: No such file or "
-					"directory");
+	assert_string_equal(d.lines[0],
+			    "/nonexistent/taxonomy.json:1: cannot read: No such file or "
+			    "directory");
 	diag_done(&d);
 
 	/* 1 MiB of JSON is the most a table may be, read from a file or not. */
@@ -753,14 +776,14 @@ static void test_schema(void **state)
 	assert_string_equal(json_string_value(json_object_get(schema, "$schema")),
 			    "https://json-schema.org/draft/2020-12/schema");
 	check_schema_keys(schema, NULL,
-			  (const char *const[]){ "$schema", "version", "policies", "classes", "rules",
-						 "default", NULL });
+			  (const char *const[]){ "$schema", "version", "policies", "classes",
+						 "rules", "default", NULL });
 	check_schema_keys(schema, "policy",
 			  (const char *const[]){ "max_attempt", "initial", "multiplier", "max",
 						 "jitter", NULL });
-	check_schema_keys(schema, "rule",
-			  (const char *const[]){ "when", "error_code", "class", "policy",
-						 "escalate", NULL });
+	check_schema_keys(
+		schema, "rule",
+		(const char *const[]){ "when", "error_code", "class", "policy", "escalate", NULL });
 	check_schema_keys(schema, "when",
 			  (const char *const[]){ "http_status", "transport", "timeout", "exit_code",
 						 "signal", "handler_code", NULL });

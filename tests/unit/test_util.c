@@ -76,17 +76,27 @@ static void test_parse_duration(void **state)
 		{ "3sec", 3 * USEC_PER_SEC },
 		{ " 7s ", 7 * USEC_PER_SEC },
 		{ "7 s", 7 * USEC_PER_SEC },
-		{ "1MS", 1000 }, /* units are case-insensitive */
-		{ "0.0004ms", 0 },   /* rounds to the nearest microsecond */
+		{ "1MS", 1000 },   /* units are case-insensitive */
+		{ "0.0004ms", 0 }, /* rounds to the nearest microsecond */
 		{ "1.0006ms", 1001 },
 		{ "100000000000s", UINT64_C(100000000000) * USEC_PER_SEC }, /* 1e17 us */
 	};
 	static const struct bad_case bad[] = {
-		{ "", -EINVAL },     { "   ", -EINVAL },    { "s", -EINVAL },
-		{ "ms", -EINVAL },   { "-1s", -EINVAL },    { "+1s", -EINVAL },
-		{ "1x", -EINVAL },   { "1 fortnight", -EINVAL }, { "1s2", -EINVAL },
-		{ "1s 2s", -EINVAL }, { "nan", -EINVAL },    { "inf", -EINVAL },
-		{ "1.2.3s", -EINVAL }, { "0x10", -EINVAL }, { "0x1p4s", -EINVAL },
+		{ "", -EINVAL },
+		{ "   ", -EINVAL },
+		{ "s", -EINVAL },
+		{ "ms", -EINVAL },
+		{ "-1s", -EINVAL },
+		{ "+1s", -EINVAL },
+		{ "1x", -EINVAL },
+		{ "1 fortnight", -EINVAL },
+		{ "1s2", -EINVAL },
+		{ "1s 2s", -EINVAL },
+		{ "nan", -EINVAL },
+		{ "inf", -EINVAL },
+		{ "1.2.3s", -EINVAL },
+		{ "0x10", -EINVAL },
+		{ "0x1p4s", -EINVAL },
 		{ "1,5s", -EINVAL },
 		{ "100000000001s", -ERANGE }, /* just over 1e17 us */
 		{ "99999999999999999999h", -ERANGE },
@@ -116,12 +126,10 @@ static void test_parse_size(void **state)
 		{ "1000000000000000", UINT64_C(1000000000000000) }, /* 1e15, the limit */
 	};
 	static const struct bad_case bad[] = {
-		{ "", -EINVAL },     { "KiB", -EINVAL },   { "-1", -EINVAL },
-		{ "12XB", -EINVAL }, { "1TiB", -EINVAL },  { "1 2", -EINVAL },
-		{ "1MiBs", -EINVAL }, { "0x100", -EINVAL },
-		{ "1000000000000001", -ERANGE },
-		{ "1000000GiB", -ERANGE },
-		{ "1e30", -ERANGE },
+		{ "", -EINVAL },	   { "KiB", -EINVAL },	 { "-1", -EINVAL },
+		{ "12XB", -EINVAL },	   { "1TiB", -EINVAL },	 { "1 2", -EINVAL },
+		{ "1MiBs", -EINVAL },	   { "0x100", -EINVAL }, { "1000000000000001", -ERANGE },
+		{ "1000000GiB", -ERANGE }, { "1e30", -ERANGE },
 	};
 
 	CHECK_PARSER(parse_size, ok, bad);
@@ -177,8 +185,7 @@ static void test_timestamps(void **state)
 		{ "2026-03-17T05:10:00+02:00", UINT64_C(1773717000) * USEC_PER_SEC },
 		{ "2026-03-16T22:40:00-04:30", UINT64_C(1773717000) * USEC_PER_SEC },
 		{ "2026-03-17T03:10:00.5Z", UINT64_C(1773717000) * USEC_PER_SEC + 500000 },
-		{ "2026-03-17T03:10:00.123456789Z",
-		  UINT64_C(1773717000) * USEC_PER_SEC + 123456 },
+		{ "2026-03-17T03:10:00.123456789Z", UINT64_C(1773717000) * USEC_PER_SEC + 123456 },
 		{ "2024-02-29T00:00:00Z", UINT64_C(1709164800) * USEC_PER_SEC },
 		{ "2038-01-19T03:14:08Z", UINT64_C(2147483648) * USEC_PER_SEC },
 	};
