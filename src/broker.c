@@ -118,7 +118,6 @@ struct broker {
 	/* consumer link */
 	bool consuming;
 	uint64_t generation; /* of consumer connections; stamps deliveries */
-	unsigned reconnects;
 	char consumer_tag[256];
 	/*
 	 * Deliveries not yet settled with the broker, in tag order (tags only
@@ -700,13 +699,11 @@ static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata)
 
 /* --- declarations -------------------------------------------------------- */
 
-static amqp_table_t queue_args(struct broker *b, amqp_table_entry_t *e, size_t n_extra, bool lane,
-			       uint64_t ttl_ms)
+static amqp_table_t queue_args(struct broker *b, amqp_table_entry_t *e, bool lane, uint64_t ttl_ms)
 {
 	size_t n = 0;
 	bool quorum = b->config->pipeline.queue_type == QUEUE_QUORUM;
 
-	(void)n_extra;
 	if (quorum) {
 		e[n].key = amqp_cstring_bytes("x-queue-type");
 		e[n].value.kind = AMQP_FIELD_KIND_UTF8;
@@ -742,7 +739,7 @@ static int declare_queue(struct link *l, const char *name, bool lane, uint64_t t
 	char what[BROKER_NAME_MAX + 32];
 
 	amqp_queue_declare(l->conn, CH_ADMIN, amqp_cstring_bytes(name), 0, 1, 0, 0,
-			   queue_args(l->b, e, 0, lane, ttl_ms));
+			   queue_args(l->b, e, lane, ttl_ms));
 	snprintf(what, sizeof(what), "queue.declare %s", name);
 	return check_rpc(l, what);
 }
@@ -986,8 +983,6 @@ static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata)
 		schedule_reconnect(l);
 		return 0;
 	}
-	if (l->ever_up && l->role == LINK_CONSUMER)
-		b->reconnects++;
 	l->ever_up = true;
 	l->connect_failures = 0;
 	l->up = true;
@@ -1253,11 +1248,6 @@ bool broker_is_up(const struct broker *b)
 uint64_t broker_generation(const struct broker *b)
 {
 	return b->generation;
-}
-
-unsigned broker_reconnects(const struct broker *b)
-{
-	return b->reconnects;
 }
 
 int broker_ack(struct broker *b, const struct broker_msg *m)

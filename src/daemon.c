@@ -92,7 +92,10 @@ struct daemon {
 	bool ready_sent;
 	bool draining;
 	sd_event_source *drain_timer, *status_timer;
-	struct daemon_counters counters;
+	/* For STATUS= and the exit line; /metrics has the full picture. */
+	struct {
+		uint64_t consumed, succeeded, retried, dead_lettered;
+	} counters;
 	struct metrics *metrics;
 	struct metrics_server *metrics_server;
 };
@@ -120,7 +123,6 @@ static struct job *job_free(struct job *j)
 	if (j->next)
 		j->next->prev = j->prev;
 	d->n_jobs--;
-	d->counters.in_flight = d->n_jobs;
 	metrics_set_in_flight(d->metrics, d->n_jobs);
 	broker_msg_free(j->msg);
 	envelope_free(j->env);
@@ -233,13 +235,11 @@ static void log_settled(struct job *j)
 		ctx.event = "invalid-envelope";
 		log_full(LOG_WARNING, 0, &ctx, "dead-lettered a body that is not an envelope: %s",
 			 j->detail);
-		d->counters.invalid++;
 	} else {
 		log_full(LOG_WARNING, 0, &ctx, "dead-lettered %s: %s after %u attempt(s)",
 			 j->env->message_id, j->error_code, j->route.attempt);
 	}
 	if (j->route.escalate) {
-		d->counters.escalations++;
 		ctx.event = "escalation";
 		log_full(LOG_CRIT, 0, &ctx, "escalation: %s failed with %s and needs a human",
 			 j->env ? j->env->message_id : "(invalid body)", j->error_code);
@@ -275,11 +275,8 @@ static void job_publish_failed(struct job *j, int r, const char *reason)
 		job_finish(j); /* its delivery is void; the broker still has the original */
 		return;
 	}
-	d->counters.publish_failures++;
-	if (dlq) {
-		d->counters.dlq_publish_failures++;
+	if (dlq)
 		metrics_dlq_publish_failed(d->metrics);
-	}
 	log_full(link_trouble ? LOG_WARNING
 		 : dlq	      ? LOG_CRIT
 			      : LOG_ERR,
@@ -455,7 +452,6 @@ static void on_delivery(void *userdata, struct broker_msg *m)
 	d->jobs = j;
 	d->n_jobs++;
 	d->counters.consumed++;
-	d->counters.in_flight = d->n_jobs;
 	metrics_consumed(d->metrics);
 	metrics_set_in_flight(d->metrics, d->n_jobs);
 
@@ -511,7 +507,7 @@ static void on_delivery(void *userdata, struct broker_msg *m)
 
 static void notify_status(struct daemon *d)
 {
-	const struct daemon_counters *c = &d->counters;
+	const typeof(d->counters) *c = &d->counters;
 
 	if (!broker_is_up(d->broker)) {
 		sd_notifyf(0, "STATUS=Waiting for the broker (%s); %zu in flight",
@@ -827,9 +823,4 @@ struct daemon *daemon_free(struct daemon *d)
 void daemon_freep(struct daemon **d)
 {
 	*d = daemon_free(*d);
-}
-
-const struct daemon_counters *daemon_counters(const struct daemon *d)
-{
-	return &d->counters;
 }

@@ -66,7 +66,6 @@ void broker_freep(struct broker **b);
 int broker_start(struct broker *b);
 bool broker_is_up(const struct broker *b);
 uint64_t broker_generation(const struct broker *b);
-unsigned broker_reconnects(const struct broker *b);
 
 /* Settles m. -ESTALE when m came on an earlier connection (nothing sent). */
 int broker_ack(struct broker *b, const struct broker_msg *m);

@@ -17,22 +17,9 @@
 
 struct daemon;
 
-struct daemon_counters {
-	uint64_t consumed;
-	uint64_t succeeded;
-	uint64_t retried;
-	uint64_t dead_lettered;
-	uint64_t invalid;
-	uint64_t publish_failures;
-	uint64_t dlq_publish_failures;
-	uint64_t escalations;
-	uint64_t in_flight;
-};
-
 /* Loads config_path and its taxonomy; logs every diagnostic on failure. */
 int daemon_new(const char *config_path, struct daemon **out);
 /* Runs until drained; returns 0 for a clean exit. */
 int daemon_run(struct daemon *d);
 struct daemon *daemon_free(struct daemon *d);
 void daemon_freep(struct daemon **d);
-const struct daemon_counters *daemon_counters(const struct daemon *d);

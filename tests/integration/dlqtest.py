@@ -199,17 +199,23 @@ class Broker:
             return False
 
     # -- queues
-    def queue_info(self, name):
-        """(ready message count, consumer count), or None if the queue does not exist."""
+    def _unless_missing(self, op):
+        """op(ch)'s result, or None when the broker says 404 (no such thing)."""
         def fn(ch):
             try:
-                m = ch.queue_declare(queue=name, passive=True).method
-                return (m.message_count, m.consumer_count)
+                return op(ch)
             except pex.ChannelClosedByBroker as e:
-                if e.reply_code == 404:
-                    return None
-                raise
+                if e.reply_code != 404:
+                    raise
+                return None
         return self._run(fn)
+
+    def queue_info(self, name):
+        """(ready message count, consumer count), or None if the queue does not exist."""
+        def op(ch):
+            m = ch.queue_declare(queue=name, passive=True).method
+            return (m.message_count, m.consumer_count)
+        return self._unless_missing(op)
 
     def depth(self, name):
         info = self.queue_info(name)
@@ -230,32 +236,15 @@ class Broker:
     def unbind(self, queue, exchange, routing_key):
         self._run(lambda ch: ch.queue_unbind(queue=queue, exchange=exchange, routing_key=routing_key))
 
-    def _delete(self, op):
-        """Runs op(ch); a missing queue or exchange (404) is not an error."""
-        def fn(ch):
-            try:
-                op(ch)
-            except pex.ChannelClosedByBroker as e:
-                if e.reply_code != 404:
-                    raise
-        self._run(fn)
-
     def delete_queue(self, name):
-        self._delete(lambda ch: ch.queue_delete(queue=name))
+        self._unless_missing(lambda ch: ch.queue_delete(queue=name))
 
     def delete_exchange(self, name):
-        self._delete(lambda ch: ch.exchange_delete(exchange=name))
+        self._unless_missing(lambda ch: ch.exchange_delete(exchange=name))
 
     def exchange_exists(self, name):
-        def fn(ch):
-            try:
-                ch.exchange_declare(exchange=name, passive=True)
-                return True
-            except pex.ChannelClosedByBroker as e:
-                if e.reply_code == 404:
-                    return False
-                raise
-        return self._run(fn)
+        return self._unless_missing(
+            lambda ch: ch.exchange_declare(exchange=name, passive=True) or True) is not None
 
     def purge(self, name):
         self._run(lambda ch: ch.queue_purge(queue=name))
