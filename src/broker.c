@@ -27,14 +27,12 @@
 #include "dlqd/broker.h"
 
 #include <amqp.h>
-#include <amqp_ssl_socket.h>
-#include <amqp_tcp_socket.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "dlqd/amqpconn.h"
 #include "dlqd/log.h"
 #include "dlqd/util.h"
 #include "dlqd/version.h"
@@ -45,13 +43,10 @@ enum {
 	CH_ADMIN = 2, /* declarations (synchronous RPCs) */
 };
 
-#define CONNECT_TIMEOUT_USEC (5 * USEC_PER_SEC)
-#define RPC_TIMEOUT_USEC     (15 * USEC_PER_SEC)
-#define RECONNECT_MIN_USEC   (200 * USEC_PER_MSEC)
-#define RECONNECT_MAX_USEC   (30 * USEC_PER_SEC)
-#define FRAME_MAX	     131072
-#define PUBLISH_SEQ_HEADER   "x-dlqd-publish-seq"
-#define MAX_LANES	     4096
+#define RECONNECT_MIN_USEC (200 * USEC_PER_MSEC)
+#define RECONNECT_MAX_USEC (30 * USEC_PER_SEC)
+#define PUBLISH_SEQ_HEADER "x-dlqd-publish-seq"
+#define MAX_LANES	   4096
 
 struct broker_props {
 	amqp_pool_t pool;
@@ -106,9 +101,7 @@ struct broker {
 	struct broker_callbacks cb;
 	void *userdata;
 
-	char *url; /* parsed copy; amqp_parse_url() points into it */
-	struct amqp_connection_info info;
-	char *password; /* from password_file, overrides the URL's */
+	struct amqpconn_target target;
 	char queue[BROKER_NAME_MAX], retry_x[BROKER_NAME_MAX], dlx[BROKER_NAME_MAX],
 		dlq[BROKER_NAME_MAX];
 
@@ -148,69 +141,15 @@ static void flush_acks(struct broker *b);
 static int track_delivery(struct broker *b, uint64_t tag);
 static int broker_nack(struct broker *b, uint64_t tag);
 
-/* librabbitmq status (negative AMQP_STATUS_*) to errno. */
-static int amqp_to_errno(int status)
-{
-	switch (status) {
-	case AMQP_STATUS_OK:
-		return 0;
-	case AMQP_STATUS_NO_MEMORY:
-		return -ENOMEM;
-	case AMQP_STATUS_TIMEOUT:
-	case AMQP_STATUS_HEARTBEAT_TIMEOUT:
-		return -ETIMEDOUT;
-	case AMQP_STATUS_HOSTNAME_RESOLUTION_FAILED:
-		return -EHOSTUNREACH;
-	case AMQP_STATUS_BAD_URL:
-	case AMQP_STATUS_INVALID_PARAMETER:
-		return -EINVAL;
-	case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED:
-	case AMQP_STATUS_SSL_PEER_VERIFY_FAILED:
-		return -EPERM;
-	default:
-		return -ECONNRESET;
-	}
-}
-
-static const char *reply_text(amqp_rpc_reply_t r, char *buf, size_t n)
-{
-	switch (r.reply_type) {
-	case AMQP_RESPONSE_NORMAL:
-		return "ok";
-	case AMQP_RESPONSE_NONE:
-		return "missing RPC reply";
-	case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-		return amqp_error_string2(r.library_error);
-	case AMQP_RESPONSE_SERVER_EXCEPTION:
-		if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-			amqp_connection_close_t *m = r.reply.decoded;
-			snprintf(buf, n, "connection closed by broker: %u %.*s", m->reply_code,
-				 (int)m->reply_text.len, (char *)m->reply_text.bytes);
-		} else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-			amqp_channel_close_t *m = r.reply.decoded;
-			snprintf(buf, n, "channel closed by broker: %u %.*s", m->reply_code,
-				 (int)m->reply_text.len, (char *)m->reply_text.bytes);
-		} else {
-			snprintf(buf, n, "unexpected broker method 0x%08x", r.reply.id);
-		}
-		return buf;
-	}
-	return "unknown reply";
-}
-
 /* Checks the last RPC; logs and returns -errno on failure. */
 static int check_rpc(struct link *l, const char *what)
 {
-	amqp_rpc_reply_t r = amqp_get_rpc_reply(l->conn);
-	char buf[256];
+	char err[320];
+	int r = amqpconn_check_rpc(l->conn, what, err, sizeof(err));
 
-	if (r.reply_type == AMQP_RESPONSE_NORMAL)
-		return 0;
-	log_error("AMQP %s on the %s connection failed: %s", what, l->name,
-		  reply_text(r, buf, sizeof(buf)));
-	if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
-		return amqp_to_errno(r.library_error);
-	return -EPROTO;
+	if (r < 0)
+		log_error("%s on the %s connection", err, l->name);
+	return r;
 }
 
 void broker_lane_name(const char *queue, uint64_t lane_ms, char *out)
@@ -649,7 +588,7 @@ static void pump(struct link *l)
 		if (r == AMQP_STATUS_TIMEOUT)
 			return;
 		if (r != AMQP_STATUS_OK) {
-			link_fail(l, amqp_to_errno(r), "%s", amqp_error_string2(r));
+			link_fail(l, amqpconn_errno(r), "%s", amqp_error_string2(r));
 			return;
 		}
 		switch (f.frame_type) {
@@ -816,121 +755,21 @@ int broker_ensure_lane(struct broker *b, uint64_t lane_ms)
 
 /* --- connect -------------------------------------------------------------- */
 
-static int open_socket(struct link *l)
-{
-	struct broker *b = l->b;
-	struct amqp_connection_info *ci = &b->info;
-	const struct log_ctx failed = { .event = link_event(l, "connect-failed"), .attempt = -1 };
-	struct timeval tv = { CONNECT_TIMEOUT_USEC / USEC_PER_SEC, 0 };
-	amqp_socket_t *sock;
-	int r;
-
-	if (ci->ssl) {
-		sock = amqp_ssl_socket_new(l->conn);
-		if (!sock)
-			return -ENOMEM;
-		amqp_ssl_socket_set_verify_peer(sock, b->config->broker.tls_verify_peer);
-		amqp_ssl_socket_set_verify_hostname(sock, b->config->broker.tls_verify_hostname);
-		if (b->config->broker.tls_ca_file) {
-			r = amqp_ssl_socket_set_cacert(sock, b->config->broker.tls_ca_file);
-			if (r != 0)
-				return log_full(LOG_ERR, amqp_to_errno(r), &failed,
-						"cannot load CA file %s: %s",
-						b->config->broker.tls_ca_file,
-						amqp_error_string2(r));
-		} else if (SSL_CTX_set_default_verify_paths(amqp_ssl_socket_get_context(sock)) !=
-			   1) {
-			/* librabbitmq starts with an empty trust store; without a
-			 * tls_ca_file the system's is what operators expect. */
-			return log_full(LOG_ERR, -EIO, &failed,
-					"cannot load the system CA certificates");
-		}
-		if (b->config->broker.tls_cert_file &&
-		    (r = amqp_ssl_socket_set_key(sock, b->config->broker.tls_cert_file,
-						 b->config->broker.tls_key_file
-							 ? b->config->broker.tls_key_file
-							 : b->config->broker.tls_cert_file)) != 0)
-			return log_full(LOG_ERR, amqp_to_errno(r), &failed,
-					"cannot load client certificate %s: %s",
-					b->config->broker.tls_cert_file, amqp_error_string2(r));
-	} else {
-		sock = amqp_tcp_socket_new(l->conn);
-		if (!sock)
-			return -ENOMEM;
-	}
-	r = amqp_socket_open_noblock(sock, ci->host, ci->port, &tv);
-	if (r != AMQP_STATUS_OK)
-		return log_full(LOG_WARNING, amqp_to_errno(r), &failed,
-				"%s connection: cannot connect to %s:%d: %s", l->name, ci->host,
-				ci->port, amqp_error_string2(r));
-	return 0;
-}
-
-static int login(struct link *l)
-{
-	struct broker *b = l->b;
-	int heartbeat_s = (int)(b->config->broker.heartbeat_usec / USEC_PER_SEC);
-	amqp_rpc_reply_t reply;
-	char buf[256];
-
-	/* librabbitmq announces few capabilities by default; without these the
-	 * broker never says it blocked us, nor that it cancelled our consumer. */
-	amqp_table_entry_t caps[] = {
-		{ .key = amqp_cstring_bytes("connection.blocked"),
-		  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 } },
-		{ .key = amqp_cstring_bytes("consumer_cancel_notify"),
-		  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 } },
-		{ .key = amqp_cstring_bytes("basic.nack"),
-		  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 } },
-		{ .key = amqp_cstring_bytes("publisher_confirms"),
-		  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 } },
-	};
-	char name[BROKER_NAME_MAX + 16];
-	snprintf(name, sizeof(name), "dlqd %s %s", b->queue, l->name);
-	amqp_table_entry_t props[] = {
-		{ .key = amqp_cstring_bytes("connection_name"),
-		  .value = { .kind = AMQP_FIELD_KIND_UTF8,
-			     .value.bytes = amqp_cstring_bytes(name) } },
-		{ .key = amqp_cstring_bytes("product"),
-		  .value = { .kind = AMQP_FIELD_KIND_UTF8,
-			     .value.bytes = amqp_cstring_bytes("dlqd") } },
-		{ .key = amqp_cstring_bytes("version"),
-		  .value = { .kind = AMQP_FIELD_KIND_UTF8,
-			     .value.bytes = amqp_cstring_bytes(DLQD_VERSION) } },
-		{ .key = amqp_cstring_bytes("capabilities"),
-		  .value = { .kind = AMQP_FIELD_KIND_TABLE,
-			     .value.table = { .num_entries = (int)ARRAY_SIZE(caps),
-					      .entries = caps } } },
-	};
-	amqp_table_t client_props = { .num_entries = (int)ARRAY_SIZE(props), .entries = props };
-	reply = amqp_login_with_properties(l->conn, b->info.vhost, 0, FRAME_MAX, heartbeat_s,
-					   &client_props, AMQP_SASL_METHOD_PLAIN, b->info.user,
-					   b->password ? b->password : b->info.password);
-	if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
-		log_full(LOG_WARNING, 0,
-			 &(struct log_ctx){ .event = link_event(l, "connect-failed"),
-					    .attempt = -1 },
-			 "AMQP login to %s:%d as %s failed: %s", b->info.host, b->info.port,
-			 b->info.user, reply_text(reply, buf, sizeof(buf)));
-		return -EACCES;
-	}
-	return 0;
-}
-
 static int connect_link(struct link *l)
 {
 	struct broker *b = l->b;
 	const struct config *c = b->config;
-	struct timeval rpc_tv = { RPC_TIMEOUT_USEC / USEC_PER_SEC, 0 };
+	int heartbeat_s = (int)(c->broker.heartbeat_usec / USEC_PER_SEC);
+	char name[BROKER_NAME_MAX + 16], err[320];
 	int r;
 
-	l->conn = amqp_new_connection();
-	if (!l->conn)
-		return -ENOMEM;
-	amqp_set_rpc_timeout(l->conn, &rpc_tv);
-	amqp_set_handshake_timeout(l->conn, &rpc_tv);
-	if ((r = open_socket(l)) < 0 || (r = login(l)) < 0)
-		return r;
+	snprintf(name, sizeof(name), "dlqd %s %s", b->queue, l->name);
+	r = amqpconn_open(&b->target, name, heartbeat_s, &l->conn, err, sizeof(err));
+	if (r < 0)
+		return log_full(r == -EACCES ? LOG_ERR : LOG_WARNING, r,
+				&(struct log_ctx){ .event = link_event(l, "connect-failed"),
+						   .attempt = -1 },
+				"%s connection: %s", l->name, err);
 	for (int ch = CH_WORK; ch <= CH_ADMIN; ch++) {
 		amqp_channel_open(l->conn, (amqp_channel_t)ch);
 		if ((r = check_rpc(l, "channel.open")) < 0)
@@ -990,7 +829,7 @@ static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata)
 		 &(struct log_ctx){ .event = link_event(l, "connected"), .attempt = -1 },
 		 l->role == LINK_CONSUMER ? "consuming %s on %s:%d (prefetch %u)"
 					  : "publishing for %s on %s:%d (prefetch %u)",
-		 b->queue, b->info.host, b->info.port, b->config->broker.prefetch);
+		 b->queue, b->target.info.host, b->target.info.port, b->config->broker.prefetch);
 	if (l->role == LINK_CONSUMER) {
 		b->consuming = true;
 		if (b->cb.connection)
@@ -1073,8 +912,8 @@ static int send_ack(struct broker *b, uint64_t tag, bool multiple)
 	int r = amqp_basic_ack(b->consumer.conn, CH_WORK, tag, multiple);
 
 	if (r != AMQP_STATUS_OK) {
-		link_fail(&b->consumer, amqp_to_errno(r), "basic.ack: %s", amqp_error_string2(r));
-		return amqp_to_errno(r);
+		link_fail(&b->consumer, amqpconn_errno(r), "basic.ack: %s", amqp_error_string2(r));
+		return amqpconn_errno(r);
 	}
 	return 0;
 }
@@ -1113,8 +952,8 @@ static int broker_nack(struct broker *b, uint64_t tag)
 	int r = amqp_basic_nack(b->consumer.conn, CH_WORK, tag, 0, 1);
 
 	if (r != AMQP_STATUS_OK) {
-		link_fail(&b->consumer, amqp_to_errno(r), "basic.nack: %s", amqp_error_string2(r));
-		return amqp_to_errno(r);
+		link_fail(&b->consumer, amqpconn_errno(r), "basic.nack: %s", amqp_error_string2(r));
+		return amqpconn_errno(r);
 	}
 	return 0;
 }
@@ -1154,6 +993,7 @@ int broker_new(sd_event *e, const struct config *c, const struct broker_callback
 	       void *userdata, struct broker **out)
 {
 	_cleanup_(broker_freep) struct broker *b = NULL;
+	char err[320];
 	int r;
 
 	b = calloc(1, sizeof(*b));
@@ -1165,21 +1005,9 @@ int broker_new(sd_event *e, const struct config *c, const struct broker_callback
 	b->userdata = userdata;
 	b->next_id = 1;
 	b->next_seq = 1;
-	b->url = strdup(c->broker.url);
-	if (!b->url)
-		return -ENOMEM;
-	amqp_default_connection_info(&b->info);
-	if (amqp_parse_url(b->url, &b->info) != AMQP_STATUS_OK)
-		return -EINVAL;
-	if (c->broker.password_file) {
-		size_t len;
-		r = read_file_max(c->broker.password_file, 4096, &b->password, &len);
-		if (r < 0)
-			return log_error_errno(r, "cannot read password_file %s: %m",
-					       c->broker.password_file);
-		while (len > 0 && (b->password[len - 1] == '\n' || b->password[len - 1] == '\r'))
-			b->password[--len] = '\0';
-	}
+	r = amqpconn_target_init(&b->target, c, err, sizeof(err));
+	if (r < 0)
+		return log_error_errno(r, "%s", err);
 	snprintf(b->queue, sizeof(b->queue), "%s", c->pipeline.queue);
 	snprintf(b->retry_x, sizeof(b->retry_x), "%.200s.retry", c->pipeline.queue);
 	snprintf(b->dlx, sizeof(b->dlx), "%.200s.dlx", c->pipeline.queue);
@@ -1224,11 +1052,7 @@ struct broker *broker_free(struct broker *b)
 	}
 	sd_event_source_disable_unref(b->flush);
 	sd_event_unref(b->event);
-	if (b->password) {
-		explicit_bzero(b->password, strlen(b->password));
-		free(b->password);
-	}
-	free(b->url);
+	amqpconn_target_done(&b->target);
 	free(b->lanes);
 	free(b->unsettled);
 	free(b);
@@ -1273,7 +1097,7 @@ int broker_stop_consuming(struct broker *b)
 				    .nowait = 1 };
 	int r = amqp_send_method(l->conn, CH_WORK, AMQP_BASIC_CANCEL_METHOD, &req);
 	if (r != AMQP_STATUS_OK)
-		link_fail(l, amqp_to_errno(r), "basic.cancel: %s", amqp_error_string2(r));
+		link_fail(l, amqpconn_errno(r), "basic.cancel: %s", amqp_error_string2(r));
 	return 0;
 }
 
@@ -1367,8 +1191,8 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
 	pump_soon(l);
 	if (r != AMQP_STATUS_OK) {
 		free(p);
-		link_fail(l, amqp_to_errno(r), "basic.publish: %s", amqp_error_string2(r));
-		return amqp_to_errno(r);
+		link_fail(l, amqpconn_errno(r), "basic.publish: %s", amqp_error_string2(r));
+		return amqpconn_errno(r);
 	}
 	p->seq = b->next_seq++;
 	p->id = b->next_id++;

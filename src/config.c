@@ -541,14 +541,23 @@ static void set_string(char **field, char *value)
 	*field = value;
 }
 
-/* Relative paths are relative to the directory of the config file. */
-static char *resolve_path(struct parser *p, const char *v)
+/*
+ * Relative paths are relative to the directory of the config file, except
+ * secrets under systemd: with LoadCredential= the unit hands them over in
+ * $CREDENTIALS_DIRECTORY, and the config names the credential, so no secret
+ * needs to sit in /etc or in the process arguments.
+ */
+static char *resolve_path(struct parser *p, int id, const char *v)
 {
+	const char *dir = p->dir, *creds = getenv("CREDENTIALS_DIRECTORY");
 	char *s = NULL;
 
-	if (v[0] == '/' || !p->dir)
+	if ((id == K_BROKER_PASSWORD_FILE || id == K_BROKER_TLS_KEY_FILE) && creds &&
+	    creds[0] == '/')
+		dir = creds;
+	if (v[0] == '/' || !dir)
 		return dup_or_oom(p, v);
-	if (asprintf(&s, "%s/%s", p->dir, v) < 0) {
+	if (asprintf(&s, "%s/%s", dir, v) < 0) {
 		p->oom = true;
 		return NULL;
 	}
@@ -655,7 +664,7 @@ static void set_value(struct parser *p, int id, const char *v, unsigned line)
 			set_string(field, NULL);
 			return;
 		}
-		set_string(field, resolve_path(p, v));
+		set_string(field, resolve_path(p, id, v));
 		return;
 	case KT_UINT32:
 		if (parse_number(p, k, v, line, &u))
