@@ -41,6 +41,7 @@
 enum {
 	CH_WORK = 1,  /* consumer: basic.consume; publisher: confirm-mode publish */
 	CH_ADMIN = 2, /* declarations (synchronous RPCs) */
+	CH_PROBE = 3, /* publisher only: the asynchronous DLQ probe */
 };
 
 #define RECONNECT_MIN_USEC (200 * USEC_PER_MSEC)
@@ -91,7 +92,8 @@ struct link {
 	bool failed;
 	bool ever_up;
 	unsigned connect_failures;
-	struct incoming in; /* content on CH_WORK */
+	struct incoming in;   /* content on CH_WORK */
+	char last_error[320]; /* why it last failed; "" once up */
 	sd_event_source *io, *heartbeat, *reconnect, *teardown, *pump_later;
 };
 
@@ -133,10 +135,25 @@ struct broker {
 	struct pending *head, *tail;
 	uint64_t *lanes; /* lanes declared on this publisher connection */
 	size_t n_lanes;
+
+	/* The DLQ probe on the publisher link's CH_PROBE (see broker_probe_dlq). */
+	struct probe {
+		enum { PROBE_IDLE, PROBE_WAIT_DECLARE, PROBE_WAIT_GET, PROBE_WAIT_CONTENT } state;
+		bool channel_open;
+		broker_dlq_fn cb;
+		void *userdata;
+		uint64_t depth;
+		uint64_t oldest_usec;
+		bool have_header;
+		uint64_t need, got;
+	} probe;
 };
 
 static void pump(struct link *l);
+static void pump_soon(struct link *l);
 static void schedule_reconnect(struct link *l);
+static void probe_done(struct broker *b, int r);
+static bool key_is(amqp_bytes_t k, const char *s);
 static void flush_acks(struct broker *b);
 static int track_delivery(struct broker *b, uint64_t tag);
 static int broker_nack(struct broker *b, uint64_t tag);
@@ -147,8 +164,10 @@ static int check_rpc(struct link *l, const char *what)
 	char err[320];
 	int r = amqpconn_check_rpc(l->conn, what, err, sizeof(err));
 
-	if (r < 0)
+	if (r < 0) {
 		log_error("%s on the %s connection", err, l->name);
+		strscpy(l->last_error, err, sizeof(l->last_error));
+	}
 	return r;
 }
 
@@ -258,6 +277,7 @@ static void link_fail(struct link *l, int err, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	l->failed = true;
+	snprintf(l->last_error, sizeof(l->last_error), "%s connection lost: %.250s", l->name, msg);
 	log_full(LOG_ERR, err, &(struct log_ctx){ .event = link_event(l, "lost"), .attempt = -1 },
 		 "lost the %s connection to the broker: %s", l->name, msg);
 	if (l->teardown)
@@ -301,6 +321,8 @@ static void teardown(struct link *l, bool reconnect)
 		struct pending *p;
 		b->blocked = false;
 		b->n_lanes = 0;
+		b->probe.channel_open = false;
+		probe_done(b, -ECONNRESET);
 		while ((p = b->head)) {
 			b->head = p->next;
 			if (p->cb)
@@ -399,6 +421,205 @@ static int64_t header_int(const amqp_table_t *t, const char *key)
 	return -1;
 }
 
+/* --- DLQ probe ------------------------------------------------------------- */
+
+/*
+ * The probe reads <queue>.dlq's depth with a passive queue.declare on
+ * CH_PROBE of the publisher link, then peeks at its head without keeping it:
+ * basic.get (with acks), then at once basic.reject with requeue. A classic
+ * queue puts a requeued message back at its old position, so the DLQ keeps
+ * its order and count; the message only gains the redelivered flag.
+ *
+ * While the DLQ has a consumer (dlqctl reading it) the probe stops after the
+ * declare and reports -EBUSY: the reader's unacked messages are not in the
+ * count, and taking the head away would reorder what the reader sees.
+ *
+ * Quorum DLQs are only counted, never touched: RabbitMQ 3.10 requeues a
+ * rejected message at the back of a quorum queue (every probe would reorder
+ * the DLQ), and quorum queues count every return against x-delivery-limit
+ * (20 by default from RabbitMQ 4.0), past which the message is dropped or
+ * dead-lettered.
+ *
+ * Everything is asynchronous: the replies arrive through pump() like any
+ * frame; a probe in flight when the link drops reports -ECONNRESET and the
+ * broker requeues what it held.
+ */
+
+static void probe_done(struct broker *b, int r)
+{
+	struct probe *pr = &b->probe;
+	broker_dlq_fn cb = pr->cb;
+
+	if (pr->state == PROBE_IDLE)
+		return;
+	pr->state = PROBE_IDLE;
+	pr->cb = NULL;
+	if (cb)
+		cb(pr->userdata, r, pr->depth, r < 0 ? 0 : pr->oldest_usec);
+}
+
+static void probe_method(struct link *l, amqp_method_t *m)
+{
+	struct broker *b = l->b;
+	struct probe *pr = &b->probe;
+	int r;
+
+	switch (m->id) {
+	case AMQP_QUEUE_DECLARE_OK_METHOD: {
+		amqp_queue_declare_ok_t *ok = m->decoded;
+		if (pr->state != PROBE_WAIT_DECLARE)
+			break;
+		pr->depth = ok->message_count;
+		if (ok->consumer_count > 0) {
+			/* Someone reads the DLQ (dlqctl): its deliveries are not
+			 * counted, and taking the head would reorder its scan. */
+			probe_done(b, -EBUSY);
+			return;
+		}
+		if (pr->depth == 0 || b->config->pipeline.queue_type == QUEUE_QUORUM) {
+			probe_done(b, 0);
+			return;
+		}
+		amqp_basic_get_t req = { .queue = amqp_cstring_bytes(b->dlq), .no_ack = 0 };
+		r = amqp_send_method(l->conn, CH_PROBE, AMQP_BASIC_GET_METHOD, &req);
+		if (r != AMQP_STATUS_OK) {
+			link_fail(l, amqpconn_errno(r), "basic.get (DLQ probe): %s",
+				  amqp_error_string2(r));
+			return;
+		}
+		pump_soon(l);
+		pr->state = PROBE_WAIT_GET;
+		return;
+	}
+	case AMQP_BASIC_GET_EMPTY_METHOD:
+		if (pr->state != PROBE_WAIT_GET)
+			break;
+		pr->depth = 0; /* emptied since the declare */
+		probe_done(b, 0);
+		return;
+	case AMQP_BASIC_GET_OK_METHOD: {
+		amqp_basic_get_ok_t *ok = m->decoded;
+		if (pr->state != PROBE_WAIT_GET)
+			break;
+		pr->depth = (uint64_t)ok->message_count + 1;
+		/* Back at once: the head is out of the queue for one round trip. */
+		r = amqp_basic_reject(l->conn, CH_PROBE, ok->delivery_tag, 1);
+		pump_soon(l);
+		if (r != AMQP_STATUS_OK) {
+			link_fail(l, amqpconn_errno(r), "basic.reject (DLQ probe): %s",
+				  amqp_error_string2(r));
+			return;
+		}
+		pr->state = PROBE_WAIT_CONTENT;
+		pr->have_header = false;
+		return;
+	}
+	case AMQP_CHANNEL_CLOSE_METHOD: {
+		/* The DLQ is missing (declare = false?) or refused us: only the probe
+		 * fails, never the publisher link. */
+		amqp_channel_close_t *c = m->decoded;
+		amqp_channel_close_ok_t ok = { 0 };
+		amqp_send_method(l->conn, CH_PROBE, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+		pr->channel_open = false;
+		log_warning("cannot probe %s: %u %.*s, ignoring", b->dlq, c->reply_code,
+			    (int)c->reply_text.len, (char *)c->reply_text.bytes);
+		probe_done(b, c->reply_code == AMQP_NOT_FOUND ? -ENOENT : -EPROTO);
+		return;
+	}
+	default:
+		break;
+	}
+	link_fail(l, -EPROTO, "unexpected AMQP method 0x%08x on the DLQ probe channel", m->id);
+}
+
+static bool header_string(const amqp_table_t *t, const char *key, char *out, size_t size)
+{
+	for (int i = 0; i < t->num_entries; i++) {
+		const amqp_table_entry_t *e = &t->entries[i];
+		if (!key_is(e->key, key))
+			continue;
+		if ((e->value.kind != AMQP_FIELD_KIND_UTF8 &&
+		     e->value.kind != AMQP_FIELD_KIND_BYTES) ||
+		    e->value.value.bytes.len >= size)
+			return false;
+		memcpy(out, e->value.value.bytes.bytes, e->value.value.bytes.len);
+		out[e->value.value.bytes.len] = '\0';
+		return true;
+	}
+	return false;
+}
+
+static void probe_header(struct link *l, const amqp_basic_properties_t *p, uint64_t size)
+{
+	struct probe *pr = &l->b->probe;
+	char at[64];
+
+	if (pr->state != PROBE_WAIT_CONTENT || pr->have_header) {
+		link_fail(l, -EPROTO, "unexpected content header on the DLQ probe channel");
+		return;
+	}
+	pr->have_header = true;
+	pr->need = size;
+	pr->got = 0;
+	/* dlqd's own header first; the timestamp property for foreign copies. */
+	pr->oldest_usec = 0;
+	if ((p->_flags & AMQP_BASIC_HEADERS_FLAG) &&
+	    header_string(&p->headers, "x-dlqd-dead-lettered-at", at, sizeof(at)) &&
+	    parse_timestamp(at, &pr->oldest_usec) < 0)
+		pr->oldest_usec = 0;
+	if (!pr->oldest_usec && (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) && p->timestamp > 0 &&
+	    p->timestamp < UINT64_MAX / USEC_PER_SEC)
+		pr->oldest_usec = p->timestamp * USEC_PER_SEC;
+	if (size == 0)
+		probe_done(l->b, 0);
+}
+
+static void probe_body(struct link *l, size_t len)
+{
+	struct probe *pr = &l->b->probe;
+
+	if (pr->state != PROBE_WAIT_CONTENT || !pr->have_header || pr->got + len > pr->need) {
+		link_fail(l, -EPROTO, "unexpected content body on the DLQ probe channel");
+		return;
+	}
+	pr->got += len;
+	if (pr->got == pr->need)
+		probe_done(l->b, 0);
+}
+
+int broker_probe_dlq(struct broker *b, broker_dlq_fn cb, void *userdata)
+{
+	struct link *l = &b->publisher;
+	struct probe *pr = &b->probe;
+	int r;
+
+	if (!l->up || l->failed)
+		return -ENOTCONN;
+	if (pr->state != PROBE_IDLE)
+		return -EBUSY;
+	if (!pr->channel_open) {
+		amqp_channel_open(l->conn, CH_PROBE);
+		r = check_rpc(l, "channel.open (DLQ probe)");
+		pump_soon(l);
+		if (r < 0) {
+			link_fail(l, r, "cannot reopen the DLQ probe channel");
+			return r;
+		}
+		pr->channel_open = true;
+	}
+	/* A passive declare first: the depth, and whether anyone else reads. */
+	amqp_queue_declare_t req = { .queue = amqp_cstring_bytes(b->dlq), .passive = 1 };
+	r = amqp_send_method(l->conn, CH_PROBE, AMQP_QUEUE_DECLARE_METHOD, &req);
+	if (r != AMQP_STATUS_OK) {
+		link_fail(l, amqpconn_errno(r), "DLQ probe: %s", amqp_error_string2(r));
+		return amqpconn_errno(r);
+	}
+	*pr = (struct probe){
+		.state = PROBE_WAIT_DECLARE, .channel_open = true, .cb = cb, .userdata = userdata
+	};
+	return 0;
+}
+
 static void content_done(struct link *l)
 {
 	struct broker *b = l->b;
@@ -426,6 +647,10 @@ static void on_method(struct link *l, amqp_frame_t *f)
 	amqp_method_t *m = &f->payload.method;
 	bool consumer = l->role == LINK_CONSUMER;
 
+	if (ch == CH_PROBE && !consumer) {
+		probe_method(l, m);
+		return;
+	}
 	switch (m->id) {
 	case AMQP_BASIC_DELIVER_METHOD: {
 		amqp_basic_deliver_t *d = m->decoded;
@@ -520,6 +745,10 @@ static void on_header(struct link *l, amqp_frame_t *f)
 	amqp_basic_properties_t *p = f->payload.properties.decoded;
 	uint64_t size = f->payload.properties.body_size;
 
+	if (f->channel == CH_PROBE && l->role == LINK_PUBLISHER) {
+		probe_header(l, p, size);
+		return;
+	}
 	if (f->channel != CH_WORK || !in->active || in->have_header) {
 		link_fail(l, -EPROTO, "unexpected content header on channel %u", f->channel);
 		return;
@@ -564,6 +793,10 @@ static void on_body(struct link *l, amqp_frame_t *f)
 	struct incoming *in = &l->in;
 	amqp_bytes_t frag = f->payload.body_fragment;
 
+	if (f->channel == CH_PROBE && l->role == LINK_PUBLISHER) {
+		probe_body(l, frag.len);
+		return;
+	}
 	if (f->channel != CH_WORK || !in->active || !in->have_header ||
 	    in->got + frag.len > in->need) {
 		link_fail(l, -EPROTO, "unexpected content body on channel %u", f->channel);
@@ -766,10 +999,13 @@ static int connect_link(struct link *l)
 	snprintf(name, sizeof(name), "dlqd %s %s", b->queue, l->name);
 	r = amqpconn_open(&b->target, name, heartbeat_s, &l->conn, err, sizeof(err));
 	if (r < 0)
+		snprintf(l->last_error, sizeof(l->last_error), "%s connection: %.250s", l->name,
+			 err);
+	if (r < 0)
 		return log_full(r == -EACCES ? LOG_ERR : LOG_WARNING, r,
 				&(struct log_ctx){ .event = link_event(l, "connect-failed"),
 						   .attempt = -1 },
-				"%s connection: %s", l->name, err);
+				"%s connection: %.250s", l->name, err);
 	for (int ch = CH_WORK; ch <= CH_ADMIN; ch++) {
 		amqp_channel_open(l->conn, (amqp_channel_t)ch);
 		if ((r = check_rpc(l, "channel.open")) < 0)
@@ -783,6 +1019,10 @@ static int connect_link(struct link *l)
 		amqp_confirm_select(l->conn, CH_WORK);
 		if ((r = check_rpc(l, "confirm.select")) < 0)
 			return r;
+		amqp_channel_open(l->conn, CH_PROBE);
+		if ((r = check_rpc(l, "channel.open")) < 0)
+			return r;
+		b->probe.channel_open = true;
 	} else {
 		amqp_basic_qos(l->conn, CH_WORK, 0, (uint16_t)c->broker.prefetch, 0);
 		if ((r = check_rpc(l, "basic.qos")) < 0)
@@ -824,6 +1064,7 @@ static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata)
 	}
 	l->ever_up = true;
 	l->connect_failures = 0;
+	l->last_error[0] = '\0';
 	l->up = true;
 	log_full(LOG_NOTICE, 0,
 		 &(struct log_ctx){ .event = link_event(l, "connected"), .attempt = -1 },
@@ -1067,6 +1308,11 @@ void broker_freep(struct broker **b)
 bool broker_is_up(const struct broker *b)
 {
 	return b->consumer.up && !b->consumer.failed;
+}
+
+const char *broker_last_error(const struct broker *b)
+{
+	return b->consumer.last_error;
 }
 
 uint64_t broker_generation(const struct broker *b)

@@ -83,6 +83,7 @@ enum key_id {
 	K_HANDLER_MAX_OUTPUT,
 	K_RETRY_TAXONOMY,
 	K_METRICS_LISTEN,
+	K_METRICS_DLQ_POLL_INTERVAL,
 	K_SHUTDOWN_DRAIN_TIMEOUT,
 	K_REPLAY_BLOCK_SCHEMA_VERSIONS,
 	_K_MAX,
@@ -138,6 +139,8 @@ static const struct key_def keys[_K_MAX] = {
 	    16 * MIB, NULL),
 	KEY(K_RETRY_TAXONOMY, SEC_RETRY, "taxonomy", KT_PATH, retry.taxonomy, 0, 0, NULL),
 	KEY(K_METRICS_LISTEN, SEC_METRICS, "listen", KT_STRING, metrics.listen, 0, 0, NULL),
+	KEY(K_METRICS_DLQ_POLL_INTERVAL, SEC_METRICS, "dlq_poll_interval", KT_DURATION,
+	    metrics.dlq_poll_interval_usec, 0, HOUR_USEC, "0 (off) to 1h"),
 	KEY(K_SHUTDOWN_DRAIN_TIMEOUT, SEC_SHUTDOWN, "drain_timeout", KT_DURATION,
 	    shutdown.drain_timeout_usec, 0, HOUR_USEC, NULL),
 	KEY(K_REPLAY_BLOCK_SCHEMA_VERSIONS, SEC_REPLAY, "block_schema_versions", KT_LIST,
@@ -1213,6 +1216,7 @@ static struct config *config_new_defaults(void)
 	c->shutdown.drain_timeout_usec = 20 * USEC_PER_SEC;
 	c->retry.taxonomy = strdup(DEFAULT_TAXONOMY);
 	c->metrics.listen = strdup(DEFAULT_LISTEN);
+	c->metrics.dlq_poll_interval_usec = 15 * USEC_PER_SEC;
 	c->replay.block_schema_versions = calloc(1, sizeof(char *));
 	if (!c->retry.taxonomy || !c->metrics.listen || !c->replay.block_schema_versions)
 		return config_free(c);
@@ -1305,4 +1309,115 @@ int config_load(const char *path, struct config **out, struct diag *diags)
 		return r;
 	}
 	return parse_full(path, text, len, true, out, diags);
+}
+
+/* The authority of [broker] url: what lies between "://" and the path. */
+static const char *url_authority(const char *url, size_t *len)
+{
+	const char *a = strstr(url, "://");
+
+	if (!a) {
+		*len = 0;
+		return url;
+	}
+	a += 3;
+	*len = strcspn(a, "/?#");
+	return a;
+}
+
+bool config_url_has_password(const struct config *c)
+{
+	size_t len;
+	const char *a = url_authority(c->broker.url, &len);
+	const char *at = memrchr(a, '@', len), *colon;
+
+	if (!at)
+		return false;
+	colon = memchr(a, ':', (size_t)(at - a));
+	return colon && colon + 1 < at;
+}
+
+void config_broker_endpoint(const struct config *c, char *buf, size_t size)
+{
+	size_t len;
+	const char *a = url_authority(c->broker.url, &len);
+	const char *at = memrchr(a, '@', len);
+	const char *host, *end = a + len, *port = NULL;
+
+	host = at ? at + 1 : a;
+	if (*host == '[') { /* [ipv6]:port */
+		const char *close = memchr(host, ']', (size_t)(end - host));
+		if (close && close + 1 < end && close[1] == ':')
+			port = close + 2;
+	} else {
+		const char *colon = memchr(host, ':', (size_t)(end - host));
+		if (colon)
+			port = colon + 1;
+	}
+	if (port && port < end) {
+		snprintf(buf, size, "%.*s", (int)(end - host), host);
+		return;
+	}
+	int host_len = (int)(end - host - (port ? 1 : 0));
+	snprintf(buf, size, "%.*s:%d", host_len ? host_len : 9, host_len ? host : "localhost",
+		 has_prefix_nocase(c->broker.url, "amqps://") ? 5671 : 5672);
+}
+
+int config_check_secrets(const struct config *c, char *buf, size_t size)
+{
+	struct stat st;
+
+	size_t len;
+	const char *a = url_authority(c->broker.url, &len);
+
+	/* RabbitMQ's default account only logs in from localhost and its
+	 * password is public: nothing to protect. */
+	if (len > 12 && strncmp(a, "guest:guest@", 12) == 0)
+		return 0;
+	if (!c->path || !config_url_has_password(c) || stat(c->path, &st) < 0 ||
+	    !(st.st_mode & S_IROTH))
+		return 0;
+	snprintf(buf, size,
+		 "%s holds a password in [broker] url and is readable by every user (mode %04o); "
+		 "move the password to password_file (a systemd credential) or chmod o-r %s",
+		 c->path, (unsigned)(st.st_mode & 07777), c->path);
+	return 1;
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+const char *config_restart_key_changed(const struct config *a, const struct config *b)
+{
+	const struct {
+		bool changed;
+		const char *name;
+	} keys_[] = {
+		{ str_differs(a->broker.url, b->broker.url), "[broker] url" },
+		{ str_differs(a->broker.password_file, b->broker.password_file),
+		  "[broker] password_file" },
+		{ a->broker.prefetch != b->broker.prefetch, "[broker] prefetch" },
+		{ a->broker.heartbeat_usec != b->broker.heartbeat_usec, "[broker] heartbeat" },
+		{ str_differs(a->broker.tls_ca_file, b->broker.tls_ca_file),
+		  "[broker] tls_ca_file" },
+		{ str_differs(a->broker.tls_cert_file, b->broker.tls_cert_file),
+		  "[broker] tls_cert_file" },
+		{ str_differs(a->broker.tls_key_file, b->broker.tls_key_file),
+		  "[broker] tls_key_file" },
+		{ a->broker.tls_verify_peer != b->broker.tls_verify_peer,
+		  "[broker] tls_verify_peer" },
+		{ a->broker.tls_verify_hostname != b->broker.tls_verify_hostname,
+		  "[broker] tls_verify_hostname" },
+		{ str_differs(a->pipeline.queue, b->pipeline.queue), "[pipeline] queue" },
+		{ a->pipeline.queue_type != b->pipeline.queue_type, "[pipeline] queue_type" },
+		{ a->pipeline.declare != b->pipeline.declare, "[pipeline] declare" },
+		{ str_differs(a->metrics.listen, b->metrics.listen), "[metrics] listen" },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(keys_); i++)
+		if (keys_[i].changed)
+			return keys_[i].name;
+	return NULL;
 }

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,10 +31,13 @@
 #include "dlqd/util.h"
 #include "dlqd/version.h"
 
-#define STATUS_INTERVAL_USEC (5 * USEC_PER_SEC)
-#define REPUBLISH_MIN_USEC   (500 * USEC_PER_MSEC)
-#define REPUBLISH_MAX_USEC   (30 * USEC_PER_SEC)
-#define MAX_CONFIGS	     64
+#define STATUS_INTERVAL_USEC (2 * USEC_PER_SEC)
+/* What exiting takes after the drain deadline: nacks, closing both
+ * connections. Added to EXTEND_TIMEOUT_USEC so systemd waits for it. */
+#define DRAIN_EXIT_SLACK_USEC (10 * USEC_PER_SEC)
+#define REPUBLISH_MIN_USEC    (500 * USEC_PER_MSEC)
+#define REPUBLISH_MAX_USEC    (30 * USEC_PER_SEC)
+#define MAX_CONFIGS	      64
 
 enum job_state {
 	JOB_HANDLING,	/* the handler runs */
@@ -91,13 +95,18 @@ struct daemon {
 	size_t n_spare_jobs;
 	bool ready_sent;
 	bool draining;
+	uint64_t drain_deadline; /* CLOCK_MONOTONIC */
 	sd_event_source *drain_timer, *status_timer;
+	char endpoint[256]; /* host:port of the broker, for STATUS= */
 	/* For STATUS= and the exit line; /metrics has the full picture. */
 	struct {
 		uint64_t consumed, succeeded, retried, dead_lettered;
 	} counters;
 	struct metrics *metrics;
 	struct metrics_server *metrics_server;
+	sd_event_source *dlq_timer; /* [metrics] dlq_poll_interval */
+	sd_event_source *watchdog_timer;
+	uint64_t watchdog_usec; /* WatchdogSec=, 0 when off */
 };
 
 static void job_publish(struct job *j);
@@ -240,6 +249,8 @@ static void log_settled(struct job *j)
 			 j->env->message_id, j->error_code, j->route.attempt);
 	}
 	if (j->route.escalate) {
+		metrics_escalated(d->metrics, j->error_code,
+				  error_class_to_string(j->route.error_class));
 		ctx.event = "escalation";
 		log_full(LOG_CRIT, 0, &ctx, "escalation: %s failed with %s and needs a human",
 			 j->env ? j->env->message_id : "(invalid body)", j->error_code);
@@ -277,9 +288,9 @@ static void job_publish_failed(struct job *j, int r, const char *reason)
 	}
 	if (dlq)
 		metrics_dlq_publish_failed(d->metrics);
-	log_full(link_trouble ? LOG_WARNING
-		 : dlq	      ? LOG_CRIT
-			      : LOG_ERR,
+	/* A DLQ copy the broker refused means a human must look (crit); one
+	 * that waits for our link to come back is still an error. */
+	log_full(dlq ? (link_trouble ? LOG_ERR : LOG_CRIT) : (link_trouble ? LOG_WARNING : LOG_ERR),
 		 r, &ctx,
 		 "%s copy of %s was not accepted by the broker (%s); keeping the message unacked",
 		 dlq ? "DLQ" : "retry", j->env ? j->env->message_id : "(invalid body)",
@@ -505,20 +516,72 @@ static void on_delivery(void *userdata, struct broker_msg *m)
 
 /* --- connection, status, drain, reload ----------------------------------- */
 
+/*
+ * STATUS= is what `systemctl status dlqd` shows: what dlqd is doing now and
+ * the counts since start. While draining it also keeps extending systemd's
+ * stop timeout, a little at a time, so a stuck drain is still caught.
+ */
 static void notify_status(struct daemon *d)
 {
 	const typeof(d->counters) *c = &d->counters;
+	uint64_t now = now_monotonic_usec();
 
+	if (d->draining) {
+		uint64_t left = d->drain_deadline > now ? d->drain_deadline - now : 0;
+		sd_notifyf(0,
+			   "EXTEND_TIMEOUT_USEC=%" PRIu64 "\n"
+			   "STATUS=Draining %s: %zu in flight, %" PRIu64 " s left; %" PRIu64
+			   " consumed, %" PRIu64 " succeeded, %" PRIu64 " retried, %" PRIu64
+			   " dead-lettered",
+			   left + DRAIN_EXIT_SLACK_USEC, d->config->pipeline.queue, d->n_jobs,
+			   (left + USEC_PER_SEC - 1) / USEC_PER_SEC, c->consumed, c->succeeded,
+			   c->retried, c->dead_lettered);
+		return;
+	}
 	if (!broker_is_up(d->broker)) {
-		sd_notifyf(0, "STATUS=Waiting for the broker (%s); %zu in flight",
-			   d->config->pipeline.queue, d->n_jobs);
+		sd_notifyf(0,
+			   "STATUS=Waiting for the broker at %s (%s); %zu in flight, %" PRIu64
+			   " consumed",
+			   d->endpoint,
+			   broker_last_error(d->broker)[0] ? broker_last_error(d->broker)
+							   : "connecting",
+			   d->n_jobs, c->consumed);
 		return;
 	}
 	sd_notifyf(0,
-		   "STATUS=%s %s: %zu in flight, %" PRIu64 " consumed, %" PRIu64
+		   "STATUS=Consuming %s on %s: %zu in flight, %" PRIu64 " consumed, %" PRIu64
 		   " succeeded, %" PRIu64 " retried, %" PRIu64 " dead-lettered",
-		   d->draining ? "Draining" : "Consuming", d->config->pipeline.queue, d->n_jobs,
-		   c->consumed, c->succeeded, c->retried, c->dead_lettered);
+		   d->config->pipeline.queue, d->endpoint, d->n_jobs, c->consumed, c->succeeded,
+		   c->retried, c->dead_lettered);
+}
+
+/*
+ * WATCHDOG=1 at exactly half of WatchdogSec, from a timer of the loop itself:
+ * a loop that stops dispatching stops pinging, and systemd kills it.
+ */
+static int on_watchdog(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct daemon *d = userdata;
+
+	sd_notify(0, "WATCHDOG=1");
+	return sd_event_source_set_time(s, usec + d->watchdog_usec / 2);
+}
+
+static int setup_watchdog(struct daemon *d, uint64_t now)
+{
+	int r = sd_watchdog_enabled(false, &d->watchdog_usec);
+
+	if (r <= 0) {
+		d->watchdog_usec = 0;
+		return r;
+	}
+	r = sd_event_add_time(d->event, &d->watchdog_timer, CLOCK_MONOTONIC,
+			      now + d->watchdog_usec / 2, 1, on_watchdog, d);
+	if (r < 0)
+		return r;
+	sd_event_source_set_priority(d->watchdog_timer, SD_EVENT_PRIORITY_IMPORTANT);
+	sd_event_source_set_description(d->watchdog_timer, "watchdog");
+	return sd_event_source_set_enabled(d->watchdog_timer, SD_EVENT_ON);
 }
 
 static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -528,6 +591,7 @@ static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
+/* Keeps the last reason the consumer link is down, for STATUS=. */
 static void on_connection(void *userdata, bool up)
 {
 	struct daemon *d = userdata;
@@ -585,8 +649,9 @@ static void drain_start(struct daemon *d)
 			job_requeue(j);
 	}
 	sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-	sd_event_add_time(d->event, &d->drain_timer, CLOCK_MONOTONIC,
-			  now + d->config->shutdown.drain_timeout_usec, 0, on_drain_timeout, d);
+	d->drain_deadline = now + d->config->shutdown.drain_timeout_usec;
+	sd_event_add_time(d->event, &d->drain_timer, CLOCK_MONOTONIC, d->drain_deadline, 0,
+			  on_drain_timeout, d);
 	notify_status(d);
 	check_drained(d);
 }
@@ -623,6 +688,7 @@ static void reload(struct daemon *d)
 	_cleanup_(taxonomy_freep) struct taxonomy *t = NULL;
 	struct diag diags = { 0 };
 	uint64_t mono = now_monotonic_usec();
+	const char *changed;
 
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, mono);
 	if (config_load(d->config_path, &c, &diags) < 0) {
@@ -637,12 +703,11 @@ static void reload(struct daemon *d)
 		log_error("reload: too many reloads in one run; restart dlqd to reload again");
 		goto out;
 	}
-	if (strcmp(c->broker.url, d->config->broker.url) ||
-	    strcmp(c->pipeline.queue, d->config->pipeline.queue) ||
-	    c->pipeline.queue_type != d->config->pipeline.queue_type ||
-	    c->broker.prefetch != d->config->broker.prefetch)
-		log_warning(
-			"reload: [broker] and [pipeline] changes take effect at the next restart");
+	if ((changed = config_restart_key_changed(d->config, c)))
+		log_warning("reload: %s changed; it takes effect at the next restart "
+			    "(every [broker] key, [pipeline] queue, queue_type and declare, "
+			    "[metrics] listen)",
+			    changed);
 	if (handler_config_changed(c, d->config)) {
 		struct handler *h = NULL;
 		struct retired_handler *old = calloc(1, sizeof(*old));
@@ -674,6 +739,42 @@ out:
 static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
 	reload(userdata);
+	return 0;
+}
+
+/* --- DLQ gauges ------------------------------------------------------------- */
+
+static void on_dlq_probe(void *userdata, int r, uint64_t depth, uint64_t oldest_usec)
+{
+	struct daemon *d = userdata;
+	uint64_t now = now_realtime_usec();
+	double age = -1; /* unknown: a head without a timestamp, or a quorum DLQ */
+
+	/* -EBUSY: dlqctl is reading the DLQ; the last reading stays. */
+	if (r == -EBUSY)
+		return;
+	if (r < 0) {
+		metrics_set_dlq(d->metrics, -1, 0);
+		return;
+	}
+	if (depth == 0)
+		age = 0;
+	else if (oldest_usec > 0)
+		age = oldest_usec >= now ? 0 : (double)(now - oldest_usec) / USEC_PER_SEC;
+	metrics_set_dlq(d->metrics, (int64_t)MIN(depth, (uint64_t)INT64_MAX), age);
+}
+
+/* Probes the DLQ every [metrics] dlq_poll_interval (read at each tick, so a
+ * reload applies from the next one); 0 leaves the DLQ gauges unknown. */
+static int on_dlq_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct daemon *d = userdata;
+	uint64_t interval = d->config->metrics.dlq_poll_interval_usec;
+	int r = interval ? broker_probe_dlq(d->broker, on_dlq_probe, d) : -ECANCELED;
+
+	if (r < 0 && r != -EBUSY)
+		metrics_set_dlq(d->metrics, -1, 0);
+	sd_event_source_set_time(s, usec + (interval ? interval : 15 * USEC_PER_SEC));
 	return 0;
 }
 
@@ -714,6 +815,12 @@ int daemon_new(const char *config_path, struct daemon **out)
 	if (r < 0)
 		return r;
 	d->configs[d->n_configs++] = d->config;
+	config_broker_endpoint(d->config, d->endpoint, sizeof(d->endpoint));
+	{
+		char warning[PATH_MAX + 256];
+		if (config_check_secrets(d->config, warning, sizeof(warning)) > 0)
+			log_warning("%s", warning);
+	}
 
 	r = sd_event_default(&d->event);
 	if (r < 0)
@@ -730,10 +837,10 @@ int daemon_new(const char *config_path, struct daemon **out)
 	    (r = sd_event_add_signal(d->event, NULL, SIGINT, on_terminate, d)) < 0 ||
 	    (r = sd_event_add_signal(d->event, NULL, SIGHUP, on_reload, d)) < 0)
 		return log_error_errno(r, "cannot watch signals: %m");
-	r = sd_event_set_watchdog(d->event, true);
+	sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	r = setup_watchdog(d, now);
 	if (r < 0)
 		log_warning_errno(r, "cannot set up the watchdog: %m, ignoring");
-	sd_event_now(d->event, CLOCK_MONOTONIC, &now);
 	r = sd_event_add_time(d->event, &d->status_timer, CLOCK_MONOTONIC,
 			      now + STATUS_INTERVAL_USEC, USEC_PER_SEC, on_status_timer, d);
 	if (r < 0)
@@ -759,6 +866,13 @@ int daemon_new(const char *config_path, struct daemon **out)
 	r = broker_new(d->event, d->config, &cb, d, &d->broker);
 	if (r < 0)
 		return log_error_errno(r, "cannot set up the broker connection: %m");
+	metrics_set_queue(d->metrics, d->config->pipeline.queue);
+	/* The first probe a second in, once the publisher link is likely up. */
+	r = sd_event_add_time(d->event, &d->dlq_timer, CLOCK_MONOTONIC, now + USEC_PER_SEC,
+			      100 * USEC_PER_MSEC, on_dlq_timer, d);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(d->dlq_timer, SD_EVENT_ON);
 	*out = TAKE_PTR(d);
 	return 0;
 }
@@ -772,7 +886,7 @@ int daemon_run(struct daemon *d)
 		 d->config->pipeline.queue,
 		 d->config->handler.type == HANDLER_HTTP ? "http" : "exec",
 		 d->config->broker.prefetch);
-	sd_notify(0, "STATUS=Connecting to the broker");
+	sd_notifyf(0, "STATUS=Connecting to the broker at %s", d->endpoint);
 	r = broker_start(d->broker);
 	if (r < 0)
 		return r;
@@ -811,6 +925,8 @@ struct daemon *daemon_free(struct daemon *d)
 	d->metrics = metrics_free(d->metrics);
 	sd_event_source_disable_unref(d->drain_timer);
 	sd_event_source_disable_unref(d->status_timer);
+	sd_event_source_disable_unref(d->dlq_timer);
+	sd_event_source_disable_unref(d->watchdog_timer);
 	taxonomy_free(d->taxonomy);
 	for (size_t i = 0; i < d->n_configs; i++)
 		config_free(d->configs[i]);

@@ -3,7 +3,9 @@
  *
  * Under systemd our stderr is connected to the journal and JOURNAL_STREAM
  * names it; then events go through sd_journal_send() so their fields are
- * queryable. Anywhere else each event is one line on stderr:
+ * queryable, each with the MESSAGE_ID of its kind (the catalog in
+ * packaging/systemd/catalog explains them). Anywhere else, or when the
+ * journal socket is missing, each event is one line on stderr:
  *     <level> <message> key=value key="value with spaces" ...
  * which tests and humans both read.
  */
@@ -18,11 +20,57 @@
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
+#define JOURNAL_SOCKET "/run/systemd/journal/socket"
+
 /* Set once in log_setup() before the loop starts; read-only afterwards. */
 static struct {
 	int max_priority;
 	bool journal;
 } log_state = { LOG_INFO, false };
+
+/*
+ * One journald MESSAGE_ID per event kind, so `journalctl MESSAGE_ID=...`
+ * finds every occurrence whatever the wording, and the catalog
+ * (packaging/systemd/catalog/dlqd.catalog, same ids) explains each one.
+ * Never change an id: operators' queries and alerts depend on them.
+ */
+static const struct {
+	const char *event;
+	const char *id;
+} message_ids[] = {
+	{ "start", "fd54a439f296484ba14ecd0c77bdbfcb" },
+	{ "stop", "72acda44c56c49dc91cea5314a6e7e2f" },
+	{ "broker-connected", "a4fd16afc033401086986df24fd1c4bf" },
+	{ "broker-lost", "6f964c0704a04d27beb33e4caf0136b7" },
+	{ "broker-connect-failed", "1d7a15bd332d4f77b79bbf4ad76f140c" },
+	{ "publisher-connected", "e8e8ad837a5743d78818a776def5b0b5" },
+	{ "publisher-lost", "8a6e4becd3204ffda85c635bcd2a6171" },
+	{ "publisher-connect-failed", "42ff950cf8264dc5b99861e22421b5f0" },
+	{ "broker-blocked", "efa1112c60ab4b4f89c8202f376c9be9" },
+	{ "broker-unblocked", "3c605a7f5bee447e9e551617fc1dc6fc" },
+	{ "retry", "080308104eaa437aa2df4b69d9a5a274" },
+	{ "dead-letter", "a6c8d65bca5948768157b4a6e3f0fa8c" },
+	{ "invalid-envelope", "8e506a84fa9140c7a9a386df7bc90c5d" },
+	{ "escalation", "fa5942a1b5074b94a88a401a7c72473b" },
+	{ "dlq-publish-failed", "b56b7cb86bfc41b396160096f95baffb" },
+	{ "publish-failed", "6c1c677df523489382ccc28366307619" },
+	{ "reload", "c0305c90343c4144aa5819cf0e9138f7" },
+	{ "reload-error", "19532dfc52da472aac55fa814d7c231c" },
+	{ "reload-failed", "3d3e3e438875464b829583c5dfe9432d" },
+	{ "drain-start", "c07e90c26fc54390a3c4b1f630b30ef4" },
+	{ "drain-done", "5e17add74ca64fcd8a13cf787e5bf33d" },
+	{ "drain-timeout", "10ceb56b425f418d8900aad74986d713" },
+};
+
+const char *log_message_id(const char *event)
+{
+	if (!event)
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(message_ids); i++)
+		if (strcmp(message_ids[i].event, event) == 0)
+			return message_ids[i].id;
+	return NULL;
+}
 
 static bool stderr_is_journal(void)
 {
@@ -32,9 +80,11 @@ static bool stderr_is_journal(void)
 
 	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
 		return false;
-	if (fstat(STDERR_FILENO, &st) < 0)
+	if (fstat(STDERR_FILENO, &st) < 0 || st.st_dev != dev || st.st_ino != ino)
 		return false;
-	return st.st_dev == dev && st.st_ino == ino;
+	/* sd_journal_send() drops entries silently when the socket is missing;
+	 * then our stderr (the same journal stream) is the better way in. */
+	return access(JOURNAL_SOCKET, W_OK) == 0;
 }
 
 void log_setup(int max_priority)
@@ -124,10 +174,11 @@ static void add_field(struct iovec *iov, size_t *n, char *store, size_t size, co
 	(*n)++;
 }
 
-static void log_journal(int priority, const char *msg, const struct log_ctx *c)
+/* Returns < 0 when journald did not take the entry (then stderr does). */
+static int log_journal(int priority, const char *msg, const struct log_ctx *c)
 {
-	char f[16][512], attempt[24], prio[4], extra[512];
-	struct iovec iov[16];
+	char f[20][512], attempt[24], prio[4], extra[512];
+	struct iovec iov[20];
 	size_t n = 0;
 
 	snprintf(prio, sizeof(prio), "%d", priority);
@@ -135,6 +186,7 @@ static void log_journal(int priority, const char *msg, const struct log_ctx *c)
 	add_field(iov, &n, f[n], sizeof(f[0]), "PRIORITY", prio);
 	add_field(iov, &n, f[n], sizeof(f[0]), "SYSLOG_IDENTIFIER", program_invocation_short_name);
 	if (c) {
+		add_field(iov, &n, f[n], sizeof(f[0]), "MESSAGE_ID", log_message_id(c->event));
 		add_field(iov, &n, f[n], sizeof(f[0]), "DLQD_EVENT", c->event);
 		add_field(iov, &n, f[n], sizeof(f[0]), "DLQD_MESSAGE_ID", c->message_id);
 		add_field(iov, &n, f[n], sizeof(f[0]), "TRACE_ID", c->trace_id);
@@ -163,7 +215,7 @@ static void log_journal(int priority, const char *msg, const struct log_ctx *c)
 			}
 		}
 	}
-	sd_journal_sendv(iov, (int)n);
+	return sd_journal_sendv(iov, (int)n);
 }
 
 int log_full(int priority, int err, const struct log_ctx *ctx, const char *fmt, ...)
@@ -181,9 +233,9 @@ int log_full(int priority, int err, const struct log_ctx *ctx, const char *fmt, 
 		errno = err; /* so that %m in fmt names err */
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (log_state.journal)
-		log_journal(priority, msg, ctx);
-	else
+	/* journald gone (restarted, or the socket is not there): say it on
+	 * stderr rather than lose the event. */
+	if (!log_state.journal || log_journal(priority, msg, ctx) < 0)
 		log_stderr(priority, msg, ctx);
 	errno = saved;
 	return -err;

@@ -2,6 +2,7 @@
  * dlqd: command line. Everything else lives in the daemon module.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -44,6 +45,9 @@ static int check_config(const char *path)
 		fprintf(stderr, "%s: configuration is invalid\n", path);
 		return EXIT_FAILURE;
 	}
+	char warning[PATH_MAX + 256];
+	if (config_check_secrets(c, warning, sizeof(warning)) > 0)
+		fprintf(stderr, "%s: warning: %s\n", path, warning);
 	printf("%s: configuration OK (taxonomy %s)\n", path, c->retry.taxonomy);
 	return EXIT_SUCCESS;
 }

@@ -56,7 +56,7 @@ static const struct {
 
 struct metrics {
 	uint64_t consumed, succeeded, dlq_publish_failures, reconnects;
-	struct labelled retried, dead_lettered;
+	struct labelled retried, dead_lettered, escalations;
 
 	/* Per bucket, not cumulative; the last one is +Inf. */
 	uint64_t hist[ARRAY_SIZE(buckets) + 1];
@@ -64,8 +64,9 @@ struct metrics {
 
 	uint64_t in_flight;
 	int64_t dlq_depth;
-	double dlq_oldest_age;
+	double dlq_oldest_age; /* < 0: unknown */
 	bool broker_connected;
+	char queue[METRICS_QUEUE_MAX + 1];
 };
 
 int metrics_new(struct metrics **out)
@@ -190,6 +191,11 @@ void metrics_dead_lettered(struct metrics *m, const char *error_code, const char
 	count(&m->dead_lettered, error_code, error_class);
 }
 
+void metrics_escalated(struct metrics *m, const char *error_code, const char *error_class)
+{
+	count(&m->escalations, error_code, error_class);
+}
+
 void metrics_dlq_publish_failed(struct metrics *m)
 {
 	m->dlq_publish_failures++;
@@ -219,7 +225,12 @@ void metrics_set_in_flight(struct metrics *m, uint64_t n)
 void metrics_set_dlq(struct metrics *m, int64_t depth, double oldest_age_seconds)
 {
 	m->dlq_depth = depth < 0 ? -1 : depth;
-	m->dlq_oldest_age = oldest_age_seconds;
+	m->dlq_oldest_age = isnan(oldest_age_seconds) ? -1 : oldest_age_seconds;
+}
+
+void metrics_set_queue(struct metrics *m, const char *queue)
+{
+	strscpy(m->queue, queue ? queue : "", sizeof(m->queue));
 }
 
 void metrics_set_broker_connected(struct metrics *m, bool up)
@@ -340,7 +351,7 @@ static int render(const struct metrics *m, struct buf *b)
 		return r;
 	if ((r = header(b, "dlqd_dlq_oldest_message_age_seconds", "gauge",
 			"Age of the oldest message in the dead-letter queue, in seconds.")) < 0 ||
-	    (m->dlq_depth >= 0 &&
+	    (m->dlq_depth >= 0 && m->dlq_oldest_age >= 0 &&
 	     (r = gauge_double(b, "dlqd_dlq_oldest_message_age_seconds", m->dlq_oldest_age)) < 0))
 		return r;
 
@@ -354,6 +365,17 @@ static int render(const struct metrics *m, struct buf *b)
 			 "Broker connections re-established after a loss.", m->reconnects)) < 0)
 		return r;
 
+	/* Extensions (docs/metrics.md): not in the contract, named to not clash. */
+	if ((r = labelled_counter(b, "dlqd_escalations_total",
+				  "Dead-lettered messages whose taxonomy rule asks for a human "
+				  "(escalate), by error.",
+				  &m->escalations)) < 0 ||
+	    (r = header(b, "dlqd_queue_info", "gauge",
+			"The main queue this dlqd consumes, as a label; always 1.")) < 0 ||
+	    (r = buf_append(b, "dlqd_queue_info{queue=", 22)) < 0 ||
+	    (r = label_value(b, m->queue)) < 0 || (r = buf_append(b, "} 1\n", 4)) < 0)
+		return r;
+
 	if ((r = header(b, "dlqd_build_info", "gauge", "The running dlqd version; always 1.")) <
 		    0 ||
 	    (r = buf_append(b, "dlqd_build_info{version=", 24)) < 0 ||
@@ -362,15 +384,113 @@ static int render(const struct metrics *m, struct buf *b)
 	return buf_append(b, "} 1\n", 4);
 }
 
-int metrics_render(const struct metrics *m, struct buf *out)
+/* On failure, leaves out as it was before the render that started at start. */
+static int rollback_on_error(struct buf *out, size_t start, int r)
 {
-	size_t start = out->len;
-	int r = render(m, out);
-
 	if (r < 0) {
 		out->len = start;
 		if (out->data)
 			out->data[start] = '\0';
 	}
 	return r;
+}
+
+int metrics_render(const struct metrics *m, struct buf *out)
+{
+	size_t start = out->len;
+
+	return rollback_on_error(out, start, render(m, out));
+}
+
+/* --- JSON for the status page ------------------------------------------------ */
+
+/* A JSON string: quote, backslash and control bytes escaped; other bytes
+ * pass through (label values are whatever the taxonomy or handler said). */
+static int json_string(struct buf *b, const char *v)
+{
+	int r = buf_append(b, "\"", 1);
+
+	for (; r >= 0 && *v; v++) {
+		unsigned char c = (unsigned char)*v;
+
+		if (c == '"' || c == '\\')
+			r = buf_printf(b, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			r = buf_printf(b, "\\u%04x", c);
+		else
+			r = buf_append(b, v, 1);
+	}
+	return r < 0 ? r : buf_append(b, "\"", 1);
+}
+
+static int json_series(struct buf *b, const char *key, const struct labelled *l)
+{
+	int r = buf_printf(b, ",\"%s\":[", key);
+
+	for (size_t i = 0; r >= 0 && i < l->n; i++) {
+		const struct series *s = &l->series[i];
+
+		if ((r = buf_printf(b, "%s{\"error_code\":", i ? "," : "")) < 0 ||
+		    (r = json_string(b, s->code)) < 0 ||
+		    (r = buf_append(b, ",\"error_class\":", 15)) < 0 ||
+		    (r = json_string(b, s->class)) < 0)
+			break;
+		r = buf_printf(b, ",\"count\":%" PRIu64 "}", s->count);
+	}
+	return r < 0 ? r : buf_append(b, "]", 1);
+}
+
+static uint64_t series_total(const struct labelled *l)
+{
+	uint64_t t = 0;
+
+	for (size_t i = 0; i < l->n; i++)
+		t += l->series[i].count;
+	return t;
+}
+
+static int render_json(const struct metrics *m, uint64_t now_usec, struct buf *b)
+{
+	int r;
+
+	if ((r = buf_append(b, "{\"version\":", 11)) < 0 ||
+	    (r = json_string(b, DLQD_VERSION)) < 0 || (r = buf_append(b, ",\"queue\":", 9)) < 0 ||
+	    (r = json_string(b, m->queue)) < 0)
+		return r;
+	r = buf_printf(
+		b,
+		",\"now_seconds\":%" PRIu64 ".%06" PRIu64 ",\"consumed\":%" PRIu64
+		",\"succeeded\":%" PRIu64 ",\"retried\":%" PRIu64 ",\"dead_lettered\":%" PRIu64
+		",\"escalations\":%" PRIu64 ",\"dlq_publish_failures\":%" PRIu64
+		",\"in_flight\":%" PRIu64 ",\"broker_connected\":%s,\"broker_reconnects\":%" PRIu64
+		",\"handler_count\":%" PRIu64 ",\"handler_sum_seconds\":%" PRIu64 ".%06" PRIu64,
+		now_usec / USEC_PER_SEC, now_usec % USEC_PER_SEC, m->consumed, m->succeeded,
+		series_total(&m->retried), series_total(&m->dead_lettered),
+		series_total(&m->escalations), m->dlq_publish_failures, m->in_flight,
+		m->broker_connected ? "true" : "false", m->reconnects, m->hist_count,
+		m->hist_sum_usec / USEC_PER_SEC, m->hist_sum_usec % USEC_PER_SEC);
+	if (r < 0)
+		return r;
+	/* null: not known yet (probe off, broker down, no timestamp). */
+	if (m->dlq_depth >= 0)
+		r = buf_printf(b, ",\"dlq_messages\":%" PRId64, m->dlq_depth);
+	else
+		r = buf_append(b, ",\"dlq_messages\":null", 20);
+	if (r < 0)
+		return r;
+	if (m->dlq_depth >= 0 && m->dlq_oldest_age >= 0 && isfinite(m->dlq_oldest_age))
+		r = buf_printf(b, ",\"dlq_oldest_message_age_seconds\":%.3f", m->dlq_oldest_age);
+	else
+		r = buf_append(b, ",\"dlq_oldest_message_age_seconds\":null", 38);
+	if (r < 0 || (r = json_series(b, "dead_lettered_by_error", &m->dead_lettered)) < 0 ||
+	    (r = json_series(b, "retried_by_error", &m->retried)) < 0)
+		return r;
+	return buf_append(b, "}\n", 2);
+}
+
+int metrics_render_json(const struct metrics *m, uint64_t now_usec, struct buf *out)
+{
+	size_t start = out->len;
+
+	return rollback_on_error(out, start, render_json(m, now_usec, out));
 }

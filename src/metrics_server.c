@@ -20,6 +20,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "dlqd/status_page.h"
+
 /* A response is the registry plus a few headers; this only stops runaways. */
 #define RESPONSE_MAX (16u * 1024 * 1024)
 /* What a lingering connection may still send before we stop being polite. */
@@ -165,10 +167,12 @@ static int respond_text(struct conn *c, int status, const char *reason, const ch
 		       (size_t)MAX(n, 0), false);
 }
 
-static const char index_page[] =
-	"<!DOCTYPE html>\n"
-	"<html><head><title>dlqd</title></head>\n"
-	"<body><h1>dlqd</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n";
+/* The page may run only its own inline script and talk only to us. */
+#define PAGE_HEADERS                                                                   \
+	"Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "    \
+	"style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action " \
+	"'none'; frame-ancestors 'none'\r\n"                                           \
+	"X-Content-Type-Options: nosniff\r\n"
 
 static bool is_token(const char *s, size_t n)
 {
@@ -211,14 +215,22 @@ static int handle_request(struct conn *c, size_t len)
 	for (path_len = 0; path_len < target_len; path_len++)
 		if (sp1[1 + path_len] == '?' || sp1[1 + path_len] == '#')
 			break;
-	if (path_len == 8 && memcmp(sp1 + 1, "/metrics", 8) == 0) {
+	bool metrics = path_len == 8 && memcmp(sp1 + 1, "/metrics", 8) == 0;
+	if (metrics || (path_len == 12 && memcmp(sp1 + 1, "/status.json", 12) == 0)) {
 		struct buf body;
+		uint64_t now = 0;
 		int r;
 
 		buf_init(&body, RESPONSE_MAX - 512);
-		r = metrics_render(c->s->m, &body);
+		if (!metrics)
+			sd_event_now(c->s->event, CLOCK_MONOTONIC, &now);
+		r = metrics ? metrics_render(c->s->m, &body)
+			    : metrics_render_json(c->s->m, now, &body);
 		if (r >= 0)
-			r = respond(c, 200, "OK", NULL, "text/plain; version=0.0.4; charset=utf-8",
+			r = respond(c, 200, "OK",
+				    metrics ? NULL : "X-Content-Type-Options: nosniff\r\n",
+				    metrics ? "text/plain; version=0.0.4; charset=utf-8"
+					    : "application/json",
 				    body.data ? body.data : "", body.len, head_only);
 		else
 			r = respond_text(c, 500, "Internal Server Error", NULL);
@@ -226,8 +238,8 @@ static int handle_request(struct conn *c, size_t len)
 		return r;
 	}
 	if (path_len == 1 && sp1[1] == '/')
-		return respond(c, 200, "OK", NULL, "text/html; charset=utf-8", index_page,
-			       sizeof(index_page) - 1, head_only);
+		return respond(c, 200, "OK", PAGE_HEADERS, "text/html; charset=utf-8",
+			       status_page_html, status_page_html_len, head_only);
 	return respond_text(c, 404, "Not Found", NULL);
 }
 

@@ -1,8 +1,10 @@
 /*
- * broker: the AMQP edge. One connection with three channels: one consumes the
- * main queue (manual acks, prefetch), one publishes retry and DLQ copies in
- * confirm mode with `mandatory`, one carries declarations. It is driven by the
- * daemon's sd-event loop: the socket is one more fd, heartbeats are a timer.
+ * broker: the AMQP edge. Two connections: the consumer's consumes the main
+ * queue (manual acks, prefetch); the publisher's publishes retry and DLQ
+ * copies in confirm mode with `mandatory`; each has a channel for
+ * declarations. Two, because RabbitMQ stops reading a connection that
+ * publishes during a resource alarm, which would stall our acks too. Driven
+ * by the daemon's sd-event loop: the sockets are fds, heartbeats are timers.
  *
  * The guarantee it offers the daemon: a publish callback reports 0 only once
  * the broker confirmed the copy (basic.ack, and no basic.return for it).
@@ -12,7 +14,10 @@
  * When the connection fails, every delivery and pending publish of that
  * connection is void (the broker redelivers the deliveries); the broker
  * reconnects by itself with jittered backoff. The only module using
- * librabbitmq.
+ * librabbitmq in the daemon.
+ *
+ * It also reads the DLQ's depth and the age of its head for the metrics
+ * (broker_probe_dlq()), on a channel of its own on the publisher connection.
  */
 #pragma once
 
@@ -66,6 +71,8 @@ void broker_freep(struct broker **b);
 int broker_start(struct broker *b);
 bool broker_is_up(const struct broker *b);
 uint64_t broker_generation(const struct broker *b);
+/* Why the consumer connection last failed (for STATUS=); "" while it is up. */
+const char *broker_last_error(const struct broker *b);
 
 /* Settles m. -ESTALE when m came on an earlier connection (nothing sent). */
 int broker_ack(struct broker *b, const struct broker_msg *m);
@@ -89,6 +96,27 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
 		   const struct broker_header *hdrs, size_t n_hdrs, broker_confirm_fn cb,
 		   void *userdata, uint64_t *id);
 void broker_publish_forget(struct broker *b, uint64_t id);
+
+/*
+ * Result of a DLQ probe: r 0 with depth (messages ready in <queue>.dlq) and
+ * oldest_usec (CLOCK_REALTIME µs at which its head message was dead-lettered,
+ * from x-dlqd-dead-lettered-at or else the timestamp property; 0 when unknown
+ * or the DLQ is empty). r < 0: -ENOENT the DLQ does not exist, -EPROTO the
+ * broker refused the probe, -ECONNRESET the publisher link was lost first,
+ * -EBUSY another client consumes the DLQ (its count is then incomplete, and
+ * the probe leaves the head alone).
+ */
+typedef void (*broker_dlq_fn)(void *userdata, int r, uint64_t depth, uint64_t oldest_usec);
+
+/*
+ * Reads the DLQ's depth and the age of its head without consuming it, on a
+ * channel of its own on the publisher link, without blocking: cb runs once,
+ * later, from the loop. Classic DLQs: basic.get + basic.reject(requeue), so
+ * the head keeps its place (and gets the redelivered flag). Quorum DLQs:
+ * depth only (a requeue there would count against x-delivery-limit). Returns -ENOTCONN while the publisher link is down and
+ * -EBUSY while a probe is in flight (no callback then).
+ */
+int broker_probe_dlq(struct broker *b, broker_dlq_fn cb, void *userdata);
 
 /* Makes sure the delay lane <queue>.retry.<lane_ms> exists and is bound. */
 int broker_ensure_lane(struct broker *b, uint64_t lane_ms);

@@ -59,7 +59,8 @@ struct config {
 	} retry;
 
 	struct {
-		char *listen; /* "host:port"; empty disables the endpoint */
+		char *listen;			 /* "host:port"; empty disables the endpoint */
+		uint64_t dlq_poll_interval_usec; /* DLQ depth/age probe; 0 = off */
 	} metrics;
 
 	struct {
@@ -91,3 +92,25 @@ void config_freep(struct config **c);
  */
 int config_split_command(const char *cmd, char ***argv);
 void config_strv_free(char **v);
+
+/* True when [broker] url carries a non-empty password (user:password@). */
+bool config_url_has_password(const struct config *c);
+
+/* "host:port" of [broker] url (the default port when it names none), for
+ * messages and STATUS=; never the credentials. */
+void config_broker_endpoint(const struct config *c, char *buf, size_t size);
+
+/*
+ * 1 with a warning in buf when the config file holds a password (in the URL)
+ * and other users can read it; 0 otherwise. Not an error: the file may be
+ * readable on purpose, and a config that loads must keep loading.
+ */
+int config_check_secrets(const struct config *c, char *buf, size_t size);
+
+/*
+ * The first key marked "restart" in docs/config.md whose value differs
+ * between a and b, as "[section] key", or NULL when a reload can apply b
+ * whole. Those keys describe the connection, the topology and the metrics
+ * socket, which a running dlqd keeps.
+ */
+const char *config_restart_key_changed(const struct config *a, const struct config *b);

@@ -1,8 +1,9 @@
 /*
  * log: one structured event per line. Under journald (JOURNAL_STREAM names our
  * stderr) events go through the native protocol with the contract's fields
- * (DLQD_MESSAGE_ID, TRACE_ID, ATTEMPT, ERROR_CODE, ERROR_CLASS, PRIORITY), so
- * `journalctl ERROR_CODE=UPSTREAM_TIMEOUT` works; otherwise one line per
+ * (DLQD_MESSAGE_ID, TRACE_ID, ATTEMPT, ERROR_CODE, ERROR_CLASS, PRIORITY) and
+ * a MESSAGE_ID per event kind, so `journalctl ERROR_CODE=UPSTREAM_TIMEOUT`
+ * works; otherwise one line per
  * event on stderr: "LEVEL message key=value ...".
  */
 #pragma once
@@ -23,6 +24,10 @@ struct log_ctx {
 };
 
 void log_setup(int max_priority);
+
+/* The journald MESSAGE_ID (32 hex digits) of an event kind, or NULL. */
+const char *log_message_id(const char *event);
+
 /* Returns -abs(err) so callers can `return log_error_errno(r, ...)`. */
 int log_full(int priority, int err, const struct log_ctx *ctx, const char *fmt, ...) _printf_(4, 5);
 

@@ -20,6 +20,7 @@
 
 #define METRICS_LABEL_PAIRS_MAX 256
 #define METRICS_LABEL_VALUE_MAX 127
+#define METRICS_QUEUE_MAX	255
 /* The error_code that collects pairs over the bound. */
 #define METRICS_OTHER "OTHER"
 
@@ -35,6 +36,8 @@ void metrics_consumed(struct metrics *m);
 void metrics_succeeded(struct metrics *m);
 void metrics_retried(struct metrics *m, const char *error_code, const char *error_class);
 void metrics_dead_lettered(struct metrics *m, const char *error_code, const char *error_class);
+/* A dead-lettered message whose rule says escalate (dlqd_escalations_total). */
+void metrics_escalated(struct metrics *m, const char *error_code, const char *error_class);
 void metrics_dlq_publish_failed(struct metrics *m);
 void metrics_reconnected(struct metrics *m);
 
@@ -43,8 +46,15 @@ void metrics_handler_duration(struct metrics *m, uint64_t usec);
 
 /* Gauges. */
 void metrics_set_in_flight(struct metrics *m, uint64_t n);
-/* depth < 0: unknown, both DLQ samples are left out of the scrape. */
+/*
+ * depth < 0: unknown, both DLQ samples are left out of the scrape. An age
+ * that is negative or NaN is unknown (a head message without a timestamp):
+ * only the age sample is left out. An empty DLQ has age 0.
+ */
 void metrics_set_dlq(struct metrics *m, int64_t depth, double oldest_age_seconds);
+/* The main queue's name, exported as dlqd_queue_info{queue}. Truncated to
+ * METRICS_QUEUE_MAX bytes. */
+void metrics_set_queue(struct metrics *m, const char *queue);
 void metrics_set_broker_connected(struct metrics *m, bool up);
 
 /*
@@ -52,3 +62,11 @@ void metrics_set_broker_connected(struct metrics *m, bool up);
  * -E2BIG / -ENOMEM with out as it was before the call.
  */
 int metrics_render(const struct metrics *m, struct buf *out);
+
+/*
+ * Appends the same numbers as one JSON object for the status page (see
+ * docs/metrics.md, "/status.json"); now_usec (CLOCK_MONOTONIC) is echoed as
+ * "now_seconds" so that the page computes rates on the server's clock. Same
+ * return values as metrics_render().
+ */
+int metrics_render_json(const struct metrics *m, uint64_t now_usec, struct buf *out);

@@ -3,8 +3,9 @@
  * the daemon's sd-event loop. No threads: a nonblocking listening socket and
  * one io source plus one deadline timer per connection.
  *
- * GET /metrics answers metrics_render() as text/plain; version=0.0.4, GET /
- * a small page linking it (HEAD works for both); other paths are 404, other
+ * GET /metrics answers metrics_render() as text/plain; version=0.0.4,
+ * GET /status.json metrics_render_json(), GET / the status page
+ * (status_page.h); HEAD works for all three. Other paths are 404, other
  * methods 405, a request head over 8 KiB 431. Every response carries
  * Content-Length and Connection: close. A connection that has not finished
  * within the deadline (5 s) is closed, whatever it is doing, and at most

@@ -672,6 +672,75 @@ static void test_relative_paths(void **state)
 	free(text);
 }
 
+/* Under systemd, secrets named relatively come from $CREDENTIALS_DIRECTORY
+ * (LoadCredential=); every other relative path stays next to the config. */
+static void test_credentials_directory(void **state)
+{
+	struct config *c;
+	struct diag d = { 0 };
+	const char *text = "[broker]\nurl = amqps://dlqd@broker.example/%2f\n"
+			   "password_file = amqp-password\ntls_ca_file = ca.pem\n"
+			   "tls_cert_file = client.pem\ntls_key_file = client.key\n"
+			   "[pipeline]\nqueue = jobs\n[handler]\ntype = http\n"
+			   "url = http://127.0.0.1:8080/jobs\n[retry]\ntaxonomy = tax.json\n";
+
+	assert_int_equal(setenv("CREDENTIALS_DIRECTORY", "/run/credentials/dlqd.service", 1), 0);
+	assert_int_equal(config_parse("/etc/dlqd/dlqd.conf", text, &c, &d), 0);
+	assert_string_equal(c->broker.password_file, "/run/credentials/dlqd.service/amqp-password");
+	assert_string_equal(c->broker.tls_key_file, "/run/credentials/dlqd.service/client.key");
+	assert_string_equal(c->broker.tls_cert_file, "/etc/dlqd/client.pem");
+	assert_string_equal(c->broker.tls_ca_file, "/etc/dlqd/ca.pem");
+	assert_string_equal(c->retry.taxonomy, "/etc/dlqd/tax.json");
+	config_free(c);
+
+	/* Not an absolute directory: ignored, like no credentials at all. */
+	assert_int_equal(setenv("CREDENTIALS_DIRECTORY", "creds", 1), 0);
+	assert_int_equal(config_parse("/etc/dlqd/dlqd.conf", text, &c, &d), 0);
+	assert_string_equal(c->broker.password_file, "/etc/dlqd/amqp-password");
+	config_free(c);
+	assert_int_equal(unsetenv("CREDENTIALS_DIRECTORY"), 0);
+	assert_int_equal(config_parse("/etc/dlqd/dlqd.conf", text, &c, &d), 0);
+	assert_string_equal(c->broker.password_file, "/etc/dlqd/amqp-password");
+	assert_string_equal(c->broker.tls_key_file, "/etc/dlqd/client.key");
+	config_free(c);
+	assert_int_equal(d.n, 0);
+}
+
+static void test_broker_endpoint(void **state)
+{
+	static const struct {
+		const char *url;
+		const char *endpoint;
+		bool password;
+	} cases[] = {
+		{ "amqp://guest:guest@127.0.0.1:5672/%2f", "127.0.0.1:5672", true },
+		{ "amqp://rabbit.example/%2f", "rabbit.example:5672", false },
+		{ "amqps://u@rabbit.example", "rabbit.example:5671", false },
+		{ "amqps://u:@rabbit.example:5999/v", "rabbit.example:5999", false },
+		{ "amqp://u:p%40ss@[::1]:5673/%2f", "[::1]:5673", true },
+		{ "amqp://u:p@[::1]/%2f", "[::1]:5672", true },
+		{ "amqp://h:/%2f", "h:5672", false },
+		{ "amqp:///%2f", "localhost:5672", false },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct config *c;
+		struct diag d = { 0 };
+		char *text = NULL, buf[256];
+
+		assert_true(asprintf(&text,
+				     "[broker]\nurl = %s\n[pipeline]\nqueue = j\n"
+				     "[handler]\ntype = http\nurl = http://h/\n",
+				     cases[i].url) > 0);
+		assert_int_equal(config_parse("t.conf", text, &c, &d), 0);
+		config_broker_endpoint(c, buf, sizeof(buf));
+		assert_string_equal(buf, cases[i].endpoint);
+		assert_int_equal(config_url_has_password(c), cases[i].password);
+		config_free(c);
+		free(text);
+	}
+}
+
 static void test_split_command(void **state)
 {
 	static const struct {
@@ -894,6 +963,72 @@ static void test_parse_too_large(void **state)
 	free(text);
 }
 
+static void test_check_secrets(void **state)
+{
+	_cleanup_free_ char *tax = write_tmp("taxonomy.json", "{}");
+	_cleanup_free_ char *secret =
+		write_tmp("secret.conf", "[broker]\nurl = amqp://dlqd:s3cret@h/%2f\n"
+					 "[pipeline]\nqueue = j\n[handler]\ntype = http\n"
+					 "url = http://h/\n[retry]\ntaxonomy = taxonomy.json\n");
+	_cleanup_free_ char *guest = write_tmp("guest.conf", MINIMAL "[retry]\ntaxonomy = "
+								     "taxonomy.json\n");
+	struct config *c = NULL, *g = NULL;
+	struct diag d = { 0 };
+	char buf[PATH_MAX + 256];
+
+	assert_int_equal(config_load(secret, &c, &d), 0);
+	assert_int_equal(chmod(secret, 0644), 0);
+	assert_int_equal(config_check_secrets(c, buf, sizeof(buf)), 1);
+	assert_non_null(strstr(buf, "readable by every user (mode 0644)"));
+	assert_non_null(strstr(buf, secret));
+	assert_null(strstr(buf, "s3cret"));
+	assert_int_equal(chmod(secret, 0640), 0);
+	assert_int_equal(config_check_secrets(c, buf, sizeof(buf)), 0);
+	config_free(c);
+
+	/* guest:guest is RabbitMQ's public default, not a secret. */
+	assert_int_equal(config_load(guest, &g, &d), 0);
+	assert_int_equal(chmod(guest, 0644), 0);
+	assert_int_equal(config_check_secrets(g, buf, sizeof(buf)), 0);
+	config_free(g);
+	assert_int_equal(d.n, 0);
+}
+
+/* Reload applies everything except what describes the connection, the
+ * topology and the metrics socket; those are named, the rest is not. */
+static void test_restart_key_changed(void **state)
+{
+	static const struct {
+		const char *extra, *key;
+	} cases[] = {
+		{ "", NULL },
+		{ "[handler]\ntimeout = 3s\n", NULL },
+		{ "[shutdown]\ndrain_timeout = 1s\n", NULL },
+		{ "[metrics]\ndlq_poll_interval = 1s\n", NULL },
+		{ "[broker]\nprefetch = 7\n", "[broker] prefetch" },
+		{ "[broker]\nheartbeat = 7s\n", "[broker] heartbeat" },
+		{ "[broker]\ntls_verify_peer = false\n", "[broker] tls_verify_peer" },
+		{ "[pipeline]\nqueue_type = quorum\n", "[pipeline] queue_type" },
+		{ "[pipeline]\ndeclare = false\n", "[pipeline] declare" },
+		{ "[metrics]\nlisten = 127.0.0.1:1\n", "[metrics] listen" },
+		{ "[metrics]\nlisten =\n", "[metrics] listen" },
+	};
+	_cleanup_(config_freep) struct config *base = parse_ok(MINIMAL);
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		_cleanup_(config_freep) struct config *c = parse_extra(cases[i].extra);
+		const char *got = config_restart_key_changed(base, c);
+
+		if (!cases[i].key) {
+			assert_null(got);
+		} else {
+			assert_non_null(got);
+			assert_string_equal(got, cases[i].key);
+			assert_string_equal(config_restart_key_changed(c, base), cases[i].key);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -916,6 +1051,10 @@ int main(void)
 		cmocka_unit_test(test_load_ok),
 		cmocka_unit_test(test_load_file_errors),
 		cmocka_unit_test(test_load_unreadable),
+		cmocka_unit_test(test_credentials_directory),
+		cmocka_unit_test(test_broker_endpoint),
+		cmocka_unit_test(test_check_secrets),
+		cmocka_unit_test(test_restart_key_changed),
 	};
 
 	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);

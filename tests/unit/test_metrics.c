@@ -3,6 +3,8 @@
  * and TYPE, counters and labels, the histogram (cumulative buckets, exact
  * _sum, _count), label escaping, the cardinality bound and rendering into a
  * bounded buffer. Every render is also run through a small format checker.
+ * The extensions (escalations, queue info) and the JSON for the status page
+ * are checked the same way, the JSON with jansson.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "dlqd/metrics.h"
 #include "dlqd/util.h"
@@ -33,6 +36,8 @@ static const struct {
 	{ "dlqd_broker_connected", "gauge" },
 	{ "dlqd_broker_reconnects_total", "counter" },
 	{ "dlqd_build_info", "gauge" },
+	{ "dlqd_escalations_total", "counter" },
+	{ "dlqd_queue_info", "gauge" },
 };
 
 static bool has_prefix(const char *s, const char *p)
@@ -204,6 +209,8 @@ static void test_every_metric(void **state)
 	assert_line(t, "dlqd_broker_reconnects_total 0");
 	snprintf(line, sizeof(line), "dlqd_build_info{version=\"%s\"} 1", DLQD_VERSION);
 	assert_line(t, line);
+	assert_no_line_prefix(t, "dlqd_escalations_total{");
+	assert_line(t, "dlqd_queue_info{queue=\"\"} 1");
 	assert_int_equal(t[strlen(t) - 1], '\n');
 
 	assert_null(metrics_free(NULL));
@@ -362,9 +369,134 @@ static void test_special_floats(void **state)
 	metrics_set_dlq(m, 3, 1.0 / 0.0);
 	a = render(m);
 	assert_line(a, "dlqd_dlq_oldest_message_age_seconds +Inf");
+	/* NaN or a negative age is "unknown": the depth stays, the age goes. */
 	metrics_set_dlq(m, 3, 0.0 / 0.0);
 	b = render(m);
-	assert_line(b, "dlqd_dlq_oldest_message_age_seconds NaN");
+	assert_line(b, "dlqd_dlq_messages 3");
+	assert_no_line_prefix(b, "dlqd_dlq_oldest_message_age_seconds ");
+	free(b);
+	metrics_set_dlq(m, 4, -1);
+	b = render(m);
+	assert_line(b, "dlqd_dlq_messages 4");
+	assert_no_line_prefix(b, "dlqd_dlq_oldest_message_age_seconds ");
+}
+
+static void test_extensions(void **state)
+{
+	_cleanup_(metrics_freep) struct metrics *m = NULL;
+	_cleanup_free_ char *t = NULL, *t2 = NULL;
+	char longq[METRICS_QUEUE_MAX + 50], line[METRICS_QUEUE_MAX + 64];
+
+	assert_int_equal(metrics_new(&m), 0);
+	metrics_escalated(m, "AUTH_REVOKED", "NON_RETRYABLE");
+	metrics_escalated(m, "AUTH_REVOKED", "NON_RETRYABLE");
+	metrics_escalated(m, NULL, NULL);
+	metrics_set_queue(m, "jobs\"x");
+	t = render(m);
+	assert_line(t, "dlqd_escalations_total{error_code=\"AUTH_REVOKED\",error_class="
+		       "\"NON_RETRYABLE\"} 2");
+	assert_line(t, "dlqd_escalations_total{error_code=\"\",error_class=\"\"} 1");
+	assert_line(t, "dlqd_queue_info{queue=\"jobs\\\"x\"} 1");
+	/* Escalations are their own registry, not dead letters. */
+	assert_no_line_prefix(t, "dlqd_messages_dead_lettered_total{");
+
+	memset(longq, 'q', sizeof(longq) - 1);
+	longq[sizeof(longq) - 1] = '\0';
+	metrics_set_queue(m, longq);
+	t2 = render(m);
+	snprintf(line, sizeof(line), "dlqd_queue_info{queue=\"%.*s\"} 1", METRICS_QUEUE_MAX, longq);
+	assert_line(t2, line);
+}
+
+static json_t *render_json(const struct metrics *m, uint64_t now)
+{
+	struct buf b;
+	json_error_t err;
+	json_t *j;
+
+	buf_init(&b, 1 << 20);
+	assert_int_equal(metrics_render_json(m, now, &b), 0);
+	j = json_loads(b.data, 0, &err);
+	if (!j)
+		fail_msg("invalid JSON (%s): %s", err.text, b.data);
+	buf_done(&b);
+	return j;
+}
+
+static void test_json(void **state)
+{
+	_cleanup_(metrics_freep) struct metrics *m = NULL;
+	json_t *j, *dl, *e;
+	struct buf b;
+
+	assert_int_equal(metrics_new(&m), 0);
+	j = render_json(m, 1500000);
+	assert_string_equal(json_string_value(json_object_get(j, "version")), DLQD_VERSION);
+	assert_true(json_is_null(json_object_get(j, "dlq_messages")));
+	assert_true(json_is_null(json_object_get(j, "dlq_oldest_message_age_seconds")));
+	assert_true(json_real_value(json_object_get(j, "now_seconds")) == 1.5);
+	assert_int_equal(json_array_size(json_object_get(j, "dead_lettered_by_error")), 0);
+	assert_true(json_is_false(json_object_get(j, "broker_connected")));
+	json_decref(j);
+
+	metrics_set_queue(m, "jobs");
+	for (int i = 0; i < 4; i++)
+		metrics_consumed(m);
+	metrics_succeeded(m);
+	metrics_retried(m, "UPSTREAM_TIMEOUT", "TRANSIENT");
+	metrics_dead_lettered(m, "RETRY_EXHAUSTED", "PERSISTENT");
+	metrics_dead_lettered(m, "INVALID_PAYLOAD", "NON_RETRYABLE");
+	metrics_dead_lettered(m, "INVALID_PAYLOAD", "NON_RETRYABLE");
+	/* Whatever bytes a handler put in its code stay valid JSON. */
+	metrics_dead_lettered(m, "A\"\\\n\x01\x7f\xc3\xa9", "PERSISTENT");
+	metrics_escalated(m, "INVALID_PAYLOAD", "NON_RETRYABLE");
+	metrics_dlq_publish_failed(m);
+	metrics_set_in_flight(m, 2);
+	metrics_set_broker_connected(m, true);
+	metrics_reconnected(m);
+	metrics_handler_duration(m, 2500000);
+	metrics_set_dlq(m, 7, 42.25);
+	j = render_json(m, 3000001);
+	assert_string_equal(json_string_value(json_object_get(j, "queue")), "jobs");
+	assert_int_equal(json_integer_value(json_object_get(j, "consumed")), 4);
+	assert_int_equal(json_integer_value(json_object_get(j, "succeeded")), 1);
+	assert_int_equal(json_integer_value(json_object_get(j, "retried")), 1);
+	assert_int_equal(json_integer_value(json_object_get(j, "dead_lettered")), 4);
+	assert_int_equal(json_integer_value(json_object_get(j, "escalations")), 1);
+	assert_int_equal(json_integer_value(json_object_get(j, "dlq_publish_failures")), 1);
+	assert_int_equal(json_integer_value(json_object_get(j, "in_flight")), 2);
+	assert_int_equal(json_integer_value(json_object_get(j, "broker_reconnects")), 1);
+	assert_int_equal(json_integer_value(json_object_get(j, "handler_count")), 1);
+	assert_true(json_real_value(json_object_get(j, "handler_sum_seconds")) == 2.5);
+	assert_true(json_is_true(json_object_get(j, "broker_connected")));
+	assert_int_equal(json_integer_value(json_object_get(j, "dlq_messages")), 7);
+	assert_true(json_real_value(json_object_get(j, "dlq_oldest_message_age_seconds")) == 42.25);
+	assert_true(json_real_value(json_object_get(j, "now_seconds")) == 3.000001);
+	dl = json_object_get(j, "dead_lettered_by_error");
+	assert_int_equal(json_array_size(dl), 3);
+	e = json_array_get(dl, 1);
+	assert_string_equal(json_string_value(json_object_get(e, "error_code")), "INVALID_PAYLOAD");
+	assert_string_equal(json_string_value(json_object_get(e, "error_class")), "NON_RETRYABLE");
+	assert_int_equal(json_integer_value(json_object_get(e, "count")), 2);
+	e = json_array_get(dl, 2);
+	assert_string_equal(json_string_value(json_object_get(e, "error_code")),
+			    "A\"\\\n\x01\x7f\xc3\xa9");
+	assert_int_equal(json_array_size(json_object_get(j, "retried_by_error")), 1);
+	json_decref(j);
+
+	/* A known depth with an unknown age. */
+	metrics_set_dlq(m, 3, -1);
+	j = render_json(m, 0);
+	assert_int_equal(json_integer_value(json_object_get(j, "dlq_messages")), 3);
+	assert_true(json_is_null(json_object_get(j, "dlq_oldest_message_age_seconds")));
+	json_decref(j);
+
+	/* Bounded like the text: too small fails and leaves the buffer alone. */
+	buf_init(&b, 64);
+	assert_int_equal(buf_append(&b, "ab", 2), 0);
+	assert_int_equal(metrics_render_json(m, 0, &b), -E2BIG);
+	assert_string_equal(b.data, "ab");
+	buf_done(&b);
 }
 
 static uint64_t sum_series(const char *t, const char *prefix)
@@ -562,6 +694,8 @@ int main(void)
 		cmocka_unit_test(test_histogram),
 		cmocka_unit_test(test_escaping),
 		cmocka_unit_test(test_special_floats),
+		cmocka_unit_test(test_extensions),
+		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_cardinality_bound),
 		cmocka_unit_test(test_cardinality_other_shared),
 		cmocka_unit_test(test_render_bounded),

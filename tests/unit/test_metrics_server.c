@@ -23,6 +23,7 @@
 
 #include "dlqd/metrics.h"
 #include "dlqd/metrics_server.h"
+#include "dlqd/status_page.h"
 #include "dlqd/util.h"
 #include "testutil.h"
 
@@ -333,6 +334,28 @@ static void test_routes(void **state)
 	expect_status(f, "GET / HTTP/1.1\r\n\r\n", 200, &r);
 	assert_non_null(strstr(r.head, "Content-Type: text/html"));
 	assert_non_null(strstr(r.body, "href=\"/metrics\""));
+	/* The status page is the whole document: nothing loaded from elsewhere,
+	 * and the browser is told so. */
+	assert_int_equal(r.body_len, status_page_html_len);
+	assert_memory_equal(r.body, status_page_html, r.body_len);
+	assert_non_null(strstr(r.body, "/status.json"));
+	assert_null(strstr(r.body, "src="));
+	assert_null(strstr(r.body, "http://"));
+	assert_null(strstr(r.body, "https://"));
+	assert_null(strstr(r.body, "@import"));
+	assert_non_null(strstr(r.head, "\r\nContent-Security-Policy: default-src 'none'; "));
+	assert_non_null(strstr(r.head, "connect-src 'self'"));
+
+	/* /status.json is metrics_render_json() of the registry. */
+	expect_status(f, "GET /status.json HTTP/1.1\r\n\r\n", 200, &r);
+	assert_non_null(strstr(r.head, "\r\nContent-Type: application/json\r\n"));
+	assert_true(r.body_len > 2 && r.body[0] == '{' && r.body[r.body_len - 1] == '\n');
+	assert_non_null(strstr(r.body, "\"consumed\":1,"));
+	assert_non_null(strstr(r.body, "\"now_seconds\":"));
+	expect_status(f, "HEAD /status.json HTTP/1.1\r\n\r\n", 200, &r);
+	expect_status(f, "GET /status.json?x=1 HTTP/1.1\r\n\r\n", 200, &r);
+	expect_status(f, "GET /status.jsonx HTTP/1.1\r\n\r\n", 404, &r);
+	expect_status(f, "POST /status.json HTTP/1.1\r\n\r\n", 405, &r);
 
 	expect_status(f, "GET /metrics?name[]=x HTTP/1.1\r\n\r\n", 200, &r);
 	assert_non_null(strstr(r.body, "# TYPE dlqd_build_info gauge"));
