@@ -1292,3 +1292,149 @@ def main(need_broker=True, need_stub=True):
     sys.stderr.write("%s: %s (%d run, %d failed, %d skipped) in %.1fs\n" %
                      (name, status, res.testsRun, bad, len(res.skipped), time.monotonic() - t0))
     sys.exit(0 if res.wasSuccessful() and res.testsRun > 0 else 1)
+
+
+# --------------------------------------------------------------------------
+# systemd's side of the protocols (issue 3): a NOTIFY_SOCKET the test owns,
+# dlqd started with the environment systemd would give it.
+
+class DatagramSocket:
+    """An AF_UNIX datagram socket the test binds (what systemd or journald
+    would listen on); a thread appends (monotonic time, parse(bytes)) to
+    .messages. A datagram that comes as a memfd (SCM_RIGHTS, how big journal
+    entries travel) is read from the fd."""
+
+    def __init__(self, path, parse):
+        import threading
+        self.path = path
+        self.parse = parse
+        self.errors = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.settimeout(0.2)
+        self.messages = []
+        self._lock = threading.Lock()
+        self._stop = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        import struct
+        while not self._stop:
+            try:
+                data, anc, _, _ = self.sock.recvmsg(1 << 20, socket.CMSG_SPACE(16))
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            t = time.monotonic()
+            for level, typ, payload in anc:
+                if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                    with os.fdopen(struct.unpack("i", payload[:4])[0], "rb") as f:
+                        data = f.read()
+            try:
+                parsed = self.parse(data)
+            except Exception as e:  # reported by the test, not lost in a thread
+                self.errors.append("%r: %r" % (e, data[:200]))
+                continue
+            with self._lock:
+                self.messages.append((t, parsed))
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.messages)
+
+    def close(self):
+        self._stop = True
+        self._thread.join(2)
+        self.sock.close()
+
+
+def _parse_notify(data):
+    pairs = []
+    for line in data.decode(errors="replace").split("\n"):
+        if line:
+            k, _, v = line.partition("=")
+            pairs.append((k, v))
+    return pairs
+
+
+class NotifySocket(DatagramSocket):
+    """NOTIFY_SOCKET for sd_notify(): .messages holds (time, [(KEY, VALUE)])
+    in arrival order."""
+
+    def __init__(self, path):
+        super().__init__(path, _parse_notify)
+
+    def items(self, key=None):
+        """[(time, KEY, VALUE)] in order, for one key or all."""
+        msgs = self.snapshot()
+        return [(t, k, v) for t, pairs in msgs for k, v in pairs if key is None or k == key]
+
+    def sequence(self, keys=("READY", "RELOADING", "STOPPING")):
+        """The state changes in order, e.g. ['READY=1', 'STOPPING=1']."""
+        return ["%s=%s" % (k, v) for _, k, v in self.items() if k in keys]
+
+    def wait(self, ctx, key, value=None, count=1, timeout=20, pred=None):
+        """Until `count` KEY(=value) items arrived; returns them."""
+        def ok():
+            got = [i for i in self.items(key) if (value is None or i[2] == value) and
+                   (pred is None or pred(i[2]))]
+            return got if len(got) >= count else None
+        return ctx.wait_until(ok, timeout, "%d %s%s on NOTIFY_SOCKET" %
+                              (count, key, "=" + value if value else ""), interval=0.05,
+                              check_alive=False)
+
+
+class ServiceDlqd(Dlqd):
+    """dlqd with the environment a systemd service gets. env: name -> value,
+    or name -> fn(log_file) for values that depend on stderr (JOURNAL_STREAM
+    is its dev:ino). wrap: an argv prefix that must exec dlqd in the same
+    process (e.g. `unshare -m sh -c '... exec "$0" "$@"'`)."""
+
+    SYSTEMD_ENV = ("JOURNAL_STREAM", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                   "CREDENTIALS_DIRECTORY")
+
+    def __init__(self, ctx, config_path, env=None, wrap=None):
+        self.extra_env = dict(env or {})
+        self.wrap = list(wrap or [])
+        self.log_prefix = "dlqd-svc%d" % len(ctx.daemons)  # one test may start several
+        super().__init__(ctx, config_path)
+
+    def start(self):
+        path = os.path.join(self.ctx.dir, "%s.%d.log" % (self.log_prefix, len(self.runs)))
+        logf = open(path, "wb")
+        env = {k: v for k, v in os.environ.items() if k not in self.SYSTEMD_ENV}
+        for k, v in self.extra_env.items():
+            env[k] = v(logf) if callable(v) else str(v)
+        proc = subprocess.Popen(self.wrap + [DLQD_BIN, "--config", self.config_path],
+                                stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+        logf.close()
+        self.runs.append((proc, path))
+        note("dlqd started as a service (pid %d, env %s, log %s)" %
+             (proc.pid, sorted(self.extra_env), path))
+        return proc
+
+
+def start_service_dlqd(ctx, config=None, wait_ready=True, notify=True, **kw):
+    """Starts a ServiceDlqd; with notify, a NotifySocket at ctx.path('notify')
+    (closed at cleanup) is its NOTIFY_SOCKET and is returned as d.notify."""
+    ns = None
+    env = dict(kw.pop("env", None) or {})
+    if notify:
+        ns = NotifySocket(ctx.path("notify.%d" % len(ctx.daemons)))
+        env["NOTIFY_SOCKET"] = ns.path
+    d = ServiceDlqd(ctx, config or ctx.path("dlqd.conf"), env=env, **kw)
+    d.notify = ns
+    ctx.daemons.append(d)
+    if wait_ready:
+        ctx.wait_ready(d)
+    return d
+
+
+def close_notify_sockets(ctx):
+    for d in ctx.daemons:
+        if getattr(d, "notify", None) is not None:
+            d.notify.close()

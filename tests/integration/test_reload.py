@@ -96,6 +96,38 @@ class Reload(dlqtest.DlqdTestCase):
         rc = d.stop()
         self.assertEqual(rc, 0, "dlqd exit status %s after SIGTERM" % rc)
 
+    def test_reload_under_load(self):
+        """SIGHUPs while messages are in flight (one of them replaces the
+        handler, whose calls in flight finish on the old one): nothing is
+        dropped, and each reload is RELOADING=1 (with MONOTONIC_USEC=) then
+        READY=1 on the NOTIFY_SOCKET."""
+        c = self.ctx
+        self.addCleanup(dlqtest.close_notify_sockets, c)
+        c.start_stub()
+        conf_path = c.write_config(prefetch=20, timeout="5s")
+        d = dlqtest.start_service_dlqd(c)
+        # Smaller under ASan, where each message costs more (same shape).
+        n_slow, n_tr = (150, 40) if not dlqtest.IS_ASAN else (80, 20)
+        msgs, expected = dlqtest.busy_workload(7, n_slow, n_tr, 2, n_bad=10)
+        c.broker.publish(c.q, msgs)
+        with open(conf_path) as f:
+            good = f.read()
+        for i in range(4):
+            c.wait_until(lambda: len(c.stub.records()) >= (i + 1) * 30, 30,
+                         "%d answers before reload %d" % ((i + 1) * 30, i + 1), interval=0.02)
+            if i == 1:  # a new handler (new timeout) while calls are in flight
+                self.replace_file(conf_path, good.replace("\ntimeout = 5s", "\ntimeout = 6s"))
+            d.signal(signal.SIGHUP)
+            d.wait_event("reload", i + 1, timeout=10)
+        c.wait_settled(expected, c.stub.successes, timeout=60)
+        report = dlqtest.account(msgs, expected, c.stub.successes(), c.broker.get_all(c.dlq))
+        self.assertAccounted(report)
+        self.assertEqual(d.stop(), 0)
+        seq = d.notify.sequence()
+        note("notify sequence: %s" % " ".join(seq))
+        self.assertEqual(seq, ["READY=1"] + ["RELOADING=1", "READY=1"] * 4 + ["STOPPING=1"])
+        self.assertEqual(len(d.notify.items("MONOTONIC_USEC")), 4)
+
 
 if __name__ == "__main__":
     dlqtest.main()

@@ -11,7 +11,12 @@ never touched; the test publishes and reads back over the node's plain port.
   b) the unrelated CA: no broker-connected, broker-connect-failed events that
      name the TLS failure, dlqd keeps retrying and exits 0 on SIGTERM;
   c) the DNS-only cert, amqps://127.0.0.1: refused with
-     tls_verify_hostname = true, connects with tls_verify_hostname = false.
+     tls_verify_hostname = true, connects with tls_verify_hostname = false;
+  d) a listener that requires a client certificate (verify_peer,
+     fail_if_no_peer_cert): refused without one; with tls_cert_file and a
+     tls_key_file given as a systemd credential (relative name, found in
+     $CREDENTIALS_DIRECTORY, mode 0400) dlqd connects and the node sees
+     the client certificate's subject.
 Not tested: amqps://127.0.0.1 against the IP:127.0.0.1 SAN with the hostname
 check on. librabbitmq 0.11 matches only DNS names (SAN dNSName, or the CN when
 there is no SAN), so that is refused too ("SSL hostname verification failed").
@@ -49,6 +54,11 @@ keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
 subjectAltName = %(san)s
 authorityKeyIdentifier = keyid
+[client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+authorityKeyIdentifier = keyid
 """
 
 
@@ -68,14 +78,14 @@ def make_ca(pki, name, cn):
             "-out", name + ".pem", "-days", "2")
 
 
-def make_server(pki, name, ca, san, serial):
+def make_server(pki, name, ca, san, serial, cn="localhost", ext="server"):
     cnf = os.path.join(pki, name + ".cnf")
     with open(cnf, "w") as f:
-        f.write(CNF % {"cn": "localhost", "san": san})
+        f.write(CNF % {"cn": cn, "san": san})
     openssl(pki, "req", "-new", "-config", cnf, "-newkey", "ec", "-pkeyopt",
             "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", name + ".key", "-out", name + ".csr")
     openssl(pki, "x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
-            "-set_serial", str(serial), "-days", "2", "-extfile", cnf, "-extensions", "server",
+            "-set_serial", str(serial), "-days", "2", "-extfile", cnf, "-extensions", ext,
             "-out", name + ".pem")
 
 
@@ -97,6 +107,7 @@ class Tls(dlqtest.DlqdTestCase):
         make_ca(cls.pki, "otherca", "unrelated test CA")
         make_server(cls.pki, "server", "ca", "DNS:localhost,IP:127.0.0.1", 1)
         make_server(cls.pki, "server-dns", "ca", "DNS:localhost", 2)
+        make_server(cls.pki, "client", "ca", "DNS:unused", 3, cn="dlqd-test-client", ext="client")
         for n in os.listdir(cls.pki):
             os.chmod(os.path.join(cls.pki, n), 0o644)
         cls.tls_port = dlqtest.free_port()
@@ -120,23 +131,26 @@ class Tls(dlqtest.DlqdTestCase):
             shutil.rmtree(cls.dir, ignore_errors=True)
 
     @classmethod
-    def serve(cls, cert):
-        """(Re)starts the node so that its TLS listener presents `cert`."""
-        if cls.served == cert:
+    def serve(cls, cert, client_cert=False):
+        """(Re)starts the node so that its TLS listener presents `cert` (and
+        requires a client certificate signed by the CA with client_cert)."""
+        if cls.served == (cert, client_cert):
             return
         with open(cls.extra_conf, "w") as f:
             f.write("listeners.ssl.default = 127.0.0.1:%d\n"
                     "ssl_options.cacertfile = %s\n"
                     "ssl_options.certfile = %s\n"
                     "ssl_options.keyfile = %s\n"
-                    "ssl_options.verify = verify_none\n"
-                    "ssl_options.fail_if_no_peer_cert = false\n" %
+                    "ssl_options.verify = %s\n"
+                    "ssl_options.fail_if_no_peer_cert = %s\n" %
                     (cls.tls_port, os.path.join(cls.pki, "ca.pem"),
-                     os.path.join(cls.pki, cert + ".pem"), os.path.join(cls.pki, cert + ".key")))
+                     os.path.join(cls.pki, cert + ".pem"), os.path.join(cls.pki, cert + ".key"),
+                     "verify_peer" if client_cert else "verify_none",
+                     "true" if client_cert else "false"))
         t0 = time.monotonic()
         cls.served = None
         dlqtest.broker_sh("restart", env=cls.env, timeout=180)
-        cls.served = cert
+        cls.served = (cert, client_cert)
         note("TLS node on 127.0.0.1:%d (amqps) / %d (amqp) serves %s.pem (%.1fs)" %
              (cls.tls_port, TCP_PORT, cert, time.monotonic() - t0))
 
@@ -249,6 +263,34 @@ class Tls(dlqtest.DlqdTestCase):
     def test_c_hostname_check_off(self):
         self.serve("server-dns")
         self.assert_connects("127.0.0.1", verify_hostname=False)
+
+    def test_d_client_cert_required(self):
+        self.serve("server", client_cert=True)
+        self.assert_refused("localhost", "no client certificate")
+
+    def test_d_client_cert_from_credential(self):
+        self.serve("server", client_cert=True)
+        c = self.ctx
+        c.start_stub()
+        creds = c.path("credentials")
+        os.mkdir(creds, 0o700)
+        key = os.path.join(creds, "client.key")
+        shutil.copy(os.path.join(self.pki, "client.key"), key)
+        os.chmod(key, 0o400)
+        conf = c.write_config(prefetch=20, extra={"broker": {
+            "url": self.url("localhost"), "tls_ca_file": os.path.join(self.pki, "ca.pem"),
+            "tls_cert_file": os.path.join(self.pki, "client.pem"),
+            "tls_key_file": "client.key"}})
+        d = dlqtest.start_service_dlqd(c, conf, notify=False,
+                                       env={"CREDENTIALS_DIRECTORY": creds})
+        rows = dlqtest.ctl_json("list_connections", "ssl", "peer_cert_subject", env=self.env)
+        note("TLS connections: %s" % rows)
+        subjects = [r.get("peer_cert_subject") for r in rows if r.get("ssl") is True]
+        self.assertEqual(len(subjects), 2, rows)
+        self.assertTrue(all("dlqd-test-client" in str(s) for s in subjects), subjects)
+        c.broker.publish(c.q, [Msg(envelope("mtls-%d" % i), key="mtls-%d" % i) for i in range(5)])
+        c.wait_until(lambda: len(c.stub.successes()) == 5, 20, "5 messages over mutual TLS")
+        self.assertEqual(d.stop(), 0)
 
 
 if __name__ == "__main__":
