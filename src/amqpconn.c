@@ -18,19 +18,6 @@
 #include "dlqd/util.h"
 #include "dlqd/version.h"
 
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...) _printf_(4, 5);
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 int amqpconn_errno(int status)
 {
 	switch (status) {
@@ -105,12 +92,12 @@ int amqpconn_check_rpc(amqp_connection_state_t conn, const char *what, char *err
 
 	if (r.reply_type == AMQP_RESPONSE_NORMAL)
 		return 0;
-	return fail(err, errlen,
-		    r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
-			    ? amqpconn_errno(r.library_error)
-		    : r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION ? close_errno(r)
-								     : -EPROTO,
-		    "AMQP %s failed: %s", what, amqpconn_reply_text(r, buf, sizeof(buf)));
+	return error_set(err, errlen,
+			 r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+				 ? amqpconn_errno(r.library_error)
+			 : r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION ? close_errno(r)
+									  : -EPROTO,
+			 "AMQP %s failed: %s", what, amqpconn_reply_text(r, buf, sizeof(buf)));
 }
 
 void amqpconn_target_done(struct amqpconn_target *t)
@@ -136,15 +123,15 @@ int amqpconn_target_init(struct amqpconn_target *t, const struct config *c, char
 	amqp_default_connection_info(&t->info);
 	if (amqp_parse_url(t->url, &t->info) != AMQP_STATUS_OK) {
 		amqpconn_target_done(t);
-		return fail(err, errlen, -EINVAL, "invalid broker url");
+		return error_set(err, errlen, -EINVAL, "invalid broker url");
 	}
 	if (!c->broker.password_file)
 		return 0;
 	r = read_file_max(c->broker.password_file, AMQPCONN_PASSWORD_MAX, &t->password, &len);
 	if (r < 0) {
 		amqpconn_target_done(t);
-		return fail(err, errlen, r, "cannot read password_file %s: %s",
-			    c->broker.password_file, strerror(-r));
+		return error_set(err, errlen, r, "cannot read password_file %s: %s",
+				 c->broker.password_file, strerror(-r));
 	}
 	while (len > 0 && (t->password[len - 1] == '\n' || t->password[len - 1] == '\r'))
 		t->password[--len] = '\0';
@@ -168,23 +155,24 @@ static int open_socket(const struct amqpconn_target *t, amqp_connection_state_t 
 		if (c->broker.tls_ca_file) {
 			r = amqp_ssl_socket_set_cacert(sock, c->broker.tls_ca_file);
 			if (r != 0)
-				return fail(err, errlen, amqpconn_errno(r),
-					    "cannot load CA file %s: %s", c->broker.tls_ca_file,
-					    amqp_error_string2(r));
+				return error_set(err, errlen, amqpconn_errno(r),
+						 "cannot load CA file %s: %s",
+						 c->broker.tls_ca_file, amqp_error_string2(r));
 		} else if (SSL_CTX_set_default_verify_paths(amqp_ssl_socket_get_context(sock)) !=
 			   1) {
 			/* librabbitmq starts with an empty trust store; without a
 			 * tls_ca_file the system's is what operators expect. */
-			return fail(err, errlen, -EIO, "cannot load the system CA certificates");
+			return error_set(err, errlen, -EIO,
+					 "cannot load the system CA certificates");
 		}
 		if (c->broker.tls_cert_file &&
 		    (r = amqp_ssl_socket_set_key(sock, c->broker.tls_cert_file,
 						 c->broker.tls_key_file
 							 ? c->broker.tls_key_file
 							 : c->broker.tls_cert_file)) != 0)
-			return fail(err, errlen, amqpconn_errno(r),
-				    "cannot load client certificate %s: %s",
-				    c->broker.tls_cert_file, amqp_error_string2(r));
+			return error_set(err, errlen, amqpconn_errno(r),
+					 "cannot load client certificate %s: %s",
+					 c->broker.tls_cert_file, amqp_error_string2(r));
 	} else {
 		sock = amqp_tcp_socket_new(conn);
 		if (!sock)
@@ -192,8 +180,8 @@ static int open_socket(const struct amqpconn_target *t, amqp_connection_state_t 
 	}
 	r = amqp_socket_open_noblock(sock, t->info.host, t->info.port, &tv);
 	if (r != AMQP_STATUS_OK)
-		return fail(err, errlen, amqpconn_errno(r), "cannot connect to %s:%d: %s",
-			    t->info.host, t->info.port, amqp_error_string2(r));
+		return error_set(err, errlen, amqpconn_errno(r), "cannot connect to %s:%d: %s",
+				 t->info.host, t->info.port, amqp_error_string2(r));
 	return 0;
 }
 
@@ -236,9 +224,9 @@ static int login(const struct amqpconn_target *t, amqp_connection_state_t conn, 
 					   &client_props, AMQP_SASL_METHOD_PLAIN, t->info.user,
 					   t->password ? t->password : t->info.password);
 	if (reply.reply_type != AMQP_RESPONSE_NORMAL)
-		return fail(err, errlen, -EACCES, "AMQP login to %s:%d as %s failed: %s",
-			    t->info.host, t->info.port, t->info.user,
-			    amqpconn_reply_text(reply, buf, sizeof(buf)));
+		return error_set(err, errlen, -EACCES, "AMQP login to %s:%d as %s failed: %s",
+				 t->info.host, t->info.port, t->info.user,
+				 amqpconn_reply_text(reply, buf, sizeof(buf)));
 	return 0;
 }
 
@@ -251,7 +239,7 @@ int amqpconn_open(const struct amqpconn_target *t, const char *name, int heartbe
 
 	conn = amqp_new_connection();
 	if (!conn)
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return error_set(err, errlen, -ENOMEM, "out of memory");
 	amqp_set_rpc_timeout(conn, &rpc_tv);
 	amqp_set_handshake_timeout(conn, &rpc_tv);
 	if ((r = open_socket(t, conn, err, errlen)) < 0 ||

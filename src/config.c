@@ -1182,15 +1182,27 @@ static void check_readable(struct parser *p, int id, const char *path)
 	close(fd);
 }
 
-static void check_files(struct parser *p)
+/* Which files must be readable now: what connects to the broker always;
+ * the taxonomy and the handler's program only for the daemon. */
+enum check_files {
+	CHECK_NO_FILES,
+	CHECK_BROKER_FILES,
+	CHECK_ALL_FILES,
+};
+
+static void check_files(struct parser *p, enum check_files which)
 {
 	struct config *c = p->c;
 
-	check_readable(p, K_RETRY_TAXONOMY, c->retry.taxonomy);
+	if (which == CHECK_NO_FILES)
+		return;
 	check_readable(p, K_BROKER_PASSWORD_FILE, c->broker.password_file);
 	check_readable(p, K_BROKER_TLS_CA_FILE, c->broker.tls_ca_file);
 	check_readable(p, K_BROKER_TLS_CERT_FILE, c->broker.tls_cert_file);
 	check_readable(p, K_BROKER_TLS_KEY_FILE, c->broker.tls_key_file);
+	if (which != CHECK_ALL_FILES)
+		return;
+	check_readable(p, K_RETRY_TAXONOMY, c->retry.taxonomy);
 	if (c->handler.type == HANDLER_EXEC && c->handler.argv &&
 	    access(c->handler.argv[0], X_OK) < 0)
 		perr(p, key_line(p, K_HANDLER_COMMAND), "cannot execute command %s: %s",
@@ -1223,7 +1235,7 @@ static struct config *config_new_defaults(void)
 	return c;
 }
 
-static int parse_into(struct parser *p, const char *text, size_t len, bool check_fs,
+static int parse_into(struct parser *p, const char *text, size_t len, enum check_files which,
 		      struct config **out)
 {
 	_cleanup_(config_freep) struct config *c = NULL;
@@ -1255,8 +1267,7 @@ static int parse_into(struct parser *p, const char *text, size_t len, bool check
 	check_pipeline(p);
 	check_handler(p);
 	check_metrics(p);
-	if (check_fs)
-		check_files(p);
+	check_files(p, which);
 
 	if (p->oom)
 		return -ENOMEM;
@@ -1266,7 +1277,7 @@ static int parse_into(struct parser *p, const char *text, size_t len, bool check
 	return 0;
 }
 
-static int parse_full(const char *name, const char *text, size_t len, bool check_fs,
+static int parse_full(const char *name, const char *text, size_t len, enum check_files which,
 		      struct config **out, struct diag *diags)
 {
 	struct parser p = {
@@ -1274,7 +1285,7 @@ static int parse_full(const char *name, const char *text, size_t len, bool check
 		.diags = diags,
 		.section = SEC_NONE,
 	};
-	int r = parse_into(&p, text, len, check_fs, out);
+	int r = parse_into(&p, text, len, which, out);
 
 	/* diag_add() turns a NULL name into "-" */
 	flush_diags(&p);
@@ -1286,10 +1297,10 @@ int config_parse(const char *name, const char *text, struct config **out, struct
 {
 	if (!text || !out)
 		return -EINVAL;
-	return parse_full(name, text, strlen(text), false, out, diags);
+	return parse_full(name, text, strlen(text), CHECK_NO_FILES, out, diags);
 }
 
-int config_load(const char *path, struct config **out, struct diag *diags)
+static int load(const char *path, enum check_files which, struct config **out, struct diag *diags)
 {
 	_cleanup_free_ char *text = NULL;
 	size_t len = 0;
@@ -1308,7 +1319,17 @@ int config_load(const char *path, struct config **out, struct diag *diags)
 			diag_add(diags, path, 1, "cannot read: %s", strerror(-r));
 		return r;
 	}
-	return parse_full(path, text, len, true, out, diags);
+	return parse_full(path, text, len, which, out, diags);
+}
+
+int config_load(const char *path, struct config **out, struct diag *diags)
+{
+	return load(path, CHECK_ALL_FILES, out, diags);
+}
+
+int config_load_for_broker(const char *path, struct config **out, struct diag *diags)
+{
+	return load(path, CHECK_BROKER_FILES, out, diags);
 }
 
 /* The authority of [broker] url: what lies between "://" and the path. */

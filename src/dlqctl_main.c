@@ -852,7 +852,7 @@ static int run(struct ctl *c, int argc, char **argv)
 		return r > 0 ? EXIT_OK : EXIT_USAGE;
 	if ((r = check_refusals(c)) != EXIT_OK)
 		return r;
-	r = config_load(c->config_path, &c->config, &diags);
+	r = config_load_for_broker(c->config_path, &c->config, &diags);
 	for (size_t i = 0; i < diags.n; i++)
 		fprintf(stderr, "%s\n", diags.lines[i]);
 	diag_done(&diags);

@@ -19,18 +19,6 @@ static const char *const key_names[] = {
 };
 
 /* Writes a one-line reason (err may be NULL) and returns -EINVAL. */
-_printf_(3, 4) static int bad(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 void dlqfilter_init(struct dlqfilter *f)
 {
 	*f = (struct dlqfilter){ .older_than_usec = USEC_INFINITY,
@@ -55,20 +43,21 @@ static int add_item(struct dlqfilter *f, enum dlqfilter_key key, const char *s, 
 	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
 		n--;
 	if (n == 0)
-		return bad(err, errlen, "%s: empty value", key_names[key]);
+		return error_set(err, errlen, -EINVAL, "%s: empty value", key_names[key]);
 	if (n >= sizeof(item))
-		return bad(err, errlen, "%s: value longer than %zu bytes", key_names[key],
-			   sizeof(item) - 1);
+		return error_set(err, errlen, -EINVAL, "%s: value longer than %zu bytes",
+				 key_names[key], sizeof(item) - 1);
 	memcpy(item, s, n);
 	item[n] = '\0';
 	if (key == DLQFILTER_ERROR_CLASS && error_class_from_string(item) == _ERROR_CLASS_INVALID)
-		return bad(err, errlen,
-			   "--error-class: unknown class '%s' (expected TRANSIENT, PERSISTENT or "
-			   "NON_RETRYABLE)",
-			   item);
+		return error_set(
+			err, errlen, -EINVAL,
+			"--error-class: unknown class '%s' (expected TRANSIENT, PERSISTENT or "
+			"NON_RETRYABLE)",
+			item);
 	if (f->list[key].n >= DLQFILTER_VALUES_MAX)
-		return bad(err, errlen, "%s: more than %d values", key_names[key],
-			   DLQFILTER_VALUES_MAX);
+		return error_set(err, errlen, -EINVAL, "%s: more than %d values", key_names[key],
+				 DLQFILTER_VALUES_MAX);
 	f->list[key].v[f->list[key].n] = strdup(item);
 	if (!f->list[key].v[f->list[key].n])
 		return -ENOMEM;
@@ -84,10 +73,10 @@ int dlqfilter_add(struct dlqfilter *f, enum dlqfilter_key key, const char *value
 
 	if (key == DLQFILTER_OLDER_THAN || key == DLQFILTER_NEWER_THAN) {
 		if (parse_duration_usec(value, &usec) < 0)
-			return bad(err, errlen,
-				   "%s: invalid duration '%s' (expected a number with a unit "
-				   "like 90s, 15m, 2h or 7d)",
-				   key_names[key], value);
+			return error_set(err, errlen, -EINVAL,
+					 "%s: invalid duration '%s' (expected a number with a unit "
+					 "like 90s, 15m, 2h or 7d)",
+					 key_names[key], value);
 		if (key == DLQFILTER_OLDER_THAN)
 			f->older_than_usec = usec;
 		else

@@ -29,18 +29,6 @@ struct dlqscan {
 	uint64_t next_seq;
 };
 
-_printf_(4, 5) static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 static int open_channel(amqp_connection_state_t conn, char *err, size_t errlen)
 {
 	amqp_channel_open(conn, CH);
@@ -133,7 +121,7 @@ int dlqscan_depth(struct dlqscan *s, const char *queue, uint64_t *messages, uint
 				amqp_empty_table);
 	r = amqpconn_check_rpc(s->rd, "queue.declare", err, errlen);
 	if (r == -ENOENT)
-		return fail(err, errlen, r, "queue '%s' does not exist", queue);
+		return error_set(err, errlen, r, "queue '%s' does not exist", queue);
 	if (r < 0)
 		return r;
 	*messages = ok->message_count;
@@ -284,8 +272,8 @@ static int unexpected(struct dlqscan *s, char *err, size_t errlen)
 
 	r = amqp_simple_wait_frame(s->rd, &f);
 	if (r != AMQP_STATUS_OK)
-		return fail(err, errlen, amqpconn_errno(r), "reading the queue: %s",
-			    amqp_error_string2(r));
+		return error_set(err, errlen, amqpconn_errno(r), "reading the queue: %s",
+				 amqp_error_string2(r));
 	if (f.frame_type != AMQP_FRAME_METHOD)
 		return 0;
 	switch (f.payload.method.id) {
@@ -296,20 +284,20 @@ static int unexpected(struct dlqscan *s, char *err, size_t errlen)
 		s->rd_channel = false;
 		snprintf(buf, sizeof(buf), "%.*s", (int)m->reply_text.len,
 			 (char *)m->reply_text.bytes);
-		return fail(err, errlen,
-			    m->reply_code == AMQP_PRECONDITION_FAILED ? -ETIMEDOUT : -EPROTO,
-			    "the broker closed the channel: %u %s", m->reply_code, buf);
+		return error_set(err, errlen,
+				 m->reply_code == AMQP_PRECONDITION_FAILED ? -ETIMEDOUT : -EPROTO,
+				 "the broker closed the channel: %u %s", m->reply_code, buf);
 	}
 	case AMQP_CONNECTION_CLOSE_METHOD: {
 		amqp_connection_close_t *m = f.payload.method.decoded;
 		snprintf(buf, sizeof(buf), "%.*s", (int)m->reply_text.len,
 			 (char *)m->reply_text.bytes);
-		return fail(err, errlen, -ECONNRESET, "the broker closed the connection: %u %s",
-			    m->reply_code, buf);
+		return error_set(err, errlen, -ECONNRESET,
+				 "the broker closed the connection: %u %s", m->reply_code, buf);
 	}
 	case AMQP_BASIC_CANCEL_METHOD:
-		return fail(err, errlen, -ENOENT,
-			    "the broker cancelled the consumer (queue deleted?)");
+		return error_set(err, errlen, -ENOENT,
+				 "the broker cancelled the consumer (queue deleted?)");
 	default:
 		return 0; /* basic.ack of a publish on another channel, qos-ok...: ignore */
 	}
@@ -339,14 +327,14 @@ int dlqscan_next(struct dlqscan *s, uint64_t timeout_usec, struct dlqscan_delive
 		k = unexpected(s, err, errlen);
 		return k < 0 ? k : 0;
 	}
-	return fail(err, errlen,
-		    r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
-			    ? amqpconn_errno(r.library_error)
-			    : -EPROTO,
-		    "reading the queue: %s",
-		    r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
-			    ? amqp_error_string2(r.library_error)
-			    : "unexpected reply");
+	return error_set(err, errlen,
+			 r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+				 ? amqpconn_errno(r.library_error)
+				 : -EPROTO,
+			 "reading the queue: %s",
+			 r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+				 ? amqp_error_string2(r.library_error)
+				 : "unexpected reply");
 }
 
 int dlqscan_ack(struct dlqscan *s, uint64_t tag, char *err, size_t errlen)
@@ -354,7 +342,8 @@ int dlqscan_ack(struct dlqscan *s, uint64_t tag, char *err, size_t errlen)
 	int r = amqp_basic_ack(s->rd, CH, tag, 0);
 
 	if (r != AMQP_STATUS_OK)
-		return fail(err, errlen, amqpconn_errno(r), "basic.ack: %s", amqp_error_string2(r));
+		return error_set(err, errlen, amqpconn_errno(r), "basic.ack: %s",
+				 amqp_error_string2(r));
 	return 0;
 }
 
@@ -410,8 +399,8 @@ int64_t dlqscan_publish(struct dlqscan *s, const char *queue, const struct dlqsc
 	r = amqp_basic_publish(s->pub, CH, amqp_empty_bytes, amqp_cstring_bytes(queue), 1, 0,
 			       &props, (amqp_bytes_t){ .len = len, .bytes = (void *)body });
 	if (r != AMQP_STATUS_OK)
-		return fail(err, errlen, amqpconn_errno(r), "basic.publish: %s",
-			    amqp_error_string2(r));
+		return error_set(err, errlen, amqpconn_errno(r), "basic.publish: %s",
+				 amqp_error_string2(r));
 	return (int64_t)s->next_seq++;
 }
 
@@ -439,22 +428,23 @@ static int confirm_frame(struct dlqscan *s, const amqp_frame_t *f, dlqscan_confi
 		/* The returned message's header and body frames follow. */
 		rr = amqp_read_message(s->pub, f->channel, &msg, 0);
 		if (rr.reply_type != AMQP_RESPONSE_NORMAL)
-			return fail(err, errlen, -EPROTO, "reading a returned message: %s",
-				    amqpconn_reply_text(rr, buf, sizeof(buf)));
+			return error_set(err, errlen, -EPROTO, "reading a returned message: %s",
+					 amqpconn_reply_text(rr, buf, sizeof(buf)));
 		amqp_destroy_message(&msg);
 		cb(userdata, DLQSCAN_RETURN, 0, false);
 		return 1;
 	case AMQP_CHANNEL_CLOSE_METHOD: {
 		amqp_channel_close_t *m = f->payload.method.decoded;
 		s->pub_channel = false;
-		return fail(err, errlen, -EPROTO, "the broker closed the replay channel: %u %.*s",
-			    m->reply_code, (int)m->reply_text.len, (char *)m->reply_text.bytes);
+		return error_set(err, errlen, -EPROTO,
+				 "the broker closed the replay channel: %u %.*s", m->reply_code,
+				 (int)m->reply_text.len, (char *)m->reply_text.bytes);
 	}
 	case AMQP_CONNECTION_CLOSE_METHOD: {
 		amqp_connection_close_t *m = f->payload.method.decoded;
-		return fail(err, errlen, -ECONNRESET,
-			    "the broker closed the replay connection: %u %.*s", m->reply_code,
-			    (int)m->reply_text.len, (char *)m->reply_text.bytes);
+		return error_set(err, errlen, -ECONNRESET,
+				 "the broker closed the replay connection: %u %.*s", m->reply_code,
+				 (int)m->reply_text.len, (char *)m->reply_text.bytes);
 	}
 	default:
 		return 0;
@@ -477,8 +467,8 @@ int dlqscan_confirms(struct dlqscan *s, uint64_t timeout_usec, dlqscan_confirm_f
 		if (r == AMQP_STATUS_TIMEOUT)
 			break;
 		if (r != AMQP_STATUS_OK)
-			return fail(err, errlen, amqpconn_errno(r), "reading confirms: %s",
-				    amqp_error_string2(r));
+			return error_set(err, errlen, amqpconn_errno(r), "reading confirms: %s",
+					 amqp_error_string2(r));
 		r = confirm_frame(s, &f, cb, userdata, err, errlen);
 		if (r < 0)
 			return r;

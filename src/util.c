@@ -511,3 +511,15 @@ const char *util_json_type_name(const json_t *v)
 	}
 	return "value";
 }
+
+int error_set(char *err, size_t errlen, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}

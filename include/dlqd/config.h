@@ -79,6 +79,13 @@ struct config {
  */
 int config_load(const char *path, struct config **out, struct diag *diags);
 
+/*
+ * The same for a tool that only talks to the broker (dlqctl): the taxonomy
+ * and the handler's program need not exist where it runs, the broker's
+ * password and TLS files must.
+ */
+int config_load_for_broker(const char *path, struct config **out, struct diag *diags);
+
 /* Parses text as if read from `name` (for tests and reload). */
 int config_parse(const char *name, const char *text, struct config **out, struct diag *diags);
 

@@ -92,6 +92,12 @@ struct diag {
 	char **lines;
 	size_t n;
 };
+/*
+ * For functions that report -errno plus a one-line reason for the caller to
+ * print or log: formats the reason into err (when given) and returns r.
+ */
+int error_set(char *err, size_t errlen, int r, const char *fmt, ...) _printf_(4, 5);
+
 void diag_add(struct diag *d, const char *file, unsigned line, const char *fmt, ...) _printf_(4, 5);
 void diag_addv(struct diag *d, const char *file, unsigned line, const char *fmt, va_list ap)
 	_printf_(4, 0);

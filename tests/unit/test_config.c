@@ -892,6 +892,42 @@ static void test_load_file_errors(void **state)
 	diag_done(&d);
 }
 
+/* dlqctl needs what reaches the broker, not the daemon's taxonomy or program. */
+static void test_load_for_broker(void **state)
+{
+	_cleanup_free_ char *path = write_tmp(
+		"broker-only.conf", "[broker]\nurl = amqp://x\n"
+				    "[pipeline]\nqueue = j\n"
+				    "[handler]\ntype = exec\ncommand = /nonexistent/run-job\n"
+				    "[retry]\ntaxonomy = nope.json\n");
+	_cleanup_free_ char *bad_pw = write_tmp(
+		"broker-only-pw.conf", "[broker]\nurl = amqp://x\npassword_file = missing\n"
+				       "[pipeline]\nqueue = j\n"
+				       "[handler]\ntype = http\nurl = http://127.0.0.1:1/\n");
+	struct config *c = NULL;
+	struct diag d = { 0 };
+	char *want = NULL;
+
+	assert_int_equal(config_load_for_broker(path, &c, &d), 0);
+	assert_int_equal(d.n, 0);
+	assert_string_equal(c->pipeline.queue, "j");
+	c = config_free(c);
+	assert_int_equal(config_load(path, &c, &d), -EINVAL);
+	assert_int_equal(d.n, 2);
+	diag_done(&d);
+
+	assert_int_equal(config_load_for_broker(bad_pw, &c, &d), -EINVAL);
+	assert_null(c);
+	assert_int_equal(d.n, 1);
+	assert_true(
+		asprintf(&want,
+			 "%s:3: cannot read password_file %s/missing: No such file or directory",
+			 bad_pw, tmpdir) > 0);
+	assert_string_equal(d.lines[0], want);
+	free(want);
+	diag_done(&d);
+}
+
 static void test_load_unreadable(void **state)
 {
 	struct config *c = (struct config *)0x1;
@@ -1050,6 +1086,7 @@ int main(void)
 		cmocka_unit_test(test_parse_too_large),
 		cmocka_unit_test(test_load_ok),
 		cmocka_unit_test(test_load_file_errors),
+		cmocka_unit_test(test_load_for_broker),
 		cmocka_unit_test(test_load_unreadable),
 		cmocka_unit_test(test_credentials_directory),
 		cmocka_unit_test(test_broker_endpoint),
