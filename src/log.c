@@ -60,6 +60,7 @@ static const struct {
 	{ "drain-start", "c07e90c26fc54390a3c4b1f630b30ef4" },
 	{ "drain-done", "5e17add74ca64fcd8a13cf787e5bf33d" },
 	{ "drain-timeout", "10ceb56b425f418d8900aad74986d713" },
+	{ "purge", "7b9f8f9e9895431996a9e689b86ee5c3" }, /* dlqctl purge: the audit trail */
 };
 
 const char *log_message_id(const char *event)
