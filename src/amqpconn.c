@@ -18,6 +18,23 @@
 #include "dlqd/util.h"
 #include "dlqd/version.h"
 
+amqp_table_entry_t amqpconn_entry_bytes(amqp_bytes_t key, amqp_bytes_t v)
+{
+	return (amqp_table_entry_t){ .key = key,
+				     .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = v } };
+}
+
+amqp_table_entry_t amqpconn_entry_str(const char *key, const char *v)
+{
+	return amqpconn_entry_bytes(amqp_cstring_bytes(key), amqp_cstring_bytes(v ? v : ""));
+}
+
+amqp_table_entry_t amqpconn_entry_int(const char *key, int64_t v)
+{
+	return (amqp_table_entry_t){ .key = amqp_cstring_bytes(key),
+				     .value = { .kind = AMQP_FIELD_KIND_I64, .value.i64 = v } };
+}
+
 int amqpconn_errno(int status)
 {
 	switch (status) {

@@ -876,30 +876,17 @@ static amqp_table_t queue_args(struct broker *b, amqp_table_entry_t *e, bool lan
 	size_t n = 0;
 	bool quorum = b->config->pipeline.queue_type == QUEUE_QUORUM;
 
-	if (quorum) {
-		e[n].key = amqp_cstring_bytes("x-queue-type");
-		e[n].value.kind = AMQP_FIELD_KIND_UTF8;
-		e[n++].value.value.bytes = amqp_cstring_bytes("quorum");
-	}
+	if (quorum)
+		e[n++] = amqpconn_entry_str("x-queue-type", "quorum");
 	if (lane) {
-		e[n].key = amqp_cstring_bytes("x-message-ttl");
-		e[n].value.kind = AMQP_FIELD_KIND_I64;
-		e[n++].value.value.i64 = (int64_t)ttl_ms;
-		e[n].key = amqp_cstring_bytes("x-dead-letter-exchange");
-		e[n].value.kind = AMQP_FIELD_KIND_UTF8;
-		e[n++].value.value.bytes = amqp_cstring_bytes("");
-		e[n].key = amqp_cstring_bytes("x-dead-letter-routing-key");
-		e[n].value.kind = AMQP_FIELD_KIND_UTF8;
-		e[n++].value.value.bytes = amqp_cstring_bytes(b->queue);
+		e[n++] = amqpconn_entry_int("x-message-ttl", (int64_t)ttl_ms);
+		e[n++] = amqpconn_entry_str("x-dead-letter-exchange", "");
+		e[n++] = amqpconn_entry_str("x-dead-letter-routing-key", b->queue);
 		if (quorum) {
 			/* Classic dead-lettering is at-most-once; quorum lanes can
 			 * do better, but only with reject-publish overflow. */
-			e[n].key = amqp_cstring_bytes("x-dead-letter-strategy");
-			e[n].value.kind = AMQP_FIELD_KIND_UTF8;
-			e[n++].value.value.bytes = amqp_cstring_bytes("at-least-once");
-			e[n].key = amqp_cstring_bytes("x-overflow");
-			e[n].value.kind = AMQP_FIELD_KIND_UTF8;
-			e[n++].value.value.bytes = amqp_cstring_bytes("reject-publish");
+			e[n++] = amqpconn_entry_str("x-dead-letter-strategy", "at-least-once");
+			e[n++] = amqpconn_entry_str("x-overflow", "reject-publish");
 		}
 	}
 	return (amqp_table_t){ .num_entries = (int)n, .entries = e };
@@ -1352,13 +1339,6 @@ static bool key_is(amqp_bytes_t k, const char *s)
 	return k.len == strlen(s) && memcmp(k.bytes, s, k.len) == 0;
 }
 
-static void set_entry_bytes(amqp_table_entry_t *e, const char *key, amqp_bytes_t v)
-{
-	e->key = amqp_cstring_bytes(key);
-	e->value.kind = AMQP_FIELD_KIND_UTF8;
-	e->value.value.bytes = v;
-}
-
 int broker_publish(struct broker *b, const char *exchange, const char *routing_key,
 		   const struct broker_msg *orig, const void *body, size_t len,
 		   const struct broker_header *hdrs, size_t n_hdrs, broker_confirm_fn cb,
@@ -1397,29 +1377,20 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
 		if (!ours)
 			entries[n++] = op->headers.entries[i];
 	}
-	for (size_t j = 0; j < n_hdrs; j++) {
-		entries[n].key = amqp_cstring_bytes(hdrs[j].key);
-		if (hdrs[j].type == BH_INT) {
-			entries[n].value.kind = AMQP_FIELD_KIND_I64;
-			entries[n].value.value.i64 = hdrs[j].i;
-		} else {
-			entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
-			entries[n].value.value.bytes =
-				amqp_cstring_bytes(hdrs[j].s ? hdrs[j].s : "");
-		}
-		n++;
-	}
+	for (size_t j = 0; j < n_hdrs; j++)
+		entries[n++] = hdrs[j].type == BH_INT ? amqpconn_entry_int(hdrs[j].key, hdrs[j].i)
+						      : amqpconn_entry_str(hdrs[j].key, hdrs[j].s);
 	if (op && (op->_flags & AMQP_BASIC_EXPIRATION_FLAG)) {
-		set_entry_bytes(&entries[n++], "x-dlqd-original-expiration", op->expiration);
+		entries[n++] = amqpconn_entry_bytes(
+			amqp_cstring_bytes("x-dlqd-original-expiration"), op->expiration);
 		props._flags &= ~AMQP_BASIC_EXPIRATION_FLAG;
 	}
 	if (op && (op->_flags & AMQP_BASIC_USER_ID_FLAG)) {
-		set_entry_bytes(&entries[n++], "x-dlqd-original-user-id", op->user_id);
+		entries[n++] = amqpconn_entry_bytes(amqp_cstring_bytes("x-dlqd-original-user-id"),
+						    op->user_id);
 		props._flags &= ~AMQP_BASIC_USER_ID_FLAG;
 	}
-	entries[n].key = amqp_cstring_bytes(PUBLISH_SEQ_HEADER);
-	entries[n].value.kind = AMQP_FIELD_KIND_I64;
-	entries[n++].value.value.i64 = (int64_t)b->next_seq;
+	entries[n++] = amqpconn_entry_int(PUBLISH_SEQ_HEADER, (int64_t)b->next_seq);
 
 	props.headers = (amqp_table_t){ .num_entries = (int)n, .entries = entries };
 	props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;

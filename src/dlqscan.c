@@ -378,15 +378,13 @@ int64_t dlqscan_publish(struct dlqscan *s, const char *queue, const struct dlqsc
 		e[n++] = orig->entries[i];
 	}
 	for (size_t i = 0; i < n_set; i++) {
-		e[n].key = (amqp_bytes_t){ .len = set[i].key_len, .bytes = (void *)set[i].key };
-		if (set[i].kind == DLQ_H_INT) {
-			e[n].value.kind = AMQP_FIELD_KIND_I64;
-			e[n].value.value.i64 = set[i].i;
-		} else {
-			e[n].value.kind = AMQP_FIELD_KIND_UTF8;
-			e[n].value.value.bytes =
-				(amqp_bytes_t){ .len = set[i].s_len, .bytes = (void *)set[i].s };
-		}
+		amqp_bytes_t k = { .len = set[i].key_len, .bytes = (void *)set[i].key };
+
+		e[n] = amqpconn_entry_bytes(
+			k, (amqp_bytes_t){ .len = set[i].s_len, .bytes = (void *)set[i].s });
+		if (set[i].kind == DLQ_H_INT)
+			e[n].value = (amqp_field_value_t){ .kind = AMQP_FIELD_KIND_I64,
+							   .value.i64 = set[i].i };
 		n++;
 	}
 	props.headers = (amqp_table_t){ .num_entries = (int)n, .entries = e };

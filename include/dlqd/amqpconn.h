@@ -39,6 +39,11 @@ void amqpconn_target_done(struct amqpconn_target *t);
 int amqpconn_open(const struct amqpconn_target *t, const char *name, int heartbeat_s,
 		  amqp_connection_state_t *out, char *err, size_t errlen);
 
+/* Table entries for the headers and queue arguments dlqd and dlqctl send. */
+amqp_table_entry_t amqpconn_entry_int(const char *key, int64_t v);
+amqp_table_entry_t amqpconn_entry_str(const char *key, const char *v);
+amqp_table_entry_t amqpconn_entry_bytes(amqp_bytes_t key, amqp_bytes_t v);
+
 /* Maps a librabbitmq status (< 0) to -errno. */
 int amqpconn_errno(int status);
 
