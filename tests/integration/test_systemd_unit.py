@@ -100,7 +100,10 @@ class SystemdUnit(unittest.TestCase):
                   self.prefix + "/lib/systemd/system/dlqd.service",
                   self.prefix + "/lib/systemd/system/dlqd@.service",
                   self.prefix + "/lib/systemd/catalog/dlqd.catalog",
-                  self.prefix + "/share/doc/dlqd/operations.md"):
+                  self.prefix + "/share/doc/dlqd/operations.md",
+                  self.prefix + "/share/doc/dlqd/runbook.md",
+                  self.prefix + "/share/dlqd/prometheus/dlqd.rules.yml",
+                  self.prefix + "/share/dlqd/grafana/dlqd.json"):
             self.assertTrue(os.path.isfile(self.path(p)), "%s not installed" % p)
         for unit, conf in (("dlqd.service", "/etc/dlqd/dlqd.conf"),
                            ("dlqd@.service", "/etc/dlqd/%i.conf")):
