@@ -222,14 +222,16 @@ static void log_settled(struct job *j)
 
 	if (j->route.action == ROUTE_RETRY) {
 		char at[TIMESTAMP_MAX];
+		d->counters.retried++;
+		metrics_retried(d->metrics, j->error_code,
+				error_class_to_string(j->route.error_class));
+		if (!log_enabled(LOG_INFO))
+			return;
 		snprintf(extra, sizeof(extra),
 			 "delay_ms=%" PRIu64 " lane_ms=%" PRIu64 " next_retry_at=%s",
 			 j->route.delay_usec / USEC_PER_MSEC, j->route.lane_ms,
 			 format_timestamp(j->next_retry_at_usec, at));
 		ctx = job_log_ctx(j, "retry", extra);
-		d->counters.retried++;
-		metrics_retried(d->metrics, j->error_code,
-				error_class_to_string(j->route.error_class));
 		log_full(LOG_INFO, 0, &ctx, "retrying %s in %" PRIu64 " ms (attempt %u of %u)",
 			 j->env->message_id, j->route.delay_usec / USEC_PER_MSEC, j->route.attempt,
 			 j->route.max_attempt);
@@ -687,10 +689,13 @@ static void reload(struct daemon *d)
 	_cleanup_(config_freep) struct config *c = NULL;
 	_cleanup_(taxonomy_freep) struct taxonomy *t = NULL;
 	struct diag diags = { 0 };
-	uint64_t mono = now_monotonic_usec();
+	/* RELOADING=1/READY=1 only while ready: a SIGHUP before the broker
+	 * came up must not announce READY=1, nor one after STOPPING=1. */
+	bool announce = d->ready_sent && !d->draining;
 	const char *changed;
 
-	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, mono);
+	if (announce)
+		sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_monotonic_usec());
 	if (config_load(d->config_path, &c, &diags) < 0) {
 		reload_failed(d, &diags, "config");
 		goto out;
@@ -732,7 +737,8 @@ static void reload(struct daemon *d)
 		 "reloaded %s and %s", d->config_path, d->config->retry.taxonomy);
 out:
 	diag_done(&diags);
-	sd_notify(0, "READY=1");
+	if (announce)
+		sd_notify(0, "READY=1");
 	notify_status(d);
 }
 

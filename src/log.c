@@ -88,26 +88,30 @@ static bool stderr_is_journal(void)
 	return access(JOURNAL_SOCKET, W_OK) == 0;
 }
 
+static const char *const priority_names[] = { "emerg",	 "alert",  "crit", "error",
+					      "warning", "notice", "info", "debug" };
+
 void log_setup(int max_priority)
 {
 	const char *lvl = getenv("DLQD_LOG_LEVEL");
 
 	log_state.max_priority = max_priority;
-	if (lvl) {
-		static const char *const names[] = { "emerg",	"alert",  "crit", "err",
-						     "warning", "notice", "info", "debug" };
-		for (int i = 0; i < 8; i++)
-			if (strcmp(lvl, names[i]) == 0)
-				log_state.max_priority = i;
-	}
+	/* The names the stderr lines carry; syslog's "err" is accepted too. */
+	for (int i = 0; lvl && i < (int)ARRAY_SIZE(priority_names); i++)
+		if (strcmp(lvl, priority_names[i]) == 0 ||
+		    (i == LOG_ERR && strcmp(lvl, "err") == 0))
+			log_state.max_priority = i;
 	log_state.journal = stderr_is_journal();
+}
+
+bool log_enabled(int priority)
+{
+	return priority <= log_state.max_priority;
 }
 
 static const char *priority_name(int p)
 {
-	static const char *const names[] = { "emerg",	"alert",  "crit", "error",
-					     "warning", "notice", "info", "debug" };
-	return (p >= 0 && p < 8) ? names[p] : "info";
+	return (p >= 0 && p < (int)ARRAY_SIZE(priority_names)) ? priority_names[p] : "info";
 }
 
 static void kv(struct buf *b, const char *key, const char *value)

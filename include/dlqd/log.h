@@ -24,6 +24,8 @@ struct log_ctx {
 };
 
 void log_setup(int max_priority);
+/* Whether an event of this priority is logged: to skip formatting its fields. */
+bool log_enabled(int priority);
 
 /* The journald MESSAGE_ID (32 hex digits) of an event kind, or NULL. */
 const char *log_message_id(const char *event);

@@ -165,6 +165,12 @@ class Notify(dlqtest.DlqdTestCase):
         time.sleep(scaled(3))
         d.assert_alive("while the broker is down")
         self.assertEqual(ns.sequence(), [], "READY=1 (or more) without a broker")
+        # A reload before READY=1 applies the file but announces nothing:
+        # READY=1 would tell systemd that dlqd consumes.
+        d.signal(signal.SIGHUP)
+        d.wait_event("reload")
+        time.sleep(0.3)
+        self.assertEqual(ns.sequence(), [], "RELOADING=1/READY=1 before dlqd was ready")
         self.assertGreater(len(ns.items("WATCHDOG")), n_pings,
                            "no watchdog pings while waiting for the broker")
 
