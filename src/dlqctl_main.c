@@ -44,6 +44,7 @@ enum {
 #define DRAIN_TIMEOUT_USEC (30 * USEC_PER_SEC)
 #define PROGRESS_USEC	   (500 * USEC_PER_MSEC)
 #define ARCHIVE_FLUSH_USEC (500 * USEC_PER_MSEC)
+#define ARCHIVE_BATCH_MAX  (8 * 1024 * 1024) /* text written per fsync */
 #define DEFAULT_MAX_RUN	   (25 * 60 * USEC_PER_SEC)
 #define DEFAULT_RATE	   10
 #define RATE_MAX	   100000
@@ -85,6 +86,7 @@ struct ctl {
 	struct pending ring[WINDOW];
 	size_t head, count;
 	bool stop_acking; /* after a basic.return: which publish it was is unknown */
+	bool stalled;	  /* the broker stopped delivering before the end */
 	int fatal;	  /* first error, -errno */
 	char err[512];
 
@@ -334,6 +336,60 @@ static void log_purged(struct ctl *c, const struct pending *p)
 		 p->error_code[0] ? p->error_code : "no error code");
 }
 
+/*
+ * Appends the batch and fsyncs it. On failure the file is cut back to where
+ * the batch began, so no half line is left for the next run to append to;
+ * nothing of the batch is acked then.
+ */
+static int archive_write(struct ctl *c)
+{
+	off_t start = lseek(c->archive_fd, 0, SEEK_END);
+	int r = 0;
+
+	if (start < 0)
+		return -errno;
+	for (size_t off = 0; off < c->archive.len && r == 0;) {
+		ssize_t n = write(c->archive_fd, c->archive.data + off, c->archive.len - off);
+		if (n < 0) {
+			if (errno != EINTR)
+				r = -errno;
+		} else if (n == 0) {
+			r = -EIO;
+		} else {
+			off += (size_t)n;
+		}
+	}
+	if (r == 0 && fsync(c->archive_fd) < 0)
+		r = -errno;
+	if (r < 0) {
+		(void)!ftruncate(c->archive_fd, start);
+		return r;
+	}
+	buf_reset(&c->archive);
+	return 0;
+}
+
+/* Makes the archive's directory entry durable too: fsyncing a new file
+ * alone does not survive a power loss. */
+static int archive_open(struct ctl *c)
+{
+	_cleanup_free_ char *dir = strdup(c->archive_path);
+	char *slash = dir ? strrchr(dir, '/') : NULL;
+	_cleanup_close_ int dfd = -1;
+
+	if (!dir)
+		return -ENOMEM;
+	c->archive_fd = open(c->archive_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (c->archive_fd < 0)
+		return -errno;
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) < 0)
+		return -errno;
+	return 0;
+}
+
 /* Writes and fsyncs the archive, then acks and logs the batch. */
 static void purge_flush(struct ctl *c)
 {
@@ -343,27 +399,11 @@ static void purge_flush(struct ctl *c)
 	if (c->count == 0)
 		return;
 	c->archive_flushed_at = now_monotonic_usec();
-	if (c->archive_fd >= 0) {
-		for (size_t off = 0; off < c->archive.len;) {
-			ssize_t n =
-				write(c->archive_fd, c->archive.data + off, c->archive.len - off);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				snprintf(err, sizeof(err), "writing the archive %s: %s",
-					 c->archive_path, strerror(errno));
-				set_fatal(c, -errno, err);
-				return;
-			}
-			off += (size_t)n;
-		}
-		if (fsync(c->archive_fd) < 0) {
-			snprintf(err, sizeof(err), "fsync of the archive %s: %s", c->archive_path,
-				 strerror(errno));
-			set_fatal(c, -errno, err);
-			return;
-		}
-		buf_reset(&c->archive);
+	if (c->archive_fd >= 0 && (r = archive_write(c)) < 0) {
+		snprintf(err, sizeof(err), "writing the archive %s: %s", c->archive_path,
+			 strerror(-r));
+		set_fatal(c, r, err);
+		return;
 	}
 	clear_progress(c); /* the log lines go to the same terminal */
 	for (; c->count > 0; c->count--, c->head = (c->head + 1) % WINDOW) {
@@ -390,6 +430,13 @@ static void purge_one(struct ctl *c, const struct dlqscan_delivery *d, const str
 		_cleanup_free_ char *line =
 			dlqrecord_json(&d->msg, r, now_realtime_usec(),
 				       DLQRECORD_JSON_FULL | DLQRECORD_JSON_RAW_BODY, &len);
+		/* The batch goes out before a line that would push it past its
+		 * size, so only one line larger than the buffer fails. */
+		if (line && c->count > 0 && c->archive.len + len + 1 > ARCHIVE_BATCH_MAX) {
+			purge_flush(c);
+			if (c->fatal)
+				return;
+		}
 		if (!line || buf_append(&c->archive, line, len) < 0 ||
 		    buf_append(&c->archive, "\n", 1) < 0) {
 			set_fatal(c, -ENOMEM, "archive line too large or out of memory");
@@ -401,7 +448,7 @@ static void purge_one(struct ctl *c, const struct dlqscan_delivery *d, const str
 	strscpy(p->message_id, r->message_id, sizeof(p->message_id));
 	strscpy(p->error_code, r->error_code, sizeof(p->error_code));
 	strscpy(p->error_class, r->error_class, sizeof(p->error_class));
-	if (c->count == WINDOW || c->archive.len > 8 * 1024 * 1024)
+	if (c->count == WINDOW || c->archive.len > ARCHIVE_BATCH_MAX)
 		purge_flush(c);
 }
 
@@ -534,6 +581,7 @@ static int scan(struct ctl *c)
 					     "most "
 					     "2000 unacked messages (see docs/dlqctl.md)"
 					   : "the rest are held by another consumer");
+				c->stalled = true;
 				break;
 			}
 		} else {
@@ -579,6 +627,7 @@ enum {
 
 static int parse_args(struct ctl *c, int argc, char **argv)
 {
+	bool rate_given = false;
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, OPT_JSON },
@@ -625,6 +674,7 @@ static int parse_args(struct ctl *c, int argc, char **argv)
 				    RATE_MAX, optarg);
 				return -EINVAL;
 			}
+			rate_given = true;
 			break;
 		case OPT_LIMIT:
 			if (parse_uint(optarg, 1, UINT64_MAX / 2, &c->limit) < 0) {
@@ -699,7 +749,7 @@ static int parse_args(struct ctl *c, int argc, char **argv)
 		say("unexpected argument '%s'", argv[optind]);
 		return -EINVAL;
 	}
-	if ((c->rate != DEFAULT_RATE || c->force) && c->cmd != CMD_REPLAY) {
+	if ((rate_given || c->force) && c->cmd != CMD_REPLAY) {
 		say("--rate and --force only apply to replay");
 		return -EINVAL;
 	}
@@ -827,6 +877,12 @@ static int finish(struct ctl *c)
 				" scanned)%s\n",
 				verb, c->done, c->matched, c->scanned,
 				interrupted ? "; interrupted, the rest stay in the DLQ" : "");
+		if (c->stalled) {
+			/* A script must not read "all replayed" into this. */
+			say("stopped before the end of %s: the messages not read are still there",
+			    c->dlq);
+			return interrupted ? EXIT_INTERRUPTED : EXIT_ERROR;
+		}
 		if (c->refused) {
 			say("refused %" PRIu64
 			    " message(s) with a schema_version listed in [replay] "
@@ -861,13 +917,9 @@ static int run(struct ctl *c, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	snprintf(c->dlq, sizeof(c->dlq), "%s.dlq", c->config->pipeline.queue);
-	if (c->archive_path) {
-		c->archive_fd =
-			open(c->archive_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (c->archive_fd < 0) {
-			say("cannot open the archive %s: %m", c->archive_path);
-			return EXIT_ERROR;
-		}
+	if (c->archive_path && (r = archive_open(c)) < 0) {
+		say("cannot open the archive %s: %s", c->archive_path, strerror(-r));
+		return EXIT_ERROR;
 	}
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);

@@ -220,6 +220,13 @@ class DlqctlReplay(dlqtest.DlqdTestCase):
         rc, out, err = U.run_ctl(conf, "purge", "--error-code", "AUTH_REVOKED", "--dry-run")
         self.assertEqual(rc, 0, err)
         self.assertEqual(U.dlq_keys(c), keys)
+        # An archive that cannot be written: nothing is purged.
+        rc, out, err = U.run_ctl(conf, "purge", "--error-code", "AUTH_REVOKED", "--yes",
+                                 "--archive", "/dev/full")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("writing the archive /dev/full", err)
+        c.wait_until(lambda: c.broker.depth(c.dlq) == len(keys), 10, "the DLQ intact")
+        self.assertEqual(U.dlq_keys(c), keys)
         archive = c.path("purged.jsonl")
         gone = [m for m in model if m["code"] in ("AUTH_REVOKED", "INVALID_ENVELOPE")]
         rc, out, err = U.run_ctl(conf, "purge", "--error-code", "AUTH_REVOKED,INVALID_ENVELOPE",
@@ -255,6 +262,13 @@ class DlqctlReplay(dlqtest.DlqdTestCase):
         self.assertEqual(rc, 0, err)
         self.assertEqual(json.loads(out)["scanned"], 2000)
         self.assertIn("quorum queue at most 2000 unacked", err)
+        c.wait_until(lambda: c.broker.depth(c.dlq) == 2500, 10, "the quorum DLQ intact")
+        # Nothing matches in the first 2000, so nothing frees the credit: the
+        # replay cannot reach the rest and must not say it is done.
+        rc, out, err = U.run_ctl(conf, "replay", "--error-code", "NO_SUCH_CODE",
+                                 "--rate", "100000")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("stopped before the end", err)
         c.wait_until(lambda: c.broker.depth(c.dlq) == 2500, 10, "the quorum DLQ intact")
         rc, out, err = U.run_ctl(conf, "replay", "--all", "--rate", "100000")
         self.assertEqual(rc, 0, err)
