@@ -864,8 +864,12 @@ static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata)
 	struct link *l = userdata;
 	uint64_t period = MAX(l->b->config->broker.heartbeat_usec / 2, USEC_PER_SEC);
 
+	/* librabbitmq sends and checks heartbeats only when called: without
+	 * this tick an idle link would never notice a broker gone silent.
+	 * A time source is one-shot; arm it again. */
 	pump(l);
 	sd_event_source_set_time(s, usec + period);
+	sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 	return 0;
 }
 

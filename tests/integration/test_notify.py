@@ -37,6 +37,7 @@ class Forwarder:
         self.lsock = None
         self.socks = []
         self.stop_flag = False
+        self.frozen = False  # a silent peer: bytes and EOF swallowed, no RST
 
     def open(self):
         self.lsock = socket.socket()
@@ -61,16 +62,18 @@ class Forwarder:
             for a, b in ((c, u), (u, c)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(a, b):
+    def _pipe(self, a, b):
         try:
             while True:
                 data = a.recv(65536)
                 if not data:
                     break
-                b.sendall(data)
+                if not self.frozen:
+                    b.sendall(data)
         except OSError:
             pass
+        while self.frozen and not self.stop_flag:
+            time.sleep(0.1)  # a silent peer sends no EOF nor RST either
         try:
             b.shutdown(socket.SHUT_WR)
         except OSError:
@@ -184,6 +187,30 @@ class Notify(dlqtest.DlqdTestCase):
         rc = d.stop()
         self.assertEqual(rc, 0)
         self.assertEqual(ns.sequence(), ["READY=1", "STOPPING=1"])
+
+    def test_silent_broker_is_detected(self):
+        """A broker that goes silent without closing (a dead host, a NAT that
+        dropped the flow) is found by heartbeats on an idle connection: the
+        consumer link is lost, STATUS says dlqd waits, and it comes back."""
+        c = self.ctx
+        c.start_stub()
+        port = dlqtest.free_port()
+        url = "amqp://guest:guest@127.0.0.1:%d/%%2f" % port
+        c.write_config(extra={"broker": {"url": url, "heartbeat": "2s"}})
+        fwd = Forwarder(port, dlqtest.AMQP_PORT)
+        self.addCleanup(fwd.close)
+        fwd.open()
+        d = dlqtest.start_service_dlqd(c, wait_ready=False)
+        d.notify.wait(c, "READY", "1", timeout=30)
+        time.sleep(5)  # idle, past two heartbeat periods: the timers keep running
+        fwd.frozen = True
+        t = time.monotonic()
+        d.wait_event("broker-lost", timeout=scaled(20))
+        note("silent broker detected after %.1fs (heartbeat 2s)" % (time.monotonic() - t))
+        d.notify.wait(c, "STATUS", pred=lambda v: v.startswith("Waiting for the broker"))
+        fwd.frozen = False
+        d.wait_event("broker-connected", count=2, timeout=scaled(30))
+        self.assertEqual(d.stop(), 0)
 
     def test_sigterm_while_waiting_for_broker(self):
         c = self.ctx
