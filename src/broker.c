@@ -1301,6 +1301,21 @@ bool broker_is_up(const struct broker *b)
 	return b->consumer.up && !b->consumer.failed;
 }
 
+const char *broker_queue(const struct broker *b)
+{
+	return b->queue;
+}
+
+const char *broker_retry_exchange(const struct broker *b)
+{
+	return b->retry_x;
+}
+
+const char *broker_dlx(const struct broker *b)
+{
+	return b->dlx;
+}
+
 const char *broker_last_error(const struct broker *b)
 {
 	return b->consumer.last_error;

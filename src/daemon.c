@@ -336,8 +336,8 @@ static void on_confirm(void *userdata, int r, const char *reason)
 static void job_publish(struct job *j)
 {
 	struct daemon *d = j->d;
-	const char *queue = d->config->pipeline.queue;
-	char exchange[BROKER_NAME_MAX], key[BROKER_NAME_MAX], dead_at[TIMESTAMP_MAX];
+	const char *exchange;
+	char key[BROKER_NAME_MAX], dead_at[TIMESTAMP_MAX];
 	struct broker_header h[8];
 	size_t n = 0;
 	int r;
@@ -349,10 +349,10 @@ static void job_publish(struct job *j)
 			job_publish_failed(j, r, "cannot declare the delay lane");
 			return;
 		}
-		snprintf(exchange, sizeof(exchange), "%.200s.retry", queue);
-		broker_lane_name(queue, j->route.lane_ms, key);
+		exchange = broker_retry_exchange(d->broker);
+		broker_lane_name(broker_queue(d->broker), j->route.lane_ms, key);
 	} else {
-		snprintf(exchange, sizeof(exchange), "%.200s.dlx", queue);
+		exchange = broker_dlx(d->broker);
 		snprintf(key, sizeof(key), "%.32s.%.63s",
 			 error_class_to_string(j->route.error_class), j->error_code);
 	}
@@ -535,7 +535,7 @@ static void notify_status(struct daemon *d)
 			   "STATUS=Draining %s: %zu in flight, %" PRIu64 " s left; %" PRIu64
 			   " consumed, %" PRIu64 " succeeded, %" PRIu64 " retried, %" PRIu64
 			   " dead-lettered",
-			   left + DRAIN_EXIT_SLACK_USEC, d->config->pipeline.queue, d->n_jobs,
+			   left + DRAIN_EXIT_SLACK_USEC, broker_queue(d->broker), d->n_jobs,
 			   (left + USEC_PER_SEC - 1) / USEC_PER_SEC, c->consumed, c->succeeded,
 			   c->retried, c->dead_lettered);
 		return;
@@ -553,7 +553,7 @@ static void notify_status(struct daemon *d)
 	sd_notifyf(0,
 		   "STATUS=Consuming %s on %s: %zu in flight, %" PRIu64 " consumed, %" PRIu64
 		   " succeeded, %" PRIu64 " retried, %" PRIu64 " dead-lettered",
-		   d->config->pipeline.queue, d->endpoint, d->n_jobs, c->consumed, c->succeeded,
+		   broker_queue(d->broker), d->endpoint, d->n_jobs, c->consumed, c->succeeded,
 		   c->retried, c->dead_lettered);
 }
 

@@ -71,6 +71,15 @@ void broker_freep(struct broker **b);
 int broker_start(struct broker *b);
 bool broker_is_up(const struct broker *b);
 uint64_t broker_generation(const struct broker *b);
+/*
+ * The topology this broker was started with ([pipeline] queue and the
+ * names derived from it). A reload does not change them: copies must go
+ * where the running connections declared them.
+ */
+const char *broker_queue(const struct broker *b);
+const char *broker_retry_exchange(const struct broker *b);
+const char *broker_dlx(const struct broker *b);
+
 /* Why the consumer connection last failed (for STATUS=); "" while it is up. */
 const char *broker_last_error(const struct broker *b);
 

@@ -96,6 +96,26 @@ class Reload(dlqtest.DlqdTestCase):
         rc = d.stop()
         self.assertEqual(rc, 0, "dlqd exit status %s after SIGTERM" % rc)
 
+    def test_reload_keeps_restart_keys(self):
+        """A reload that changes [pipeline] queue says it needs a restart and
+        changes nothing of the topology: copies still go to this pipeline's
+        lanes and DLQ, never to another queue's exchanges."""
+        c = self.ctx
+        c.start_stub()
+        conf_path = c.write_config(prefetch=10, timeout="5s")
+        d = c.start_dlqd()
+        with open(conf_path) as f:
+            good = f.read()
+        self.assertIn("queue = %s\n" % c.q, good)
+        self.replace_file(conf_path, good.replace("queue = %s\n" % c.q,
+                                                  "queue = %s-other\n" % c.q))
+        d.signal(signal.SIGHUP)
+        d.wait_event("reload", 1, timeout=10)
+        self.assertIn("[pipeline] queue changed; it takes effect at the next restart", d.text())
+        self.batch("f", 10, 5, dlq("INVALID_PAYLOAD", "NON_RETRYABLE", 1))
+        self.assertFalse(c.broker.exchange_exists(c.q + "-other.dlx"))
+        self.assertEqual(d.stop(), 0)
+
     def test_reload_under_load(self):
         """SIGHUPs while messages are in flight (one of them replaces the
         handler, whose calls in flight finish on the old one): nothing is
