@@ -597,6 +597,8 @@ int broker_probe_dlq(struct broker *b, broker_dlq_fn cb, void *userdata)
 		return -ENOTCONN;
 	if (pr->state != PROBE_IDLE)
 		return -EBUSY;
+	if (b->blocked)
+		return -EAGAIN; /* no synchronous channel.open on a blocked connection */
 	if (!pr->channel_open) {
 		amqp_channel_open(l->conn, CH_PROBE);
 		r = check_rpc(l, "channel.open (DLQ probe)");
@@ -953,6 +955,11 @@ int broker_ensure_lane(struct broker *b, uint64_t lane_ms)
 	for (size_t i = 0; i < b->n_lanes; i++)
 		if (b->lanes[i] == lane_ms)
 			return 0;
+	/* The copy cannot be published while blocked anyway, and RabbitMQ may
+	 * stop reading a blocked connection: a synchronous declaration could
+	 * then stall the loop for the RPC timeout. */
+	if (b->blocked)
+		return -EAGAIN;
 	if (b->n_lanes >= MAX_LANES)
 		return -E2BIG;
 	broker_lane_name(b->queue, lane_ms, name);

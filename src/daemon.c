@@ -288,7 +288,9 @@ static void job_publish_failed(struct job *j, int r, const char *reason)
 		job_finish(j); /* its delivery is void; the broker still has the original */
 		return;
 	}
-	if (dlq)
+	/* The metric counts the broker's refusals (docs/metrics.md), not the
+	 * seconds a copy waited for our link. */
+	if (dlq && !link_trouble)
 		metrics_dlq_publish_failed(d->metrics);
 	/* A DLQ copy the broker refused means a human must look (crit); one
 	 * that waits for our link to come back is still an error. */
@@ -346,7 +348,8 @@ static void job_publish(struct job *j)
 	if (j->route.action == ROUTE_RETRY) {
 		r = broker_ensure_lane(d->broker, j->route.lane_ms);
 		if (r < 0) {
-			job_publish_failed(j, r, "cannot declare the delay lane");
+			job_publish_failed(j, r,
+					   r == -EAGAIN ? NULL : "cannot declare the delay lane");
 			return;
 		}
 		exchange = broker_retry_exchange(d->broker);
@@ -757,7 +760,7 @@ static void on_dlq_probe(void *userdata, int r, uint64_t depth, uint64_t oldest_
 	double age = -1; /* unknown: a head without a timestamp, or a quorum DLQ */
 
 	/* -EBUSY: dlqctl is reading the DLQ; the last reading stays. */
-	if (r == -EBUSY)
+	if (r == -EBUSY || r == -EAGAIN)
 		return;
 	if (r < 0) {
 		metrics_set_dlq(d->metrics, -1, 0);
@@ -778,7 +781,9 @@ static int on_dlq_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	uint64_t interval = d->config->metrics.dlq_poll_interval_usec;
 	int r = interval ? broker_probe_dlq(d->broker, on_dlq_probe, d) : -ECANCELED;
 
-	if (r < 0 && r != -EBUSY)
+	/* Busy (a probe or dlqctl) or blocked (resource alarm): keep the last
+	 * reading. Anything else: the gauges are unknown. */
+	if (r < 0 && r != -EBUSY && r != -EAGAIN)
 		metrics_set_dlq(d->metrics, -1, 0);
 	sd_event_source_set_time(s, usec + (interval ? interval : 15 * USEC_PER_SEC));
 	return 0;

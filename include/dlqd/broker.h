@@ -122,12 +122,14 @@ typedef void (*broker_dlq_fn)(void *userdata, int r, uint64_t depth, uint64_t ol
  * channel of its own on the publisher link, without blocking: cb runs once,
  * later, from the loop. Classic DLQs: basic.get + basic.reject(requeue), so
  * the head keeps its place (and gets the redelivered flag). Quorum DLQs:
- * depth only (a requeue there would count against x-delivery-limit). Returns -ENOTCONN while the publisher link is down and
- * -EBUSY while a probe is in flight (no callback then).
+ * depth only (a requeue there would count against x-delivery-limit).
+ * Returns -ENOTCONN while the publisher link is down, -EAGAIN while the
+ * broker blocks it, -EBUSY while a probe is in flight (no callback then).
  */
 int broker_probe_dlq(struct broker *b, broker_dlq_fn cb, void *userdata);
 
-/* Makes sure the delay lane <queue>.retry.<lane_ms> exists and is bound. */
+/* Makes sure the delay lane <queue>.retry.<lane_ms> exists and is bound;
+ * -EAGAIN while the broker blocks publishing and the lane is not known. */
 int broker_ensure_lane(struct broker *b, uint64_t lane_ms);
 
 /* Names derived from [pipeline] queue (buffers of BROKER_NAME_MAX). */
