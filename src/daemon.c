@@ -63,6 +63,7 @@ struct job {
 	char *copy;	  /* the body to publish (NULL: the original bytes) */
 	size_t copy_len;
 	uint64_t next_retry_at_usec;
+	uint64_t routed_at_usec; /* when routed: dead_lettered_at, body and header alike */
 	uint64_t publish_id;
 	bool publish_pending;
 	unsigned publish_failures;
@@ -371,7 +372,7 @@ static void job_publish(struct job *j)
 	h[n++] = (struct broker_header){ "x-dlqd-error-class", BH_STRING,
 					 error_class_to_string(j->route.error_class), 0 };
 	if (j->route.action == ROUTE_DLQ) {
-		format_timestamp(now_realtime_usec(), dead_at);
+		format_timestamp(j->routed_at_usec, dead_at);
 		h[n++] = (struct broker_header){ "x-dlqd-dead-lettered-at", BH_STRING, dead_at, 0 };
 	}
 	if (j->detail[0])
@@ -394,6 +395,7 @@ static void job_route(struct job *j)
 	struct daemon *d = j->d;
 	uint64_t now = now_realtime_usec();
 
+	j->routed_at_usec = now;
 	if (j->route.action == ROUTE_ACK) {
 		broker_ack(d->broker, j->msg);
 		d->counters.succeeded++;

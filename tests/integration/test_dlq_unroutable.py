@@ -70,6 +70,10 @@ class DlqUnroutable(dlqtest.DlqdTestCase):
         c.wait_settled(expected, c.stub.successes, timeout=60)
 
         report, copies = self.assertAllAccounted(msgs, expected)
+        # Published again after several refusals, each copy still says when
+        # it was dead-lettered once: the header and the body agree.
+        for g in copies:
+            self.assertEqual(g.header("x-dlqd-dead-lettered-at"), g.json()["dead_lettered_at"])
         self.assertStopsCleanly(d)
 
     def test_dlq_deleted(self):
