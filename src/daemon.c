@@ -245,8 +245,8 @@ static void log_settled(struct job *j)
 	ctx = job_log_ctx(j, "dead-letter", j->cause_code[0] ? extra : NULL);
 	if (!j->env) {
 		ctx.event = "invalid-envelope";
-		log_full(LOG_WARNING, 0, &ctx, "dead-lettered a body that is not an envelope: %s",
-			 j->detail);
+		log_full(LOG_WARNING, 0, &ctx, "dead-lettered a body dlqd could not take (%s): %s",
+			 j->error_code, j->detail);
 	} else {
 		log_full(LOG_WARNING, 0, &ctx, "dead-lettered %s: %s after %u attempt(s)",
 			 j->env->message_id, j->error_code, j->route.attempt);
@@ -474,9 +474,7 @@ static void on_delivery(void *userdata, struct broker_msg *m)
 	metrics_set_in_flight(d->metrics, d->n_jobs);
 
 	if (m->len > d->config->pipeline.max_message_size) {
-		router_decide(d->taxonomy, NULL, NULL, 0, &j->route);
-		j->route.error_code = ERROR_CODE_MESSAGE_TOO_LARGE;
-		j->route.cause_code = ERROR_CODE_MESSAGE_TOO_LARGE;
+		router_reject(ERROR_CODE_MESSAGE_TOO_LARGE, &j->route);
 		snprintf(j->detail, sizeof(j->detail),
 			 "body of %zu bytes exceeds [pipeline] max_message_size %" PRIu64, m->len,
 			 d->config->pipeline.max_message_size);
@@ -485,7 +483,7 @@ static void on_delivery(void *userdata, struct broker_msg *m)
 	}
 	r = envelope_decode(m->body, m->len, now_realtime_usec(), &j->env, why, sizeof(why));
 	if (r < 0) {
-		router_decide(d->taxonomy, NULL, NULL, 0, &j->route);
+		router_reject(ERROR_CODE_INVALID_ENVELOPE, &j->route);
 		snprintf(j->detail, sizeof(j->detail), "%s", r == -ENOMEM ? "out of memory" : why);
 		job_route(j);
 		return;

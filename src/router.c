@@ -1,9 +1,9 @@
 /*
  * router: the one decision dlqd makes per message, as a pure function.
  *
- *  - e == NULL (the body did not decode): ROUTE_DLQ as INVALID_ENVELOPE /
- *    NON_RETRYABLE, attempt 1, rule -1. The daemon reuses this for
- *    MESSAGE_TOO_LARGE by overriding the code afterwards.
+ *  - e == NULL (the body did not decode): router_reject(INVALID_ENVELOPE):
+ *    ROUTE_DLQ, NON_RETRYABLE, attempt 1, rule -1. MESSAGE_TOO_LARGE (a body
+ *    not read at all) takes the same route with its own code.
  *  - success: ROUTE_ACK.
  *  - any failure is classified by the taxonomy into (code, class, policy,
  *    escalate) and counted: attempt' = attempt + 1, saturating at
@@ -35,6 +35,19 @@ const char *route_action_to_string(enum route_action a)
 	return "unknown";
 }
 
+void router_reject(const char *error_code, struct route *out)
+{
+	*out = (struct route){
+		.action = ROUTE_DLQ,
+		.error_code = error_code,
+		.error_class = ERROR_CLASS_NON_RETRYABLE,
+		.cause_code = error_code,
+		.cause_class = ERROR_CLASS_NON_RETRYABLE,
+		.attempt = 1,
+		.rule = -1,
+	};
+}
+
 void router_decide(const struct taxonomy *t, const struct envelope *e, const struct result *r,
 		   double u01, struct route *out)
 {
@@ -42,15 +55,7 @@ void router_decide(const struct taxonomy *t, const struct envelope *e, const str
 	uint32_t attempt, bound;
 
 	if (!e) {
-		*out = (struct route){
-			.action = ROUTE_DLQ,
-			.error_code = ERROR_CODE_INVALID_ENVELOPE,
-			.error_class = ERROR_CLASS_NON_RETRYABLE,
-			.cause_code = ERROR_CODE_INVALID_ENVELOPE,
-			.cause_class = ERROR_CLASS_NON_RETRYABLE,
-			.attempt = 1,
-			.rule = -1,
-		};
+		router_reject(ERROR_CODE_INVALID_ENVELOPE, out);
 		return;
 	}
 	if (r->kind == RESULT_SUCCESS) {

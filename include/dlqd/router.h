@@ -44,4 +44,11 @@ struct route {
 void router_decide(const struct taxonomy *t, const struct envelope *e, const struct result *r,
 		   double u01, struct route *out);
 
+/*
+ * A body dlqd could not take as an envelope: not decoded (INVALID_ENVELOPE,
+ * what router_decide() does for e == NULL) or not even read
+ * (MESSAGE_TOO_LARGE). DLQ at once, NON_RETRYABLE, attempt 1, its bytes kept.
+ */
+void router_reject(const char *error_code, struct route *out);
+
 const char *route_action_to_string(enum route_action a);

@@ -129,6 +129,19 @@ static void test_invalid_envelope(void **state)
 	assert_false(o.escalate);
 }
 
+static void test_reject(void **state)
+{
+	struct route o;
+
+	memset(&o, 0xa5, sizeof(o));
+	router_reject(ERROR_CODE_MESSAGE_TOO_LARGE, &o);
+	assert_dlq(&o, ERROR_CODE_MESSAGE_TOO_LARGE, ERROR_CLASS_NON_RETRYABLE, 1, 0);
+	assert_string_equal(o.cause_code, ERROR_CODE_MESSAGE_TOO_LARGE);
+	assert_int_equal(o.cause_class, ERROR_CLASS_NON_RETRYABLE);
+	assert_int_equal(o.rule, -1);
+	assert_false(o.escalate);
+}
+
 static void test_success(void **state)
 {
 	struct envelope e = env(3);
@@ -398,6 +411,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_action_strings),
 		cmocka_unit_test(test_invalid_envelope),
+		cmocka_unit_test(test_reject),
 		cmocka_unit_test(test_success),
 		cmocka_unit_test(test_first_retry),
 		cmocka_unit_test(test_max_attempt_boundary),
