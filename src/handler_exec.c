@@ -24,7 +24,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -129,39 +128,12 @@ static void exec_job_kill(struct exec_job *x, int sig)
 		(void)kill(-x->pid, sig);
 }
 
-static bool code_valid(const char *s, size_t max)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n >= max)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-			return false;
-	return true;
-}
-
 /* The handler's own verdict: {"error_code": "X", "error_class": "Y"} as the
  * last non-empty stdout line. Anything malformed is ignored, never fatal. */
 static void parse_error_report(const struct exec_job *x, struct result *r)
 {
-	json_t *o, *code, *cls;
-
-	if (x->last_len == 0 || x->last[0] != '{')
-		return;
-	o = json_loadb(x->last, x->last_len, 0, NULL);
-	if (!o)
-		return;
-	code = json_object_get(o, "error_code");
-	cls = json_object_get(o, "error_class");
-	if (json_is_object(o) && json_is_string(code) &&
-	    code_valid(json_string_value(code), sizeof(r->handler_code))) {
-		strscpy(r->handler_code, json_string_value(code), sizeof(r->handler_code));
-		if (json_is_string(cls) &&
-		    code_valid(json_string_value(cls), sizeof(r->handler_class)))
-			strscpy(r->handler_class, json_string_value(cls), sizeof(r->handler_class));
-	}
-	json_decref(o);
+	if (x->last_len > 0 && x->last[0] == '{')
+		result_parse_report(r, x->last, x->last_len);
 }
 
 static void fill_evidence(const struct exec_job *x, struct result *r)

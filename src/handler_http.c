@@ -16,7 +16,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -202,16 +201,6 @@ static bool header_value_ok(const char *s)
 	return true;
 }
 
-static bool code_ok(const char *s, size_t max)
-{
-	size_t n = 0;
-
-	for (; s[n]; n++)
-		if (!((s[n] >= 'A' && s[n] <= 'Z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
-			return false;
-	return n > 0 && n < max;
-}
-
 /* Builds the per-job header list; -EINVAL / -E2BIG for ids that cannot be sent. */
 static int xfer_set_headers(struct xfer *x, const struct handler_job *job)
 {
@@ -360,7 +349,6 @@ static void parse_handler_code(const struct xfer *x, struct result *r)
 {
 	const char *ct = NULL, *p = x->body.data;
 	size_t len = x->body.len;
-	json_t *root, *v;
 
 	if (!p || len == 0 || x->body_total != len)
 		return;
@@ -372,19 +360,7 @@ static void parse_handler_code(const struct xfer *x, struct result *r)
 	if (!(ct && strncasecmp(ct, "application/json", 16) == 0) && !(len && *p == '{'))
 		return;
 
-	root = json_loadb(p, len, 0, NULL);
-	if (!json_is_object(root)) {
-		json_decref(root);
-		return;
-	}
-	v = json_object_get(root, "error_code");
-	if (json_is_string(v) && code_ok(json_string_value(v), sizeof(r->handler_code))) {
-		strscpy(r->handler_code, json_string_value(v), sizeof(r->handler_code));
-		v = json_object_get(root, "error_class");
-		if (json_is_string(v) && code_ok(json_string_value(v), sizeof(r->handler_class)))
-			strscpy(r->handler_class, json_string_value(v), sizeof(r->handler_class));
-	}
-	json_decref(root);
+	result_parse_report(r, p, len);
 }
 
 static void xfer_result(struct xfer *x, CURLcode code, struct result *r)

@@ -451,11 +451,7 @@ static void check_keys(struct ctx *c, json_t *o, const char *const *allowed)
 
 static bool valid_code(const char *s)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n > CODE_MAX)
-		return false;
-	return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == n;
+	return result_code_valid(s, CODE_MAX + 1);
 }
 
 static int get_code(struct ctx *c, json_t *v, char out[static CODE_MAX + 1])

@@ -38,3 +38,14 @@ struct result {
 
 void result_init(struct result *r, enum result_kind kind);
 const char *result_kind_to_string(enum result_kind k);
+
+/* An error code or class as the taxonomy spells them: [A-Z0-9_]+, shorter
+ * than max bytes. */
+bool result_code_valid(const char *s, size_t max);
+
+/*
+ * The handler's own verdict, a JSON object {"error_code": "X",
+ * "error_class": "Y"} (the class optional): copied into handler_code and
+ * handler_class when well-formed. Anything else is ignored, never fatal.
+ */
+void result_parse_report(struct result *r, const char *json, size_t len);
