@@ -43,10 +43,13 @@ static bool header_str(const struct dlq_message *m, const char *key, char *dst, 
 	size_t len = MIN(h->s_len, n - 1);
 	memcpy(dst, h->s, len);
 	dst[len] = '\0';
-	/* These values end up in tables and log lines: no control bytes. */
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)dst[i] < 0x20 || dst[i] == 0x7f)
+	/* These values end up in tables, log lines and JSON: no control bytes,
+	 * nothing that is not UTF-8. */
+	for (size_t i = 0, k; i < len; i += k ? k : 1) {
+		k = utf8_seq_len((const unsigned char *)dst + i, len - i);
+		if (k <= 1 && ((unsigned char)dst[i] < 0x20 || (unsigned char)dst[i] >= 0x7f))
 			dst[i] = '?';
+	}
 	return true;
 }
 
@@ -343,17 +346,4 @@ char *dlqrecord_json(const struct dlq_message *m, const struct dlq_record *r, ui
 	if (s && len)
 		*len = strlen(s);
 	return s;
-}
-
-int dlqrecord_json_string(struct buf *b, const char *s)
-{
-	_cleanup_(jfreep) json_t *v = json_string(s);
-	_cleanup_free_ char *out = NULL;
-
-	if (!v)
-		return -EINVAL;
-	out = json_dumps(v, JSON_ENCODE_ANY);
-	if (!out)
-		return -ENOMEM;
-	return buf_append(b, out, strlen(out));
 }

@@ -124,7 +124,7 @@ static void json_counts(struct buf *out, const char *key, const struct dlqstats_
 		if (!first)
 			buf_append(out, ",", 1);
 		first = false;
-		dlqrecord_json_string(out, c[i].name);
+		buf_json_string(out, c[i].name);
 		buf_printf(out, ":%" PRIu64, c[i].n);
 	}
 	buf_append(out, "}", 1);
@@ -164,7 +164,7 @@ int dlqstats_render(struct dlqstats *s, const char *queue, uint64_t now_usec, bo
 	qsort(s->codes, n_codes, sizeof(*s->codes), by_count);
 	if (json) {
 		buf_append(out, "{\"queue\":", 9);
-		dlqrecord_json_string(out, queue);
+		buf_json_string(out, queue);
 		buf_printf(out,
 			   ",\"depth\":%" PRIu64 ",\"scanned\":%" PRIu64 ",\"matched\":%" PRIu64
 			   ",\"retry_exhausted\":%" PRIu64 ",\"non_retryable\":%" PRIu64

@@ -358,41 +358,6 @@ char *envelope_payload(const struct envelope *e, size_t *len)
 }
 
 /*
- * Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF), 0 if the byte starts none. NUL
- * counts as invalid: C readers of the evidence would stop there.
- */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-	size_t need;
-
-	if (c == 0)
-		return 0;
-	if (c < 0x80)
-		return 1;
-	if (c < 0xc2 || c > 0xf4)
-		return 0;
-	need = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-	if (n < need)
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < need; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	return need;
-}
-
-/*
  * A JSON string from bytes that may be anything: every byte that does not
  * belong to a valid UTF-8 sequence (and every NUL) becomes U+FFFD, so the
  * result is at most 3 * n bytes.
@@ -404,7 +369,7 @@ static json_t *utf8_string(const char *s, size_t n)
 	_cleanup_free_ char *clean = NULL;
 	size_t i = 0, o = 0, k;
 
-	while (i < n && (k = utf8_seq(p + i, n - i)) > 0)
+	while (i < n && (k = utf8_seq_len(p + i, n - i)) > 0)
 		i += k;
 	if (i == n)
 		return json_stringn_nocheck(s, n);
@@ -417,7 +382,7 @@ static json_t *utf8_string(const char *s, size_t n)
 	memcpy(clean, s, i);
 	o = i;
 	while (i < n) {
-		k = utf8_seq(p + i, n - i);
+		k = utf8_seq_len(p + i, n - i);
 		if (k == 0) {
 			memcpy(clean + o, replacement, 3);
 			o += 3;

@@ -406,23 +406,6 @@ int metrics_render(const struct metrics *m, struct buf *out)
 
 /* A JSON string: quote, backslash and control bytes escaped; other bytes
  * pass through (label values are whatever the taxonomy or handler said). */
-static int json_string(struct buf *b, const char *v)
-{
-	int r = buf_append(b, "\"", 1);
-
-	for (; r >= 0 && *v; v++) {
-		unsigned char c = (unsigned char)*v;
-
-		if (c == '"' || c == '\\')
-			r = buf_printf(b, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			r = buf_printf(b, "\\u%04x", c);
-		else
-			r = buf_append(b, v, 1);
-	}
-	return r < 0 ? r : buf_append(b, "\"", 1);
-}
-
 static int json_series(struct buf *b, const char *key, const struct labelled *l)
 {
 	int r = buf_printf(b, ",\"%s\":[", key);
@@ -431,9 +414,9 @@ static int json_series(struct buf *b, const char *key, const struct labelled *l)
 		const struct series *s = &l->series[i];
 
 		if ((r = buf_printf(b, "%s{\"error_code\":", i ? "," : "")) < 0 ||
-		    (r = json_string(b, s->code)) < 0 ||
+		    (r = buf_json_string(b, s->code)) < 0 ||
 		    (r = buf_append(b, ",\"error_class\":", 15)) < 0 ||
-		    (r = json_string(b, s->class)) < 0)
+		    (r = buf_json_string(b, s->class)) < 0)
 			break;
 		r = buf_printf(b, ",\"count\":%" PRIu64 "}", s->count);
 	}
@@ -454,8 +437,8 @@ static int render_json(const struct metrics *m, uint64_t now_usec, struct buf *b
 	int r;
 
 	if ((r = buf_append(b, "{\"version\":", 11)) < 0 ||
-	    (r = json_string(b, DLQD_VERSION)) < 0 || (r = buf_append(b, ",\"queue\":", 9)) < 0 ||
-	    (r = json_string(b, m->queue)) < 0)
+	    (r = buf_json_string(b, DLQD_VERSION)) < 0 ||
+	    (r = buf_append(b, ",\"queue\":", 9)) < 0 || (r = buf_json_string(b, m->queue)) < 0)
 		return r;
 	r = buf_printf(
 		b,

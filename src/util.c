@@ -523,3 +523,55 @@ int error_set(char *err, size_t errlen, int r, const char *fmt, ...)
 	}
 	return r;
 }
+
+size_t utf8_seq_len(const unsigned char *p, size_t n)
+{
+	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+	size_t need;
+
+	if (c == 0)
+		return 0;
+	if (c < 0x80)
+		return 1;
+	if (c < 0xc2 || c > 0xf4)
+		return 0;
+	need = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+	if (n < need)
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < need; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return need;
+}
+
+int buf_json_string(struct buf *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s), k;
+	int r = buf_append(b, "\"", 1);
+
+	for (size_t i = 0; r >= 0 && i < n; i += k ? k : 1) {
+		k = utf8_seq_len(p + i, n - i);
+		if (k == 0)
+			r = buf_append(b, "\\ufffd", 6);
+		else if (p[i] == '"' || p[i] == '\\')
+			r = buf_printf(b, "\\%c", p[i]);
+		else if (p[i] == '\n' || p[i] == '\r' || p[i] == '\t')
+			r = buf_printf(b, "\\%c", p[i] == '\n' ? 'n' : p[i] == '\r' ? 'r' : 't');
+		else if (p[i] < 0x20 || p[i] == 0x7f)
+			r = buf_printf(b, "\\u%04x", p[i]);
+		else
+			r = buf_append(b, p + i, k);
+	}
+	return r < 0 ? r : buf_append(b, "\"", 1);
+}

@@ -111,6 +111,3 @@ enum {
  */
 char *dlqrecord_json(const struct dlq_message *m, const struct dlq_record *r, uint64_t now_usec,
 		     unsigned flags, size_t *len);
-
-/* Appends s as a JSON string literal (quotes included). */
-int dlqrecord_json_string(struct buf *b, const char *s);

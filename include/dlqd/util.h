@@ -79,6 +79,15 @@ int buf_append(struct buf *b, const void *p, size_t n);
 /* Appends as much as fits; returns the number of bytes dropped. */
 size_t buf_append_trunc(struct buf *b, const void *p, size_t n);
 int buf_printf(struct buf *b, const char *fmt, ...) _printf_(2, 3);
+/* Appends s as a JSON string; bytes that are not UTF-8 become U+FFFD. */
+int buf_json_string(struct buf *b, const char *s);
+
+/*
+ * Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF), 0 if the byte starts none. NUL
+ * counts as invalid: C readers of the text would stop there.
+ */
+size_t utf8_seq_len(const unsigned char *p, size_t n);
 void buf_reset(struct buf *b);
 void buf_done(struct buf *b);
 /* Hands the data to the caller (malloc'd, NUL-terminated) and resets b. */

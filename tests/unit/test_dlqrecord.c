@@ -323,18 +323,6 @@ static void test_json_views(void **state)
 	free(s);
 }
 
-static void test_json_string(void **state)
-{
-	struct buf b;
-
-	(void)state;
-	buf_init(&b, 1024);
-	assert_int_equal(dlqrecord_json_string(&b, "a\"b\\c\n\x01é"), 0);
-	assert_string_equal(b.data, "\"a\\\"b\\\\c\\n\\u0001é\"");
-	assert_true(dlqrecord_json_string(&b, "\xff") < 0);
-	buf_done(&b);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -347,7 +335,6 @@ int main(void)
 		cmocka_unit_test(test_replay_invalid_keeps_bytes),
 		cmocka_unit_test(test_replay_drops),
 		cmocka_unit_test(test_json_views),
-		cmocka_unit_test(test_json_string),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

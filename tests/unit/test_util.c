@@ -400,9 +400,32 @@ static void test_json_type_name(void **state)
 	}
 }
 
+/* One JSON string writer for metrics, status and dlqctl: escapes, and
+ * U+FFFD for bytes that are not UTF-8 (a header can hold anything). */
+static void test_buf_json_string(void **state)
+{
+	struct buf b;
+
+	buf_init(&b, 1024);
+	assert_int_equal(buf_json_string(&b, "a\"b\\c\n\x01\x7f\xc3\xa9"), 0);
+	assert_string_equal(b.data, "\"a\\\"b\\\\c\\n\\u0001\\u007f\xc3\xa9\"");
+	buf_reset(&b);
+	assert_int_equal(buf_json_string(&b, "x\xffy\xc3"), 0);
+	assert_string_equal(b.data, "\"x\\ufffdy\\ufffd\"");
+	buf_reset(&b);
+	assert_int_equal(buf_json_string(&b, "\xed\xa0\x80"), 0); /* a surrogate */
+	assert_string_equal(b.data, "\"\\ufffd\\ufffd\\ufffd\"");
+	buf_done(&b);
+
+	buf_init(&b, 4);
+	assert_true(buf_json_string(&b, "too long") < 0);
+	buf_done(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buf_json_string),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_parse_uint_bool),
