@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "dlqd/amqpconn.h"
+#include "dlqd/envelope.h"
 #include "dlqd/log.h"
 #include "dlqd/util.h"
 #include "dlqd/version.h"
@@ -46,7 +47,6 @@ enum {
 
 #define RECONNECT_MIN_USEC (200 * USEC_PER_MSEC)
 #define RECONNECT_MAX_USEC (30 * USEC_PER_SEC)
-#define PUBLISH_SEQ_HEADER "x-dlqd-publish-seq"
 #define MAX_LANES	   4096
 
 struct broker_props {
@@ -72,7 +72,7 @@ struct incoming {
 	bool redelivered;
 	uint16_t reply_code;
 	char reply_text[128];
-	int64_t seq;		/* from the returned message's PUBLISH_SEQ_HEADER */
+	int64_t seq;		/* from the returned message's HDR_PUBLISH_SEQ */
 	struct broker_msg *msg; /* deliveries only */
 	size_t need, got;
 	bool have_header;
@@ -564,7 +564,7 @@ static void probe_header(struct link *l, const amqp_basic_properties_t *p, uint6
 	/* dlqd's own header first; the timestamp property for foreign copies. */
 	pr->oldest_usec = 0;
 	if ((p->_flags & AMQP_BASIC_HEADERS_FLAG) &&
-	    header_string(&p->headers, "x-dlqd-dead-lettered-at", at, sizeof(at)) &&
+	    header_string(&p->headers, HDR_DEAD_LETTERED_AT, at, sizeof(at)) &&
 	    parse_timestamp(at, &pr->oldest_usec) < 0)
 		pr->oldest_usec = 0;
 	if (!pr->oldest_usec && (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) && p->timestamp > 0 &&
@@ -759,7 +759,7 @@ static void on_header(struct link *l, amqp_frame_t *f)
 	in->need = size;
 	if (in->is_return) {
 		in->seq = (p->_flags & AMQP_BASIC_HEADERS_FLAG)
-				  ? header_int(&p->headers, PUBLISH_SEQ_HEADER)
+				  ? header_int(&p->headers, HDR_PUBLISH_SEQ)
 				  : -1;
 	} else {
 		/* Bodies over the limit are still read whole: they go to the DLQ
@@ -1395,9 +1395,8 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
 	/* Original headers first, minus those we are about to set. */
 	for (int i = 0; op && i < op->headers.num_entries; i++) {
 		amqp_bytes_t k = op->headers.entries[i].key;
-		bool ours = key_is(k, PUBLISH_SEQ_HEADER) ||
-			    key_is(k, "x-dlqd-original-expiration") ||
-			    key_is(k, "x-dlqd-original-user-id");
+		bool ours = key_is(k, HDR_PUBLISH_SEQ) || key_is(k, HDR_ORIGINAL_EXPIRATION) ||
+			    key_is(k, HDR_ORIGINAL_USER_ID);
 		for (size_t j = 0; j < n_hdrs && !ours; j++)
 			ours = key_is(k, hdrs[j].key);
 		if (!ours)
@@ -1407,16 +1406,16 @@ int broker_publish(struct broker *b, const char *exchange, const char *routing_k
 		entries[n++] = hdrs[j].type == BH_INT ? amqpconn_entry_int(hdrs[j].key, hdrs[j].i)
 						      : amqpconn_entry_str(hdrs[j].key, hdrs[j].s);
 	if (op && (op->_flags & AMQP_BASIC_EXPIRATION_FLAG)) {
-		entries[n++] = amqpconn_entry_bytes(
-			amqp_cstring_bytes("x-dlqd-original-expiration"), op->expiration);
+		entries[n++] = amqpconn_entry_bytes(amqp_cstring_bytes(HDR_ORIGINAL_EXPIRATION),
+						    op->expiration);
 		props._flags &= ~AMQP_BASIC_EXPIRATION_FLAG;
 	}
 	if (op && (op->_flags & AMQP_BASIC_USER_ID_FLAG)) {
-		entries[n++] = amqpconn_entry_bytes(amqp_cstring_bytes("x-dlqd-original-user-id"),
-						    op->user_id);
+		entries[n++] =
+			amqpconn_entry_bytes(amqp_cstring_bytes(HDR_ORIGINAL_USER_ID), op->user_id);
 		props._flags &= ~AMQP_BASIC_USER_ID_FLAG;
 	}
-	entries[n++] = amqpconn_entry_int(PUBLISH_SEQ_HEADER, (int64_t)b->next_seq);
+	entries[n++] = amqpconn_entry_int(HDR_PUBLISH_SEQ, (int64_t)b->next_seq);
 
 	props.headers = (amqp_table_t){ .num_entries = (int)n, .entries = entries };
 	props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;

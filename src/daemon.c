@@ -361,22 +361,21 @@ static void job_publish(struct job *j)
 			 error_class_to_string(j->route.error_class), j->error_code);
 	}
 	if (j->env) {
-		h[n++] = (struct broker_header){ "x-dlqd-message-id", BH_STRING, j->env->message_id,
-						 0 };
+		h[n++] = (struct broker_header){ HDR_MESSAGE_ID, BH_STRING, j->env->message_id, 0 };
 		if (j->env->trace_id[0])
-			h[n++] = (struct broker_header){ "x-dlqd-trace-id", BH_STRING,
-							 j->env->trace_id, 0 };
+			h[n++] = (struct broker_header){ HDR_TRACE_ID, BH_STRING, j->env->trace_id,
+							 0 };
 	}
-	h[n++] = (struct broker_header){ "x-dlqd-attempt", BH_INT, NULL, j->route.attempt };
-	h[n++] = (struct broker_header){ "x-dlqd-error-code", BH_STRING, j->error_code, 0 };
-	h[n++] = (struct broker_header){ "x-dlqd-error-class", BH_STRING,
+	h[n++] = (struct broker_header){ HDR_ATTEMPT, BH_INT, NULL, j->route.attempt };
+	h[n++] = (struct broker_header){ HDR_ERROR_CODE, BH_STRING, j->error_code, 0 };
+	h[n++] = (struct broker_header){ HDR_ERROR_CLASS, BH_STRING,
 					 error_class_to_string(j->route.error_class), 0 };
 	if (j->route.action == ROUTE_DLQ) {
 		format_timestamp(j->routed_at_usec, dead_at);
-		h[n++] = (struct broker_header){ "x-dlqd-dead-lettered-at", BH_STRING, dead_at, 0 };
+		h[n++] = (struct broker_header){ HDR_DEAD_LETTERED_AT, BH_STRING, dead_at, 0 };
 	}
 	if (j->detail[0])
-		h[n++] = (struct broker_header){ "x-dlqd-error-detail", BH_STRING, j->detail, 0 };
+		h[n++] = (struct broker_header){ HDR_ERROR_DETAIL, BH_STRING, j->detail, 0 };
 
 	r = broker_publish(d->broker, exchange, key, j->msg, j->copy ? j->copy : j->msg->body,
 			   j->copy ? j->copy_len : j->msg->len, h, n, on_confirm, j,

@@ -14,15 +14,6 @@
 
 #include "dlqd/router.h"
 
-#define H_MESSAGE_ID   "x-dlqd-message-id"
-#define H_TRACE_ID     "x-dlqd-trace-id"
-#define H_ATTEMPT      "x-dlqd-attempt"
-#define H_ERROR_CODE   "x-dlqd-error-code"
-#define H_ERROR_CLASS  "x-dlqd-error-class"
-#define H_DEAD_AT      "x-dlqd-dead-lettered-at"
-#define H_REPLAY_COUNT "x-dlqd-replay-count"
-#define H_REPLAYED_AT  "x-dlqd-replayed-at"
-
 const struct dlq_header *dlqrecord_header(const struct dlq_header *h, size_t n, const char *key)
 {
 	size_t klen = strlen(key);
@@ -96,15 +87,15 @@ int dlqrecord_parse(const struct dlq_message *m, uint64_t now_usec, struct dlq_r
 	*r = (struct dlq_record){ .attempt = -1 };
 	if (env)
 		*env = NULL;
-	header_str(m, H_MESSAGE_ID, r->message_id, sizeof(r->message_id));
-	header_str(m, H_TRACE_ID, r->trace_id, sizeof(r->trace_id));
-	header_str(m, H_ERROR_CODE, r->error_code, sizeof(r->error_code));
-	header_str(m, H_ERROR_CLASS, r->error_class, sizeof(r->error_class));
-	if (header_int(m, H_ATTEMPT, &v) && v >= 0)
+	header_str(m, HDR_MESSAGE_ID, r->message_id, sizeof(r->message_id));
+	header_str(m, HDR_TRACE_ID, r->trace_id, sizeof(r->trace_id));
+	header_str(m, HDR_ERROR_CODE, r->error_code, sizeof(r->error_code));
+	header_str(m, HDR_ERROR_CLASS, r->error_class, sizeof(r->error_class));
+	if (header_int(m, HDR_ATTEMPT, &v) && v >= 0)
 		r->attempt = v;
-	if (header_int(m, H_REPLAY_COUNT, &v) && v >= 0)
+	if (header_int(m, HDR_REPLAY_COUNT, &v) && v >= 0)
 		r->replay_count = (uint64_t)v;
-	if (header_str(m, H_DEAD_AT, tmp, sizeof(tmp)))
+	if (header_str(m, HDR_DEAD_LETTERED_AT, tmp, sizeof(tmp)))
 		(void)parse_timestamp(tmp, &r->dead_lettered_at_usec);
 
 	if (strcmp(r->error_code, ERROR_CODE_INVALID_ENVELOPE) != 0 &&
@@ -153,12 +144,12 @@ int dlqrecord_parse(const struct dlq_message *m, uint64_t now_usec, struct dlq_r
 bool dlqrecord_replay_drops(const char *key, size_t key_len)
 {
 	static const char *const drop[] = {
-		H_ATTEMPT,
-		H_REPLAY_COUNT,
-		H_REPLAYED_AT,
+		HDR_ATTEMPT,
+		HDR_REPLAY_COUNT,
+		HDR_REPLAYED_AT,
 		/* stale once the message leaves the DLQ; dlqd sets them anew */
-		H_DEAD_AT,
-		"x-dlqd-publish-seq",
+		HDR_DEAD_LETTERED_AT,
+		HDR_PUBLISH_SEQ,
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(drop); i++)
@@ -194,14 +185,14 @@ int dlqrecord_replay(const struct envelope *env, const struct dlq_record *r, uin
 		out->len = strlen(out->body);
 	}
 	out->set[out->n_set++] = (struct dlq_header){
-		.key = H_ATTEMPT, .key_len = strlen(H_ATTEMPT), .kind = DLQ_H_INT, .i = 0
+		.key = HDR_ATTEMPT, .key_len = strlen(HDR_ATTEMPT), .kind = DLQ_H_INT, .i = 0
 	};
-	out->set[out->n_set++] = (struct dlq_header){ .key = H_REPLAY_COUNT,
-						      .key_len = strlen(H_REPLAY_COUNT),
+	out->set[out->n_set++] = (struct dlq_header){ .key = HDR_REPLAY_COUNT,
+						      .key_len = strlen(HDR_REPLAY_COUNT),
 						      .kind = DLQ_H_INT,
 						      .i = (int64_t)count };
-	out->set[out->n_set++] = (struct dlq_header){ .key = H_REPLAYED_AT,
-						      .key_len = strlen(H_REPLAYED_AT),
+	out->set[out->n_set++] = (struct dlq_header){ .key = HDR_REPLAYED_AT,
+						      .key_len = strlen(HDR_REPLAYED_AT),
 						      .kind = DLQ_H_STRING,
 						      .s = out->replayed_at,
 						      .s_len = strlen(out->replayed_at) };
