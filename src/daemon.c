@@ -99,10 +99,6 @@ struct daemon {
 	uint64_t drain_deadline; /* CLOCK_MONOTONIC */
 	sd_event_source *drain_timer, *status_timer;
 	char endpoint[256]; /* host:port of the broker, for STATUS= */
-	/* For STATUS= and the exit line; /metrics has the full picture. */
-	struct {
-		uint64_t consumed, succeeded, retried, dead_lettered;
-	} counters;
 	struct metrics *metrics;
 	struct metrics_server *metrics_server;
 	sd_event_source *dlq_timer; /* [metrics] dlq_poll_interval */
@@ -223,7 +219,6 @@ static void log_settled(struct job *j)
 
 	if (j->route.action == ROUTE_RETRY) {
 		char at[TIMESTAMP_MAX];
-		d->counters.retried++;
 		metrics_retried(d->metrics, j->error_code,
 				error_class_to_string(j->route.error_class));
 		if (!log_enabled(LOG_INFO))
@@ -238,7 +233,6 @@ static void log_settled(struct job *j)
 			 j->route.max_attempt);
 		return;
 	}
-	d->counters.dead_lettered++;
 	metrics_dead_lettered(d->metrics, j->error_code,
 			      error_class_to_string(j->route.error_class));
 	snprintf(extra, sizeof(extra), "cause_code=%s", j->cause_code);
@@ -397,7 +391,6 @@ static void job_route(struct job *j)
 	j->routed_at_usec = now;
 	if (j->route.action == ROUTE_ACK) {
 		broker_ack(d->broker, j->msg);
-		d->counters.succeeded++;
 		metrics_succeeded(d->metrics);
 		log_full(LOG_DEBUG, 0,
 			 &(struct log_ctx){ .message_id = j->env->message_id,
@@ -468,7 +461,6 @@ static void on_delivery(void *userdata, struct broker_msg *m)
 		d->jobs->prev = j;
 	d->jobs = j;
 	d->n_jobs++;
-	d->counters.consumed++;
 	metrics_consumed(d->metrics);
 	metrics_set_in_flight(d->metrics, d->n_jobs);
 
@@ -527,8 +519,10 @@ static void on_delivery(void *userdata, struct broker_msg *m)
  */
 static void notify_status(struct daemon *d)
 {
-	const typeof(d->counters) *c = &d->counters;
+	struct metrics_totals t, *c = &t;
 	uint64_t now = now_monotonic_usec();
+
+	metrics_totals(d->metrics, &t);
 
 	if (d->draining) {
 		uint64_t left = d->drain_deadline > now ? d->drain_deadline - now : 0;
@@ -889,6 +883,7 @@ int daemon_new(const char *config_path, struct daemon **out)
 
 int daemon_run(struct daemon *d)
 {
+	struct metrics_totals t;
 	int r;
 
 	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "start", .attempt = -1 },
@@ -903,11 +898,11 @@ int daemon_run(struct daemon *d)
 	r = sd_event_loop(d->event);
 	if (r < 0)
 		return log_error_errno(r, "event loop failed: %m");
+	metrics_totals(d->metrics, &t);
 	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "stop", .attempt = -1 },
 		 "stopped: %" PRIu64 " consumed, %" PRIu64 " succeeded, %" PRIu64
 		 " retried, %" PRIu64 " dead-lettered",
-		 d->counters.consumed, d->counters.succeeded, d->counters.retried,
-		 d->counters.dead_lettered);
+		 t.consumed, t.succeeded, t.retried, t.dead_lettered);
 	return r;
 }
 

@@ -181,6 +181,25 @@ void metrics_succeeded(struct metrics *m)
 	m->succeeded++;
 }
 
+static uint64_t series_total(const struct labelled *l)
+{
+	uint64_t t = 0;
+
+	for (size_t i = 0; i < l->n; i++)
+		t += l->series[i].count;
+	return t;
+}
+
+void metrics_totals(const struct metrics *m, struct metrics_totals *out)
+{
+	*out = (struct metrics_totals){
+		.consumed = m->consumed,
+		.succeeded = m->succeeded,
+		.retried = series_total(&m->retried),
+		.dead_lettered = series_total(&m->dead_lettered),
+	};
+}
+
 void metrics_retried(struct metrics *m, const char *error_code, const char *error_class)
 {
 	count(&m->retried, error_code, error_class);
@@ -421,15 +440,6 @@ static int json_series(struct buf *b, const char *key, const struct labelled *l)
 		r = buf_printf(b, ",\"count\":%" PRIu64 "}", s->count);
 	}
 	return r < 0 ? r : buf_append(b, "]", 1);
-}
-
-static uint64_t series_total(const struct labelled *l)
-{
-	uint64_t t = 0;
-
-	for (size_t i = 0; i < l->n; i++)
-		t += l->series[i].count;
-	return t;
 }
 
 static int render_json(const struct metrics *m, uint64_t now_usec, struct buf *b)

@@ -55,6 +55,12 @@ void metrics_set_dlq(struct metrics *m, int64_t depth, double oldest_age_seconds
 /* The main queue's name, exported as dlqd_queue_info{queue}. Truncated to
  * METRICS_QUEUE_MAX bytes. */
 void metrics_set_queue(struct metrics *m, const char *queue);
+
+/* The totals STATUS= and the exit line show, summed over the labels. */
+struct metrics_totals {
+	uint64_t consumed, succeeded, retried, dead_lettered;
+};
+void metrics_totals(const struct metrics *m, struct metrics_totals *out);
 void metrics_set_broker_connected(struct metrics *m, bool up);
 
 /*

@@ -285,6 +285,29 @@ static void test_counters_and_labels(void **state)
 	assert_line(t3, "dlqd_dlq_oldest_message_age_seconds 0");
 }
 
+/* STATUS= and the exit line read their counts from the registry. */
+static void test_totals(void **state)
+{
+	_cleanup_(metrics_freep) struct metrics *m = NULL;
+	struct metrics_totals t;
+
+	assert_int_equal(metrics_new(&m), 0);
+	metrics_totals(m, &t);
+	assert_int_equal(t.consumed + t.succeeded + t.retried + t.dead_lettered, 0);
+	for (int i = 0; i < 5; i++)
+		metrics_consumed(m);
+	metrics_succeeded(m);
+	metrics_retried(m, "UPSTREAM_TIMEOUT", "TRANSIENT");
+	metrics_retried(m, "UPSTREAM_TIMEOUT", "TRANSIENT");
+	metrics_retried(m, "UPSTREAM_THROTTLED", "TRANSIENT");
+	metrics_dead_lettered(m, "AUTH_REVOKED", "NON_RETRYABLE");
+	metrics_totals(m, &t);
+	assert_int_equal(t.consumed, 5);
+	assert_int_equal(t.succeeded, 1);
+	assert_int_equal(t.retried, 3);
+	assert_int_equal(t.dead_lettered, 1);
+}
+
 static void test_histogram(void **state)
 {
 	static const char *const les[] = {
@@ -691,6 +714,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_metric),
 		cmocka_unit_test(test_counters_and_labels),
+		cmocka_unit_test(test_totals),
 		cmocka_unit_test(test_histogram),
 		cmocka_unit_test(test_escaping),
 		cmocka_unit_test(test_special_floats),
