@@ -430,16 +430,21 @@ static void job_route(struct job *j)
 	job_publish(j);
 }
 
+/* Classifies the outcome of a job's handler (or of failing to start one). */
+static void job_handled(struct job *j, const struct result *r)
+{
+	j->result = *r;
+	j->state = JOB_PUBLISHING;
+	router_decide(j->d->taxonomy, j->env, &j->result, random_unit(), &j->route);
+	job_route(j);
+}
+
 static void on_handler_done(struct handler_job *hj, const struct result *r)
 {
 	struct job *j = hj->userdata;
-	struct daemon *d = j->d;
 
-	j->result = *r;
-	j->state = JOB_PUBLISHING;
-	metrics_handler_duration(d->metrics, r->duration_usec);
-	router_decide(d->taxonomy, j->env, &j->result, random_unit(), &j->route);
-	job_route(j);
+	metrics_handler_duration(j->d->metrics, r->duration_usec);
+	job_handled(j, r);
 }
 
 static void on_delivery(void *userdata, struct broker_msg *m)
@@ -504,9 +509,8 @@ static void on_delivery(void *userdata, struct broker_msg *m)
 		result_init(&res, RESULT_INTERNAL);
 		snprintf(res.detail, sizeof(res.detail), "cannot start the handler: %s",
 			 strerror(-r));
-		j->state = JOB_PUBLISHING;
 		j->handler = NULL;
-		on_handler_done(&j->hj, &res);
+		job_handled(j, &res); /* no handler ran: no duration to record */
 	}
 }
 
