@@ -26,7 +26,7 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
-#include "dlqd/config.h"
+#include "common/config.h"
 
 struct broker;
 struct broker_props; /* the original AMQP properties, kept for copies */

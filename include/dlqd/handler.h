@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
-#include "dlqd/config.h"
-#include "dlqd/result.h"
+#include "common/config.h"
+#include "common/result.h"
 
 struct handler_job;
 typedef void (*handler_done_fn)(struct handler_job *job, const struct result *r);

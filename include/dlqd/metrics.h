@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "dlqd/util.h"
+#include "common/util.h"
 
 #define METRICS_LABEL_PAIRS_MAX 256
 #define METRICS_LABEL_VALUE_MAX 127

@@ -8,19 +8,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "dlqd/envelope.h"
-#include "dlqd/result.h"
-#include "dlqd/taxonomy.h"
+#include "common/envelope.h"
+#include "common/result.h"
+#include "common/taxonomy.h"
 
 enum route_action {
 	ROUTE_ACK,
 	ROUTE_RETRY,
 	ROUTE_DLQ,
 };
-
-#define ERROR_CODE_INVALID_ENVELOPE  "INVALID_ENVELOPE"
-#define ERROR_CODE_RETRY_EXHAUSTED   "RETRY_EXHAUSTED"
-#define ERROR_CODE_MESSAGE_TOO_LARGE "MESSAGE_TOO_LARGE"
 
 struct route {
 	enum route_action action;

@@ -2,7 +2,7 @@
 dlqctl_util: helpers of the dlqctl integration tests (test_dlqctl_*.py).
 
 build_dlq() fills <queue>.dlq quickly with copies shaped exactly like the
-ones dlqd publishes (src/daemon.c job_publish, src/envelope.c): valid
+ones dlqd publishes (src/common/copy.c): valid
 envelopes with last_error, errors[], dead_lettered_at and the x-dlqd-*
 headers, and invalid bodies kept byte for byte with INVALID_ENVELOPE and
 x-dlqd-error-detail. It returns a Python model of every message, in queue

@@ -7,7 +7,7 @@ JOURNAL_STREAM is the dev:ino of the stderr file dlqd gets, as under systemd.
   1. A workload that produces each event kind (retry, dead-letter,
      escalation, invalid envelope, DLQ publish failure, reload, broker lost
      and regained, drain): every entry carries MESSAGE_ID (the catalog id of
-     its DLQD_EVENT, as in src/log.c), PRIORITY (crit for escalations and
+     its DLQD_EVENT, as in src/common/log.c), PRIORITY (crit for escalations and
      refused DLQ copies; no per-message success at the default level),
      SYSLOG_IDENTIFIER, and per-message entries the contract's fields
      DLQD_MESSAGE_ID, TRACE_ID, ATTEMPT, ERROR_CODE, ERROR_CLASS. Nothing
@@ -64,7 +64,7 @@ class JournalSocket(dlqtest.DatagramSocket):
 
 
 def message_ids():
-    with open(os.path.join(dlqtest.SOURCE_DIR, "src", "log.c")) as f:
+    with open(os.path.join(dlqtest.SOURCE_DIR, "src", "common", "log.c")) as f:
         return dict(re.findall(r'\{ "([a-z-]+)", "([0-9a-f]{32})" \}', f.read()))
 
 
@@ -141,7 +141,7 @@ class Journal(dlqtest.DlqdTestCase):
             self.assertTrue(e.get("MESSAGE"), e)
             ev = e.get("DLQD_EVENT")
             if ev is not None:
-                self.assertIn(ev, ids, "event %s has no MESSAGE_ID in src/log.c" % ev)
+                self.assertIn(ev, ids, "event %s has no MESSAGE_ID in src/common/log.c" % ev)
                 self.assertEqual(e.get("MESSAGE_ID"), ids[ev], e)
         prio = lambda ev: {e["PRIORITY"] for e in kinds[ev]}
         self.assertEqual(prio("escalation"), {"2"}, "escalation must be crit")

@@ -13,7 +13,7 @@ DESTDIR, then
   - the settings issue 3 asks for: Type=notify, WatchdogSec=, Restart=,
     TimeoutStopSec= above the shipped drain_timeout, ExecReload= checks the
     config before it signals;
-  - the catalog has an entry for every MESSAGE_ID in src/log.c (and nothing
+  - the catalog has an entry for every MESSAGE_ID in src/common/log.c (and nothing
     else), and journalctl compiles and lists it.
 There is no systemd PID 1 here, so systemctl itself is not exercised; the
 daemon's side of the protocol is tested in test_notify.py.
@@ -179,14 +179,14 @@ class SystemdUnit(unittest.TestCase):
             self.assertIn("-HUP $MAINPID", reload[1])
 
     def test_catalog(self):
-        with open(os.path.join(dlqtest.SOURCE_DIR, "src", "log.c")) as f:
+        with open(os.path.join(dlqtest.SOURCE_DIR, "src", "common", "log.c")) as f:
             ids = set(re.findall(r'\{ "[a-z-]+", "([0-9a-f]{32})" \}', f.read()))
-        self.assertGreaterEqual(len(ids), 15, "MESSAGE_ID table not found in src/log.c")
+        self.assertGreaterEqual(len(ids), 15, "MESSAGE_ID table not found in src/common/log.c")
         cat = self.path(self.prefix + "/lib/systemd/catalog/dlqd.catalog")
         with open(cat) as f:
             in_catalog = re.findall(r"^-- ([0-9a-f]{32})$", f.read(), re.M)
         self.assertEqual(len(in_catalog), len(set(in_catalog)), "duplicate catalog ids")
-        self.assertEqual(set(in_catalog), ids, "catalog and src/log.c disagree")
+        self.assertEqual(set(in_catalog), ids, "catalog and src/common/log.c disagree")
         journalctl = shutil.which("journalctl")
         if journalctl is None:
             self.fail("journalctl not installed: cannot compile the catalog")

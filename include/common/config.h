@@ -1,0 +1,123 @@
+/*
+ * config: the INI file of the contract (design.md Part 1), parsed into a plain
+ * struct. Loading never stops at the first error: every problem becomes a
+ * "FILE:LINE: message" diagnostic so --check-config can list them all. A config
+ * with any diagnostic is rejected as a whole (never half-applied).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/util.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/dlqd/dlqd.conf"
+
+enum queue_type {
+	QUEUE_CLASSIC,
+	QUEUE_QUORUM,
+};
+
+enum handler_type {
+	HANDLER_HTTP,
+	HANDLER_EXEC,
+};
+
+struct config {
+	char *path; /* the file this was loaded from */
+
+	struct {
+		char *url;	     /* amqp:// or amqps:// URL */
+		char *password_file; /* NULL when unset */
+		uint32_t prefetch;   /* 1..65535, = max messages in flight */
+		uint64_t heartbeat_usec;
+		char *tls_ca_file;   /* amqps: CA bundle; NULL = system default */
+		char *tls_cert_file; /* amqps: client certificate, optional */
+		char *tls_key_file;
+		bool tls_verify_peer;	  /* default true */
+		bool tls_verify_hostname; /* default true */
+	} broker;
+
+	struct {
+		char *queue; /* main queue; prefix of every other name */
+		enum queue_type queue_type;
+		bool declare;
+		uint64_t max_message_size; /* bigger bodies go to the DLQ unread */
+	} pipeline;
+
+	struct {
+		enum handler_type type;
+		char *url;     /* http */
+		char *command; /* exec: the raw command line */
+		char **argv;   /* exec: command split into argv, NULL-terminated */
+		uint64_t timeout_usec;
+		uint64_t max_output; /* bytes of response body / stderr kept as evidence */
+	} handler;
+
+	struct {
+		char *taxonomy; /* path to the taxonomy JSON */
+	} retry;
+
+	struct {
+		char *listen;			 /* "host:port"; empty disables the endpoint */
+		uint64_t dlq_poll_interval_usec; /* DLQ depth/age probe; 0 = off */
+	} metrics;
+
+	struct {
+		uint64_t drain_timeout_usec;
+	} shutdown;
+
+	struct {
+		char **block_schema_versions; /* NULL-terminated, may be empty */
+	} replay;
+};
+
+/*
+ * Loads and validates path. On success *out is a new config and 0 is returned.
+ * On failure returns -EINVAL (or -errno when the file cannot be read) and every
+ * problem is appended to diags as "FILE:LINE: message".
+ */
+int config_load(const char *path, struct config **out, struct diag *diags);
+
+/*
+ * The same for a tool that only talks to the broker (dlqctl): the taxonomy
+ * and the handler's program need not exist where it runs, the broker's
+ * password and TLS files must.
+ */
+int config_load_for_broker(const char *path, struct config **out, struct diag *diags);
+
+/* Parses text as if read from `name` (for tests and reload). */
+int config_parse(const char *name, const char *text, struct config **out, struct diag *diags);
+
+struct config *config_free(struct config *c);
+void config_freep(struct config **c);
+
+/*
+ * Splits a command line into argv the way a shell would for simple quoting
+ * ('single', "double", backslash), without expansion of any kind. Returns 0 or
+ * -EINVAL for unbalanced quotes or an empty command.
+ */
+int config_split_command(const char *cmd, char ***argv);
+void config_strv_free(char **v);
+
+/* True when [broker] url carries a non-empty password (user:password@). */
+bool config_url_has_password(const struct config *c);
+
+/* "host:port" of [broker] url (the default port when it names none), for
+ * messages and STATUS=; never the credentials. */
+void config_broker_endpoint(const struct config *c, char *buf, size_t size);
+
+/*
+ * 1 with a warning in buf when the config file holds a password (in the URL)
+ * and other users can read it; 0 otherwise. Not an error: the file may be
+ * readable on purpose, and a config that loads must keep loading.
+ */
+int config_check_secrets(const struct config *c, char *buf, size_t size);
+
+/*
+ * The first key marked "restart" in docs/config.md whose value differs
+ * between a and b, as "[section] key", or NULL when a reload can apply b
+ * whole. Those keys describe the connection, the topology and the metrics
+ * socket, which a running dlqd keeps.
+ */
+const char *config_restart_key_changed(const struct config *a, const struct config *b);

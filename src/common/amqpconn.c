@@ -1,0 +1,269 @@
+/*
+ * amqpconn: one blocking connect + login, shared by the daemon and dlqctl.
+ * librabbitmq's defaults are not what a long-lived client wants (an empty
+ * TLS trust store, few announced capabilities), so this is the one place
+ * that fixes them.
+ */
+#include "common/amqpconn.h"
+
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <errno.h>
+#include <openssl/ssl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "common/version.h"
+
+amqp_table_entry_t amqpconn_entry_bytes(amqp_bytes_t key, amqp_bytes_t v)
+{
+	return (amqp_table_entry_t){ .key = key,
+				     .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = v } };
+}
+
+amqp_table_entry_t amqpconn_entry_str(const char *key, const char *v)
+{
+	return amqpconn_entry_bytes(amqp_cstring_bytes(key), amqp_cstring_bytes(v ? v : ""));
+}
+
+amqp_table_entry_t amqpconn_entry_int(const char *key, int64_t v)
+{
+	return (amqp_table_entry_t){ .key = amqp_cstring_bytes(key),
+				     .value = { .kind = AMQP_FIELD_KIND_I64, .value.i64 = v } };
+}
+
+int amqpconn_errno(int status)
+{
+	switch (status) {
+	case AMQP_STATUS_OK:
+		return 0;
+	case AMQP_STATUS_NO_MEMORY:
+		return -ENOMEM;
+	case AMQP_STATUS_TIMEOUT:
+	case AMQP_STATUS_HEARTBEAT_TIMEOUT:
+		return -ETIMEDOUT;
+	case AMQP_STATUS_HOSTNAME_RESOLUTION_FAILED:
+		return -EHOSTUNREACH;
+	case AMQP_STATUS_BAD_URL:
+	case AMQP_STATUS_INVALID_PARAMETER:
+		return -EINVAL;
+	case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED:
+	case AMQP_STATUS_SSL_PEER_VERIFY_FAILED:
+		return -EPERM;
+	default:
+		return -ECONNRESET;
+	}
+}
+
+const char *amqpconn_reply_text(amqp_rpc_reply_t r, char *buf, size_t n)
+{
+	switch (r.reply_type) {
+	case AMQP_RESPONSE_NORMAL:
+		return "ok";
+	case AMQP_RESPONSE_NONE:
+		return "missing RPC reply";
+	case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+		return amqp_error_string2(r.library_error);
+	case AMQP_RESPONSE_SERVER_EXCEPTION:
+		if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+			amqp_connection_close_t *m = r.reply.decoded;
+			snprintf(buf, n, "connection closed by broker: %u %.*s", m->reply_code,
+				 (int)m->reply_text.len, (char *)m->reply_text.bytes);
+		} else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+			amqp_channel_close_t *m = r.reply.decoded;
+			snprintf(buf, n, "channel closed by broker: %u %.*s", m->reply_code,
+				 (int)m->reply_text.len, (char *)m->reply_text.bytes);
+		} else {
+			snprintf(buf, n, "unexpected broker method 0x%08x", r.reply.id);
+		}
+		return buf;
+	}
+	return "unknown reply";
+}
+
+static int close_errno(amqp_rpc_reply_t r)
+{
+	uint16_t code = 0;
+
+	if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD)
+		code = ((amqp_channel_close_t *)r.reply.decoded)->reply_code;
+	else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD)
+		code = ((amqp_connection_close_t *)r.reply.decoded)->reply_code;
+	switch (code) {
+	case AMQP_NOT_FOUND:
+		return -ENOENT;
+	case AMQP_ACCESS_REFUSED:
+		return -EACCES;
+	default:
+		return -EPROTO;
+	}
+}
+
+int amqpconn_check_rpc(amqp_connection_state_t conn, const char *what, char *err, size_t errlen)
+{
+	amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
+	char buf[256];
+
+	if (r.reply_type == AMQP_RESPONSE_NORMAL)
+		return 0;
+	return error_set(err, errlen,
+			 r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+				 ? amqpconn_errno(r.library_error)
+			 : r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION ? close_errno(r)
+									  : -EPROTO,
+			 "AMQP %s failed: %s", what, amqpconn_reply_text(r, buf, sizeof(buf)));
+}
+
+void amqpconn_target_done(struct amqpconn_target *t)
+{
+	if (t->password) {
+		explicit_bzero(t->password, strlen(t->password));
+		free(t->password);
+	}
+	free(t->url);
+	*t = (struct amqpconn_target){ 0 };
+}
+
+int amqpconn_target_init(struct amqpconn_target *t, const struct config *c, char *err,
+			 size_t errlen)
+{
+	size_t len;
+	int r;
+
+	*t = (struct amqpconn_target){ .config = c };
+	t->url = strdup(c->broker.url);
+	if (!t->url)
+		return -ENOMEM;
+	amqp_default_connection_info(&t->info);
+	if (amqp_parse_url(t->url, &t->info) != AMQP_STATUS_OK) {
+		amqpconn_target_done(t);
+		return error_set(err, errlen, -EINVAL, "invalid broker url");
+	}
+	if (!c->broker.password_file)
+		return 0;
+	r = read_file_max(c->broker.password_file, AMQPCONN_PASSWORD_MAX, &t->password, &len);
+	if (r < 0) {
+		amqpconn_target_done(t);
+		return error_set(err, errlen, r, "cannot read password_file %s: %s",
+				 c->broker.password_file, strerror(-r));
+	}
+	while (len > 0 && (t->password[len - 1] == '\n' || t->password[len - 1] == '\r'))
+		t->password[--len] = '\0';
+	return 0;
+}
+
+static int open_socket(const struct amqpconn_target *t, amqp_connection_state_t conn, char *err,
+		       size_t errlen)
+{
+	const struct config *c = t->config;
+	struct timeval tv = { AMQPCONN_CONNECT_TIMEOUT_USEC / USEC_PER_SEC, 0 };
+	amqp_socket_t *sock;
+	int r;
+
+	if (t->info.ssl) {
+		sock = amqp_ssl_socket_new(conn);
+		if (!sock)
+			return -ENOMEM;
+		amqp_ssl_socket_set_verify_peer(sock, c->broker.tls_verify_peer);
+		amqp_ssl_socket_set_verify_hostname(sock, c->broker.tls_verify_hostname);
+		if (c->broker.tls_ca_file) {
+			r = amqp_ssl_socket_set_cacert(sock, c->broker.tls_ca_file);
+			if (r != 0)
+				return error_set(err, errlen, amqpconn_errno(r),
+						 "cannot load CA file %s: %s",
+						 c->broker.tls_ca_file, amqp_error_string2(r));
+		} else if (SSL_CTX_set_default_verify_paths(amqp_ssl_socket_get_context(sock)) !=
+			   1) {
+			/* librabbitmq starts with an empty trust store; without a
+			 * tls_ca_file the system's is what operators expect. */
+			return error_set(err, errlen, -EIO,
+					 "cannot load the system CA certificates");
+		}
+		if (c->broker.tls_cert_file &&
+		    (r = amqp_ssl_socket_set_key(sock, c->broker.tls_cert_file,
+						 c->broker.tls_key_file
+							 ? c->broker.tls_key_file
+							 : c->broker.tls_cert_file)) != 0)
+			return error_set(err, errlen, amqpconn_errno(r),
+					 "cannot load client certificate %s: %s",
+					 c->broker.tls_cert_file, amqp_error_string2(r));
+	} else {
+		sock = amqp_tcp_socket_new(conn);
+		if (!sock)
+			return -ENOMEM;
+	}
+	r = amqp_socket_open_noblock(sock, t->info.host, t->info.port, &tv);
+	if (r != AMQP_STATUS_OK)
+		return error_set(err, errlen, amqpconn_errno(r), "cannot connect to %s:%d: %s",
+				 t->info.host, t->info.port, amqp_error_string2(r));
+	return 0;
+}
+
+static int login(const struct amqpconn_target *t, amqp_connection_state_t conn, const char *name,
+		 int heartbeat_s, char *err, size_t errlen)
+{
+	amqp_rpc_reply_t reply;
+	char buf[256];
+
+	/* librabbitmq announces few capabilities by default; without these the
+	 * broker never says it blocked us, nor that it cancelled our consumer. */
+	amqp_table_entry_t caps[] = {
+		{ .key = amqp_cstring_bytes("connection.blocked"),
+		  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 } },
+		{ .key = amqp_cstring_bytes("consumer_cancel_notify"),
+		  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 } },
+		{ .key = amqp_cstring_bytes("basic.nack"),
+		  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 } },
+		{ .key = amqp_cstring_bytes("publisher_confirms"),
+		  .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 } },
+	};
+	amqp_table_entry_t props[] = {
+		{ .key = amqp_cstring_bytes("connection_name"),
+		  .value = { .kind = AMQP_FIELD_KIND_UTF8,
+			     .value.bytes = amqp_cstring_bytes(name) } },
+		{ .key = amqp_cstring_bytes("product"),
+		  .value = { .kind = AMQP_FIELD_KIND_UTF8,
+			     .value.bytes = amqp_cstring_bytes("dlqd") } },
+		{ .key = amqp_cstring_bytes("version"),
+		  .value = { .kind = AMQP_FIELD_KIND_UTF8,
+			     .value.bytes = amqp_cstring_bytes(DLQD_VERSION) } },
+		{ .key = amqp_cstring_bytes("capabilities"),
+		  .value = { .kind = AMQP_FIELD_KIND_TABLE,
+			     .value.table = { .num_entries = (int)ARRAY_SIZE(caps),
+					      .entries = caps } } },
+	};
+	amqp_table_t client_props = { .num_entries = (int)ARRAY_SIZE(props), .entries = props };
+
+	reply = amqp_login_with_properties(conn, t->info.vhost, 0, AMQPCONN_FRAME_MAX, heartbeat_s,
+					   &client_props, AMQP_SASL_METHOD_PLAIN, t->info.user,
+					   t->password ? t->password : t->info.password);
+	if (reply.reply_type != AMQP_RESPONSE_NORMAL)
+		return error_set(err, errlen, -EACCES, "AMQP login to %s:%d as %s failed: %s",
+				 t->info.host, t->info.port, t->info.user,
+				 amqpconn_reply_text(reply, buf, sizeof(buf)));
+	return 0;
+}
+
+int amqpconn_open(const struct amqpconn_target *t, const char *name, int heartbeat_s,
+		  amqp_connection_state_t *out, char *err, size_t errlen)
+{
+	struct timeval rpc_tv = { AMQPCONN_RPC_TIMEOUT_USEC / USEC_PER_SEC, 0 };
+	amqp_connection_state_t conn;
+	int r;
+
+	conn = amqp_new_connection();
+	if (!conn)
+		return error_set(err, errlen, -ENOMEM, "out of memory");
+	amqp_set_rpc_timeout(conn, &rpc_tv);
+	amqp_set_handshake_timeout(conn, &rpc_tv);
+	if ((r = open_socket(t, conn, err, errlen)) < 0 ||
+	    (r = login(t, conn, name, heartbeat_s, err, errlen)) < 0) {
+		amqp_destroy_connection(conn);
+		return r;
+	}
+	*out = conn;
+	return 0;
+}

@@ -1,0 +1,340 @@
+/*
+ * dlqrecord: the DLQ message model of dlqctl. Headers win over the body
+ * because dlqd writes both and the headers are the only thing an invalid
+ * body has; the body fills in what headers lack (a copy published by an
+ * older dlqd, or by hand).
+ */
+#include "dlqctl/dlqrecord.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/taxonomy.h"
+
+const struct dlq_header *dlqrecord_header(const struct dlq_header *h, size_t n, const char *key)
+{
+	size_t klen = strlen(key);
+
+	for (size_t i = 0; i < n; i++)
+		if (h[i].key_len == klen && memcmp(h[i].key, key, klen) == 0)
+			return &h[i];
+	return NULL;
+}
+
+/* Copies a string header into dst; false when absent or not a string. */
+static bool header_str(const struct dlq_message *m, const char *key, char *dst, size_t n)
+{
+	const struct dlq_header *h = dlqrecord_header(m->headers, m->n_headers, key);
+
+	if (!h || h->kind != DLQ_H_STRING)
+		return false;
+	size_t len = MIN(h->s_len, n - 1);
+	memcpy(dst, h->s, len);
+	dst[len] = '\0';
+	/* These values end up in tables, log lines and JSON: no control bytes,
+	 * nothing that is not UTF-8. */
+	for (size_t i = 0, k; i < len; i += k ? k : 1) {
+		k = utf8_seq_len((const unsigned char *)dst + i, len - i);
+		if (k <= 1 && ((unsigned char)dst[i] < 0x20 || (unsigned char)dst[i] >= 0x7f))
+			dst[i] = '?';
+	}
+	return true;
+}
+
+static bool header_int(const struct dlq_message *m, const char *key, int64_t *out)
+{
+	const struct dlq_header *h = dlqrecord_header(m->headers, m->n_headers, key);
+
+	if (!h)
+		return false;
+	if (h->kind == DLQ_H_INT) {
+		*out = h->i;
+		return true;
+	}
+	if (h->kind == DLQ_H_STRING && h->s_len > 0 && h->s_len < 24) {
+		char tmp[24];
+		uint64_t v;
+		memcpy(tmp, h->s, h->s_len);
+		tmp[h->s_len] = '\0';
+		if (parse_uint(tmp, 0, INT64_MAX, &v) == 0) {
+			*out = (int64_t)v;
+			return true;
+		}
+	}
+	return false;
+}
+
+static void body_str(json_t *root, const char *key, char *dst, size_t n)
+{
+	json_t *v = json_object_get(root, key);
+
+	if (dst[0] == '\0' && json_is_string(v))
+		strscpy(dst, json_string_value(v), n);
+}
+
+int dlqrecord_parse(const struct dlq_message *m, uint64_t now_usec, struct dlq_record *r,
+		    struct envelope **env)
+{
+	_cleanup_(envelope_freep) struct envelope *e = NULL;
+	char tmp[TIMESTAMP_MAX * 2];
+	json_t *root = NULL;
+	int64_t v;
+	int k;
+
+	*r = (struct dlq_record){ .attempt = -1 };
+	if (env)
+		*env = NULL;
+	header_str(m, HDR_MESSAGE_ID, r->message_id, sizeof(r->message_id));
+	header_str(m, HDR_TRACE_ID, r->trace_id, sizeof(r->trace_id));
+	header_str(m, HDR_ERROR_CODE, r->error_code, sizeof(r->error_code));
+	header_str(m, HDR_ERROR_CLASS, r->error_class, sizeof(r->error_class));
+	if (header_int(m, HDR_ATTEMPT, &v) && v >= 0)
+		r->attempt = v;
+	if (header_int(m, HDR_REPLAY_COUNT, &v) && v >= 0)
+		r->replay_count = (uint64_t)v;
+	if (header_str(m, HDR_DEAD_LETTERED_AT, tmp, sizeof(tmp)))
+		(void)parse_timestamp(tmp, &r->dead_lettered_at_usec);
+
+	if (strcmp(r->error_code, ERROR_CODE_INVALID_ENVELOPE) != 0 &&
+	    strcmp(r->error_code, ERROR_CODE_MESSAGE_TOO_LARGE) != 0) {
+		k = envelope_decode(m->body, m->len, now_usec, &e, NULL, 0);
+		if (k == -ENOMEM)
+			return k;
+	}
+	if (e) {
+		root = e->priv;
+		r->envelope = true;
+		if (!r->message_id[0])
+			strscpy(r->message_id, e->message_id, sizeof(r->message_id));
+		if (!r->trace_id[0])
+			strscpy(r->trace_id, e->trace_id, sizeof(r->trace_id));
+		strscpy(r->schema_version, e->schema_version, sizeof(r->schema_version));
+		body_str(root, "error_code", r->error_code, sizeof(r->error_code));
+		body_str(root, "error_class", r->error_class, sizeof(r->error_class));
+		if (r->attempt < 0)
+			r->attempt = e->attempt;
+		json_t *rc = json_object_get(root, "replay_count");
+		if (json_is_integer(rc) && json_integer_value(rc) > (json_int_t)r->replay_count)
+			r->replay_count = (uint64_t)json_integer_value(rc);
+		json_t *d = json_object_get(root, "dead_lettered_at");
+		if (!r->dead_lettered_at_usec && json_is_string(d))
+			(void)parse_timestamp(json_string_value(d), &r->dead_lettered_at_usec);
+	}
+	if (!r->message_id[0]) {
+		const struct dlq_header *p = dlqrecord_header(m->props, m->n_props, "message_id");
+		if (p && p->kind == DLQ_H_STRING) {
+			size_t len = MIN(p->s_len, sizeof(r->message_id) - 1);
+			memcpy(r->message_id, p->s, len);
+			r->message_id[len] = '\0';
+		}
+	}
+	if (!r->dead_lettered_at_usec) {
+		const struct dlq_header *p = dlqrecord_header(m->props, m->n_props, "timestamp");
+		if (p && p->kind == DLQ_H_INT && p->i > 0)
+			r->dead_lettered_at_usec = (uint64_t)p->i * USEC_PER_SEC;
+	}
+	if (env)
+		*env = TAKE_PTR(e);
+	return 0;
+}
+
+bool dlqrecord_replay_drops(const char *key, size_t key_len)
+{
+	static const char *const drop[] = {
+		HDR_ATTEMPT,
+		HDR_REPLAY_COUNT,
+		HDR_REPLAYED_AT,
+		/* stale once the message leaves the DLQ; dlqd sets them anew */
+		HDR_DEAD_LETTERED_AT,
+		HDR_PUBLISH_SEQ,
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(drop); i++)
+		if (key_len == strlen(drop[i]) && memcmp(key, drop[i], key_len) == 0)
+			return true;
+	return false;
+}
+
+static void jfreep(json_t **j)
+{
+	json_decref(*j);
+}
+
+int dlqrecord_replay(const struct envelope *env, const struct dlq_record *r, uint64_t now_usec,
+		     struct dlq_replay *out)
+{
+	uint64_t count = r->replay_count + 1;
+
+	*out = (struct dlq_replay){ 0 };
+	format_timestamp(now_usec, out->replayed_at);
+	if (env) {
+		/* A shallow copy: the payload and the history are shared, unchanged. */
+		_cleanup_(jfreep) json_t *root = json_copy(env->priv);
+		if (!root || json_object_set_new(root, "attempt", json_integer(0)) < 0 ||
+		    json_object_set_new(root, "replay_count", json_integer((json_int_t)count)) <
+			    0 ||
+		    json_object_set_new(root, "replayed_at", json_string(out->replayed_at)) < 0)
+			return -ENOMEM;
+		json_object_del(root, "next_retry_at");
+		out->body = json_dumps(root, JSON_COMPACT);
+		if (!out->body)
+			return -ENOMEM;
+		out->len = strlen(out->body);
+	}
+	out->set[out->n_set++] = (struct dlq_header){
+		.key = HDR_ATTEMPT, .key_len = strlen(HDR_ATTEMPT), .kind = DLQ_H_INT, .i = 0
+	};
+	out->set[out->n_set++] = (struct dlq_header){ .key = HDR_REPLAY_COUNT,
+						      .key_len = strlen(HDR_REPLAY_COUNT),
+						      .kind = DLQ_H_INT,
+						      .i = (int64_t)count };
+	out->set[out->n_set++] = (struct dlq_header){ .key = HDR_REPLAYED_AT,
+						      .key_len = strlen(HDR_REPLAYED_AT),
+						      .kind = DLQ_H_STRING,
+						      .s = out->replayed_at,
+						      .s_len = strlen(out->replayed_at) };
+	return 0;
+}
+
+void dlqrecord_replay_done(struct dlq_replay *out)
+{
+	free(out->body);
+	*out = (struct dlq_replay){ 0 };
+}
+
+static json_t *str_or_null(const char *s)
+{
+	return s[0] ? json_string(s) : json_null();
+}
+
+static char *base64(const unsigned char *p, size_t n)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < n)
+			v |= p[i + 2];
+		*o++ = tab[(v >> 18) & 63];
+		*o++ = tab[(v >> 12) & 63];
+		*o++ = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+		*o++ = i + 2 < n ? tab[v & 63] : '=';
+	}
+	*o = '\0';
+	return out;
+}
+
+static json_t *header_value(const struct dlq_header *h)
+{
+	switch (h->kind) {
+	case DLQ_H_STRING: {
+		json_t *s = json_stringn(h->s, h->s_len);
+		if (s)
+			return s;
+		_cleanup_free_ char *b = base64((const unsigned char *)h->s, h->s_len);
+		return b ? json_pack("{s:s}", "base64", b) : NULL;
+	}
+	case DLQ_H_INT:
+		return json_integer(h->i);
+	case DLQ_H_BOOL:
+		return json_boolean(h->i);
+	case DLQ_H_FLOAT:
+		return json_real(h->f);
+	case DLQ_H_OTHER:
+		break;
+	}
+	return json_string("(unsupported AMQP field kind)");
+}
+
+static json_t *header_object(const struct dlq_header *h, size_t n)
+{
+	json_t *o = json_object();
+
+	for (size_t i = 0; o && i < n; i++) {
+		char key[256];
+		size_t len = MIN(h[i].key_len, sizeof(key) - 1);
+		memcpy(key, h[i].key, len);
+		key[len] = '\0';
+		if (json_object_set_new(o, key, header_value(&h[i])) < 0) {
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+static int add_body(json_t *o, const struct dlq_message *m, bool raw)
+{
+	json_t *v = NULL;
+	const char *key = "body";
+
+	if (!raw && m->len > 0)
+		v = json_loadb(m->body, m->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	if (!v) {
+		key = "body_text";
+		v = json_stringn(m->body, m->len);
+	}
+	if (!v) {
+		_cleanup_free_ char *b = base64(m->body, m->len);
+		if (!b)
+			return -ENOMEM;
+		key = "body_base64";
+		v = json_string(b);
+	}
+	return json_object_set_new(o, key, v) < 0 ? -ENOMEM : 0;
+}
+
+char *dlqrecord_json(const struct dlq_message *m, const struct dlq_record *r, uint64_t now_usec,
+		     unsigned flags, size_t *len)
+{
+	_cleanup_(jfreep) json_t *o = NULL;
+	char at[TIMESTAMP_MAX];
+	char *s;
+
+	o = json_object();
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "message_id", str_or_null(r->message_id));
+	json_object_set_new(o, "trace_id", str_or_null(r->trace_id));
+	json_object_set_new(o, "error_code", str_or_null(r->error_code));
+	json_object_set_new(o, "error_class", str_or_null(r->error_class));
+	json_object_set_new(o, "attempt", r->attempt >= 0 ? json_integer(r->attempt) : json_null());
+	json_object_set_new(o, "schema_version", str_or_null(r->schema_version));
+	json_object_set_new(o, "replay_count", json_integer((json_int_t)r->replay_count));
+	if (r->dead_lettered_at_usec) {
+		json_object_set_new(o, "dead_lettered_at",
+				    json_string(format_timestamp(r->dead_lettered_at_usec, at)));
+		json_object_set_new(
+			o, "age_seconds",
+			json_integer(now_usec > r->dead_lettered_at_usec
+					     ? (json_int_t)((now_usec - r->dead_lettered_at_usec) /
+							    USEC_PER_SEC)
+					     : 0));
+	} else {
+		json_object_set_new(o, "dead_lettered_at", json_null());
+		json_object_set_new(o, "age_seconds", json_null());
+	}
+	json_object_set_new(o, "valid_envelope", json_boolean(r->envelope));
+	json_object_set_new(o, "body_bytes", json_integer((json_int_t)m->len));
+	if (flags & DLQRECORD_JSON_FULL) {
+		/* json_object_set_new() takes the value even when it fails. */
+		if (json_object_set_new(o, "headers", header_object(m->headers, m->n_headers)) <
+			    0 ||
+		    json_object_set_new(o, "properties", header_object(m->props, m->n_props)) < 0 ||
+		    add_body(o, m, flags & DLQRECORD_JSON_RAW_BODY) < 0)
+			return NULL;
+	}
+	s = json_dumps(o, (flags & DLQRECORD_JSON_PRETTY) ? JSON_INDENT(2) : JSON_COMPACT);
+	if (s && len)
+		*len = strlen(s);
+	return s;
+}

@@ -1,0 +1,951 @@
+/*
+ * daemon: one sd-event loop that walks every message from delivery to its
+ * settlement (see include/dlqd/daemon.h for the flow).
+ *
+ * The one rule everything here serves: a delivery is acked only after the
+ * handler succeeded, or after the broker confirmed its retry or DLQ copy.
+ * Every other path (publish refused, connection lost, drain deadline, crash)
+ * leaves it unacked, so the broker delivers it again.
+ */
+#include "dlqd/daemon.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "common/backoff.h"
+#include "dlqd/broker.h"
+#include "common/config.h"
+#include "common/envelope.h"
+#include "dlqd/handler.h"
+#include "common/log.h"
+#include "dlqd/metrics.h"
+#include "dlqd/metrics_server.h"
+#include "dlqd/router.h"
+#include "common/taxonomy.h"
+#include "common/util.h"
+#include "common/version.h"
+
+#define STATUS_INTERVAL_USEC (2 * USEC_PER_SEC)
+/* What exiting takes after the drain deadline: nacks, closing both
+ * connections. Added to EXTEND_TIMEOUT_USEC so systemd waits for it. */
+#define DRAIN_EXIT_SLACK_USEC (10 * USEC_PER_SEC)
+#define REPUBLISH_MIN_USEC    (500 * USEC_PER_MSEC)
+#define REPUBLISH_MAX_USEC    (30 * USEC_PER_SEC)
+#define MAX_CONFIGS	      64
+
+enum job_state {
+	JOB_HANDLING,	/* the handler runs */
+	JOB_PUBLISHING, /* waiting for the broker to confirm the copy */
+	JOB_BACKOFF,	/* the copy was refused; trying again later */
+};
+
+struct job {
+	struct daemon *d;
+	struct job *prev, *next;
+	enum job_state state;
+	struct broker_msg *msg;
+	struct envelope *env; /* NULL when the body is not a valid envelope */
+	char *payload;
+	size_t payload_len;
+	struct handler *handler;
+	struct handler_job hj;
+	struct result result;
+	struct route route;
+	char error_code[64];
+	char cause_code[64];
+	char detail[256]; /* why the body is not an envelope */
+	char *copy;	  /* the body to publish (NULL: the original bytes) */
+	size_t copy_len;
+	uint64_t next_retry_at_usec;
+	uint64_t routed_at_usec; /* when routed: dead_lettered_at, body and header alike */
+	uint64_t publish_id;
+	bool publish_pending;
+	unsigned publish_failures;
+	sd_event_source *backoff;
+};
+
+/* A handler replaced by a reload; freed once its last job finished. */
+struct retired_handler {
+	struct handler *h;
+	struct retired_handler *next;
+};
+
+struct daemon {
+	sd_event *event;
+	char *config_path;
+	struct config *config;		     /* current */
+	struct config *configs[MAX_CONFIGS]; /* every config loaded, freed at exit */
+	size_t n_configs;
+	struct taxonomy *taxonomy;
+	struct broker *broker;
+	struct handler *handler;
+	struct retired_handler *retired;
+
+	struct job *jobs;
+	size_t n_jobs;
+	/* Finished jobs kept for reuse, at most prefetch of them: a job is
+	 * larger than malloc's small chunks, and allocating one per message made
+	 * glibc consolidate its fastbins on every delivery (measured, bench/). */
+	struct job *spare_jobs;
+	size_t n_spare_jobs;
+	bool ready_sent;
+	bool draining;
+	uint64_t drain_deadline; /* CLOCK_MONOTONIC */
+	sd_event_source *drain_timer, *status_timer;
+	char endpoint[256]; /* host:port of the broker, for STATUS= */
+	struct metrics *metrics;
+	struct metrics_server *metrics_server;
+	sd_event_source *dlq_timer; /* [metrics] dlq_poll_interval */
+	sd_event_source *watchdog_timer;
+	uint64_t watchdog_usec; /* WatchdogSec=, 0 when off */
+};
+
+static void job_publish(struct job *j);
+
+/* --- jobs ------------------------------------------------------------------ */
+
+static struct job *job_free(struct job *j)
+{
+	struct daemon *d;
+
+	if (!j)
+		return NULL;
+	d = j->d;
+	if (j->state == JOB_HANDLING && j->handler)
+		handler_cancel(j->handler, &j->hj);
+	if (j->publish_pending)
+		broker_publish_forget(d->broker, j->publish_id);
+	sd_event_source_disable_unref(j->backoff);
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		d->jobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	d->n_jobs--;
+	metrics_set_in_flight(d->metrics, d->n_jobs);
+	broker_msg_free(j->msg);
+	envelope_free(j->env);
+	free(j->payload);
+	free(j->copy);
+	if (d->n_spare_jobs < d->config->broker.prefetch) {
+		j->next = d->spare_jobs;
+		d->spare_jobs = j;
+		d->n_spare_jobs++;
+	} else {
+		free(j);
+	}
+	return NULL;
+}
+
+static struct job *job_new(struct daemon *d)
+{
+	struct job *j = d->spare_jobs;
+
+	if (!j)
+		return calloc(1, sizeof(*j));
+	d->spare_jobs = j->next;
+	d->n_spare_jobs--;
+	memset(j, 0, sizeof(*j));
+	return j;
+}
+
+static void free_retired_handlers(struct daemon *d)
+{
+	struct retired_handler **p = &d->retired;
+
+	while (*p) {
+		struct retired_handler *r = *p;
+		if (r->h->in_flight == 0) {
+			*p = r->next;
+			handler_free(r->h);
+			free(r);
+		} else {
+			p = &r->next;
+		}
+	}
+}
+
+static void check_drained(struct daemon *d)
+{
+	if (d->draining && d->n_jobs == 0) {
+		log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "drain-done", .attempt = -1 },
+			 "drained: every in-flight message settled");
+		sd_event_exit(d->event, 0);
+	}
+}
+
+/* The job is over (acked, or given back to the broker). */
+static void job_finish(struct job *j)
+{
+	struct daemon *d = j->d;
+
+	job_free(j);
+	free_retired_handlers(d);
+	check_drained(d);
+}
+
+/* Hands the delivery back to the broker for another try, now. */
+static void job_requeue(struct job *j)
+{
+	broker_requeue(j->d->broker, j->msg);
+	job_finish(j);
+}
+
+static struct log_ctx job_log_ctx(const struct job *j, const char *event, const char *extra)
+{
+	return (struct log_ctx){
+		.message_id = j->env ? j->env->message_id : NULL,
+		.trace_id = j->env ? j->env->trace_id : NULL,
+		.attempt = (long)j->route.attempt,
+		.error_code = j->error_code,
+		.error_class = error_class_to_string(j->route.error_class),
+		.event = event,
+		.extra = extra,
+	};
+}
+
+static void log_settled(struct job *j)
+{
+	struct daemon *d = j->d;
+	char extra[256];
+	struct log_ctx ctx;
+
+	if (j->route.action == ROUTE_RETRY) {
+		char at[TIMESTAMP_MAX];
+		metrics_retried(d->metrics, j->error_code,
+				error_class_to_string(j->route.error_class));
+		if (!log_enabled(LOG_INFO))
+			return;
+		snprintf(extra, sizeof(extra),
+			 "delay_ms=%" PRIu64 " lane_ms=%" PRIu64 " next_retry_at=%s",
+			 j->route.delay_usec / USEC_PER_MSEC, j->route.lane_ms,
+			 format_timestamp(j->next_retry_at_usec, at));
+		ctx = job_log_ctx(j, "retry", extra);
+		log_full(LOG_INFO, 0, &ctx, "retrying %s in %" PRIu64 " ms (attempt %u of %u)",
+			 j->env->message_id, j->route.delay_usec / USEC_PER_MSEC, j->route.attempt,
+			 j->route.max_attempt);
+		return;
+	}
+	metrics_dead_lettered(d->metrics, j->error_code,
+			      error_class_to_string(j->route.error_class));
+	snprintf(extra, sizeof(extra), "cause_code=%s", j->cause_code);
+	ctx = job_log_ctx(j, "dead-letter", j->cause_code[0] ? extra : NULL);
+	if (!j->env) {
+		ctx.event = "invalid-envelope";
+		log_full(LOG_WARNING, 0, &ctx, "dead-lettered a body dlqd could not take (%s): %s",
+			 j->error_code, j->detail);
+	} else {
+		log_full(LOG_WARNING, 0, &ctx, "dead-lettered %s: %s after %u attempt(s)",
+			 j->env->message_id, j->error_code, j->route.attempt);
+	}
+	if (j->route.escalate) {
+		metrics_escalated(d->metrics, j->error_code,
+				  error_class_to_string(j->route.error_class));
+		ctx.event = "escalation";
+		log_full(LOG_CRIT, 0, &ctx, "escalation: %s failed with %s and needs a human",
+			 j->env ? j->env->message_id : "(invalid body)", j->error_code);
+	}
+}
+
+static int on_republish(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct job *j = userdata;
+
+	if (j->msg->generation != broker_generation(j->d->broker)) {
+		/* The connection it came on is gone; the broker redelivers it. */
+		job_finish(j);
+		return 0;
+	}
+	job_publish(j);
+	return 0;
+}
+
+static void job_publish_failed(struct job *j, int r, const char *reason)
+{
+	struct daemon *d = j->d;
+	bool dlq = j->route.action == ROUTE_DLQ;
+	uint64_t delay, now;
+	struct log_ctx ctx = job_log_ctx(j, dlq ? "dlq-publish-failed" : "publish-failed", NULL);
+
+	/* Our publisher link was down, lost or blocked: not the broker's verdict
+	 * on this copy, so try again soon and log less loudly. */
+	bool link_trouble = r == -EAGAIN || r == -ENOTCONN || r == -ECONNRESET;
+
+	j->publish_pending = false;
+	if (j->msg->generation != broker_generation(d->broker) || !broker_is_up(d->broker)) {
+		job_finish(j); /* its delivery is void; the broker still has the original */
+		return;
+	}
+	/* The metric counts the broker's refusals (docs/metrics.md), not the
+	 * seconds a copy waited for our link. */
+	if (dlq && !link_trouble)
+		metrics_dlq_publish_failed(d->metrics);
+	/* A DLQ copy the broker refused means a human must look (crit); one
+	 * that waits for our link to come back is still an error. */
+	log_full(dlq ? (link_trouble ? LOG_ERR : LOG_CRIT) : (link_trouble ? LOG_WARNING : LOG_ERR),
+		 r, &ctx,
+		 "%s copy of %s was not accepted by the broker (%s); keeping the message unacked",
+		 dlq ? "DLQ" : "retry", j->env ? j->env->message_id : "(invalid body)",
+		 reason		? reason
+		 : r == -EAGAIN ? "the broker blocks publishing (resource alarm)"
+				: strerror(-r));
+	if (d->draining) {
+		job_requeue(j);
+		return;
+	}
+	j->state = JOB_BACKOFF;
+	delay = link_trouble ? USEC_PER_SEC
+			     : MIN(REPUBLISH_MAX_USEC,
+				   REPUBLISH_MIN_USEC << MIN(j->publish_failures, 10u));
+	j->publish_failures++;
+	sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	if (j->backoff) {
+		sd_event_source_set_time(j->backoff, now + delay);
+		sd_event_source_set_enabled(j->backoff, SD_EVENT_ONESHOT);
+	} else if (sd_event_add_time(d->event, &j->backoff, CLOCK_MONOTONIC, now + delay, 0,
+				     on_republish, j) < 0) {
+		job_requeue(j);
+	}
+}
+
+static void on_confirm(void *userdata, int r, const char *reason)
+{
+	struct job *j = userdata;
+
+	j->publish_pending = false;
+	if (r < 0) {
+		job_publish_failed(j, r, reason);
+		return;
+	}
+	/* The copy is safe on the broker; only now may the original go. */
+	broker_ack(j->d->broker, j->msg);
+	log_settled(j);
+	job_finish(j);
+}
+
+static void job_publish(struct job *j)
+{
+	struct daemon *d = j->d;
+	const char *exchange;
+	char key[BROKER_NAME_MAX], dead_at[TIMESTAMP_MAX];
+	struct broker_header h[8];
+	size_t n = 0;
+	int r;
+
+	j->state = JOB_PUBLISHING;
+	if (j->route.action == ROUTE_RETRY) {
+		r = broker_ensure_lane(d->broker, j->route.lane_ms);
+		if (r < 0) {
+			job_publish_failed(j, r,
+					   r == -EAGAIN ? NULL : "cannot declare the delay lane");
+			return;
+		}
+		exchange = broker_retry_exchange(d->broker);
+		broker_lane_name(broker_queue(d->broker), j->route.lane_ms, key);
+	} else {
+		exchange = broker_dlx(d->broker);
+		snprintf(key, sizeof(key), "%.32s.%.63s",
+			 error_class_to_string(j->route.error_class), j->error_code);
+	}
+	if (j->env) {
+		h[n++] = (struct broker_header){ HDR_MESSAGE_ID, BH_STRING, j->env->message_id, 0 };
+		if (j->env->trace_id[0])
+			h[n++] = (struct broker_header){ HDR_TRACE_ID, BH_STRING, j->env->trace_id,
+							 0 };
+	}
+	h[n++] = (struct broker_header){ HDR_ATTEMPT, BH_INT, NULL, j->route.attempt };
+	h[n++] = (struct broker_header){ HDR_ERROR_CODE, BH_STRING, j->error_code, 0 };
+	h[n++] = (struct broker_header){ HDR_ERROR_CLASS, BH_STRING,
+					 error_class_to_string(j->route.error_class), 0 };
+	if (j->route.action == ROUTE_DLQ) {
+		format_timestamp(j->routed_at_usec, dead_at);
+		h[n++] = (struct broker_header){ HDR_DEAD_LETTERED_AT, BH_STRING, dead_at, 0 };
+	}
+	if (j->detail[0])
+		h[n++] = (struct broker_header){ HDR_ERROR_DETAIL, BH_STRING, j->detail, 0 };
+
+	r = broker_publish(d->broker, exchange, key, j->msg, j->copy ? j->copy : j->msg->body,
+			   j->copy ? j->copy_len : j->msg->len, h, n, on_confirm, j,
+			   &j->publish_id);
+	if (r < 0) {
+		job_publish_failed(j, r, NULL);
+		return;
+	}
+	j->publish_pending = true;
+}
+
+/* Applies the router's decision to a job whose handler finished (or that
+ * never reached one). */
+static void job_route(struct job *j)
+{
+	struct daemon *d = j->d;
+	uint64_t now = now_realtime_usec();
+
+	j->routed_at_usec = now;
+	if (j->route.action == ROUTE_ACK) {
+		broker_ack(d->broker, j->msg);
+		metrics_succeeded(d->metrics);
+		log_full(LOG_DEBUG, 0,
+			 &(struct log_ctx){ .message_id = j->env->message_id,
+					    .trace_id = j->env->trace_id,
+					    .attempt = j->env->attempt,
+					    .event = "success" },
+			 "handled %s", j->env->message_id);
+		job_finish(j);
+		return;
+	}
+	strscpy(j->error_code, j->route.error_code, sizeof(j->error_code));
+	if (j->route.cause_code && strcmp(j->route.cause_code, j->route.error_code) != 0)
+		strscpy(j->cause_code, j->route.cause_code, sizeof(j->cause_code));
+	if (j->env) {
+		struct failure f = {
+			.error_code = j->error_code,
+			.error_class = j->route.error_class,
+			.cause_code = j->cause_code[0] ? j->cause_code : NULL,
+			.cause_class = j->route.cause_class,
+			.attempt = j->route.attempt,
+			.now_usec = now,
+			.dead_lettered = j->route.action == ROUTE_DLQ,
+			.result = &j->result,
+		};
+		if (j->route.action == ROUTE_RETRY) {
+			j->next_retry_at_usec = now + j->route.delay_usec;
+			f.next_retry_at_usec = j->next_retry_at_usec;
+		}
+		j->copy = envelope_encode_failure(j->env, &f, &j->copy_len);
+		if (!j->copy) {
+			log_error("out of memory encoding %s; giving it back to the broker",
+				  j->env->message_id);
+			job_requeue(j);
+			return;
+		}
+	}
+	job_publish(j);
+}
+
+/* Classifies the outcome of a job's handler (or of failing to start one). */
+static void job_handled(struct job *j, const struct result *r)
+{
+	j->result = *r;
+	j->state = JOB_PUBLISHING;
+	router_decide(j->d->taxonomy, j->env, &j->result, random_unit(), &j->route);
+	job_route(j);
+}
+
+static void on_handler_done(struct handler_job *hj, const struct result *r)
+{
+	struct job *j = hj->userdata;
+
+	metrics_handler_duration(j->d->metrics, r->duration_usec);
+	job_handled(j, r);
+}
+
+static void on_delivery(void *userdata, struct broker_msg *m)
+{
+	struct daemon *d = userdata;
+	struct job *j = job_new(d);
+	char why[200];
+	int r;
+
+	if (!j) {
+		broker_requeue(d->broker, m);
+		broker_msg_free(m);
+		return;
+	}
+	j->d = d;
+	j->msg = m;
+	j->next = d->jobs;
+	if (d->jobs)
+		d->jobs->prev = j;
+	d->jobs = j;
+	d->n_jobs++;
+	metrics_consumed(d->metrics);
+	metrics_set_in_flight(d->metrics, d->n_jobs);
+
+	if (m->len > d->config->pipeline.max_message_size) {
+		router_reject(ERROR_CODE_MESSAGE_TOO_LARGE, &j->route);
+		snprintf(j->detail, sizeof(j->detail),
+			 "body of %zu bytes exceeds [pipeline] max_message_size %" PRIu64, m->len,
+			 d->config->pipeline.max_message_size);
+		job_route(j);
+		return;
+	}
+	r = envelope_decode(m->body, m->len, now_realtime_usec(), &j->env, why, sizeof(why));
+	if (r < 0) {
+		router_reject(ERROR_CODE_INVALID_ENVELOPE, &j->route);
+		snprintf(j->detail, sizeof(j->detail), "%s", r == -ENOMEM ? "out of memory" : why);
+		job_route(j);
+		return;
+	}
+	j->payload = envelope_payload(j->env, &j->payload_len);
+	if (!j->payload) {
+		job_requeue(j);
+		return;
+	}
+	const struct policy *p = taxonomy_class_policy(d->taxonomy, ERROR_CLASS_TRANSIENT);
+	j->hj = (struct handler_job){
+		.message_id = j->env->message_id,
+		.trace_id = j->env->trace_id,
+		.attempt = j->env->attempt,
+		.max_attempt =
+			j->env->has_max_attempt ? j->env->max_attempt : (p ? p->max_attempt : 0),
+		.payload = j->payload,
+		.payload_len = j->payload_len,
+		.done = on_handler_done,
+		.userdata = j,
+	};
+	j->handler = d->handler;
+	j->state = JOB_HANDLING;
+	r = handler_submit(d->handler, &j->hj);
+	if (r < 0) {
+		struct result res;
+		result_init(&res, RESULT_INTERNAL);
+		snprintf(res.detail, sizeof(res.detail), "cannot start the handler: %s",
+			 strerror(-r));
+		j->handler = NULL;
+		job_handled(j, &res); /* no handler ran: no duration to record */
+	}
+}
+
+/* --- connection, status, drain, reload ----------------------------------- */
+
+/*
+ * STATUS= is what `systemctl status dlqd` shows: what dlqd is doing now and
+ * the counts since start. While draining it also keeps extending systemd's
+ * stop timeout, a little at a time, so a stuck drain is still caught.
+ */
+static void notify_status(struct daemon *d)
+{
+	struct metrics_totals t, *c = &t;
+	uint64_t now = now_monotonic_usec();
+
+	metrics_totals(d->metrics, &t);
+
+	if (d->draining) {
+		uint64_t left = d->drain_deadline > now ? d->drain_deadline - now : 0;
+		sd_notifyf(0,
+			   "EXTEND_TIMEOUT_USEC=%" PRIu64 "\n"
+			   "STATUS=Draining %s: %zu in flight, %" PRIu64 " s left; %" PRIu64
+			   " consumed, %" PRIu64 " succeeded, %" PRIu64 " retried, %" PRIu64
+			   " dead-lettered",
+			   left + DRAIN_EXIT_SLACK_USEC, broker_queue(d->broker), d->n_jobs,
+			   (left + USEC_PER_SEC - 1) / USEC_PER_SEC, c->consumed, c->succeeded,
+			   c->retried, c->dead_lettered);
+		return;
+	}
+	if (!broker_is_up(d->broker)) {
+		sd_notifyf(0,
+			   "STATUS=Waiting for the broker at %s (%s); %zu in flight, %" PRIu64
+			   " consumed",
+			   d->endpoint,
+			   broker_last_error(d->broker)[0] ? broker_last_error(d->broker)
+							   : "connecting",
+			   d->n_jobs, c->consumed);
+		return;
+	}
+	sd_notifyf(0,
+		   "STATUS=Consuming %s on %s: %zu in flight, %" PRIu64 " consumed, %" PRIu64
+		   " succeeded, %" PRIu64 " retried, %" PRIu64 " dead-lettered",
+		   broker_queue(d->broker), d->endpoint, d->n_jobs, c->consumed, c->succeeded,
+		   c->retried, c->dead_lettered);
+}
+
+/*
+ * WATCHDOG=1 at exactly half of WatchdogSec, from a timer of the loop itself:
+ * a loop that stops dispatching stops pinging, and systemd kills it.
+ */
+static int on_watchdog(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct daemon *d = userdata;
+
+	sd_notify(0, "WATCHDOG=1");
+	return sd_event_source_set_time(s, usec + d->watchdog_usec / 2);
+}
+
+static int setup_watchdog(struct daemon *d, uint64_t now)
+{
+	int r = sd_watchdog_enabled(false, &d->watchdog_usec);
+
+	if (r <= 0) {
+		d->watchdog_usec = 0;
+		return r;
+	}
+	r = sd_event_add_time(d->event, &d->watchdog_timer, CLOCK_MONOTONIC,
+			      now + d->watchdog_usec / 2, 1, on_watchdog, d);
+	if (r < 0)
+		return r;
+	sd_event_source_set_priority(d->watchdog_timer, SD_EVENT_PRIORITY_IMPORTANT);
+	sd_event_source_set_description(d->watchdog_timer, "watchdog");
+	return sd_event_source_set_enabled(d->watchdog_timer, SD_EVENT_ON);
+}
+
+static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	notify_status(userdata);
+	sd_event_source_set_time(s, usec + STATUS_INTERVAL_USEC);
+	return 0;
+}
+
+/* Keeps the last reason the consumer link is down, for STATUS=. */
+static void on_connection(void *userdata, bool up)
+{
+	struct daemon *d = userdata;
+
+	metrics_set_broker_connected(d->metrics, up);
+	if (up) {
+		if (d->ready_sent)
+			metrics_reconnected(d->metrics);
+		if (!d->ready_sent) {
+			sd_notify(0, "READY=1");
+			d->ready_sent = true;
+		}
+		notify_status(d);
+		return;
+	}
+	/* Every delivery of that connection goes back to the queue on the
+	 * broker's side; stop working on them so they are not run twice at once. */
+	while (d->jobs)
+		job_free(d->jobs);
+	free_retired_handlers(d);
+	notify_status(d);
+	check_drained(d);
+}
+
+static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct daemon *d = userdata;
+
+	log_full(LOG_WARNING, 0, &(struct log_ctx){ .event = "drain-timeout", .attempt = -1 },
+		 "drain_timeout reached with %zu message(s) in flight; giving them back to the "
+		 "broker",
+		 d->n_jobs);
+	while (d->jobs)
+		job_requeue(d->jobs);
+	sd_event_exit(d->event, 0);
+	return 0;
+}
+
+static void drain_start(struct daemon *d)
+{
+	uint64_t now;
+
+	if (d->draining)
+		return;
+	d->draining = true;
+	sd_notify(0, "STOPPING=1");
+	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "drain-start", .attempt = -1 },
+		 "draining %zu in-flight message(s), at most %" PRIu64 " ms", d->n_jobs,
+		 d->config->shutdown.drain_timeout_usec / USEC_PER_MSEC);
+	broker_stop_consuming(d->broker);
+	/* Copies waiting to be published again will not make it before exit. */
+	for (struct job *j = d->jobs, *next; j; j = next) {
+		next = j->next;
+		if (j->state == JOB_BACKOFF)
+			job_requeue(j);
+	}
+	sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	d->drain_deadline = now + d->config->shutdown.drain_timeout_usec;
+	sd_event_add_time(d->event, &d->drain_timer, CLOCK_MONOTONIC, d->drain_deadline, 0,
+			  on_drain_timeout, d);
+	notify_status(d);
+	check_drained(d);
+}
+
+static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	drain_start(userdata);
+	return 0;
+}
+
+static bool handler_config_changed(const struct config *a, const struct config *b)
+{
+	return a->handler.type != b->handler.type ||
+	       a->handler.timeout_usec != b->handler.timeout_usec ||
+	       a->handler.max_output != b->handler.max_output ||
+	       strcmp(a->handler.url ? a->handler.url : "", b->handler.url ? b->handler.url : "") ||
+	       strcmp(a->handler.command ? a->handler.command : "",
+		      b->handler.command ? b->handler.command : "");
+}
+
+static void reload_failed(struct daemon *d, struct diag *diags, const char *what)
+{
+	/* One reload-failed event per failed reload, after its diagnostics. */
+	for (size_t i = 0; i < diags->n; i++)
+		log_full(LOG_ERR, 0, &(struct log_ctx){ .event = "reload-error", .attempt = -1 },
+			 "reload: %s", diags->lines[i]);
+	log_full(LOG_ERR, 0, &(struct log_ctx){ .event = "reload-failed", .attempt = -1 },
+		 "reload failed: invalid %s; keeping the running configuration", what);
+}
+
+static void reload(struct daemon *d)
+{
+	_cleanup_(config_freep) struct config *c = NULL;
+	_cleanup_(taxonomy_freep) struct taxonomy *t = NULL;
+	struct diag diags = { 0 };
+	/* RELOADING=1/READY=1 only while ready: a SIGHUP before the broker
+	 * came up must not announce READY=1, nor one after STOPPING=1. */
+	bool announce = d->ready_sent && !d->draining;
+	const char *changed;
+
+	if (announce)
+		sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_monotonic_usec());
+	if (config_load(d->config_path, &c, &diags) < 0) {
+		reload_failed(d, &diags, "config");
+		goto out;
+	}
+	if (taxonomy_load(c->retry.taxonomy, &t, &diags) < 0) {
+		reload_failed(d, &diags, "taxonomy");
+		goto out;
+	}
+	if (d->n_configs >= MAX_CONFIGS) {
+		log_error("reload: too many reloads in one run; restart dlqd to reload again");
+		goto out;
+	}
+	if ((changed = config_restart_key_changed(d->config, c)))
+		log_warning("reload: %s changed; it takes effect at the next restart "
+			    "(every [broker] key, [pipeline] queue, queue_type and declare, "
+			    "[metrics] listen)",
+			    changed);
+	if (handler_config_changed(c, d->config)) {
+		struct handler *h = NULL;
+		struct retired_handler *old = calloc(1, sizeof(*old));
+		int r = old ? handler_new(d->event, c, &h) : -ENOMEM;
+		if (r < 0) {
+			free(old);
+			log_error_errno(
+				r, "reload: cannot start the new handler: %m; keeping the old one");
+			goto out;
+		}
+		old->h = d->handler;
+		old->next = d->retired;
+		d->retired = old;
+		d->handler = h;
+	}
+	taxonomy_free(d->taxonomy);
+	d->taxonomy = TAKE_PTR(t);
+	d->configs[d->n_configs++] = c;
+	d->config = TAKE_PTR(c);
+	free_retired_handlers(d);
+	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "reload", .attempt = -1 },
+		 "reloaded %s and %s", d->config_path, d->config->retry.taxonomy);
+out:
+	diag_done(&diags);
+	if (announce)
+		sd_notify(0, "READY=1");
+	notify_status(d);
+}
+
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	reload(userdata);
+	return 0;
+}
+
+/* --- DLQ gauges ------------------------------------------------------------- */
+
+static void on_dlq_probe(void *userdata, int r, uint64_t depth, uint64_t oldest_usec)
+{
+	struct daemon *d = userdata;
+	uint64_t now = now_realtime_usec();
+	double age = -1; /* unknown: a head without a timestamp, or a quorum DLQ */
+
+	/* -EBUSY: dlqctl is reading the DLQ; the last reading stays. */
+	if (r == -EBUSY || r == -EAGAIN)
+		return;
+	if (r < 0) {
+		metrics_set_dlq(d->metrics, -1, 0);
+		return;
+	}
+	if (depth == 0)
+		age = 0;
+	else if (oldest_usec > 0)
+		age = oldest_usec >= now ? 0 : (double)(now - oldest_usec) / USEC_PER_SEC;
+	metrics_set_dlq(d->metrics, (int64_t)MIN(depth, (uint64_t)INT64_MAX), age);
+}
+
+/* Probes the DLQ every [metrics] dlq_poll_interval (read at each tick, so a
+ * reload applies from the next one); 0 leaves the DLQ gauges unknown. */
+static int on_dlq_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct daemon *d = userdata;
+	uint64_t interval = d->config->metrics.dlq_poll_interval_usec;
+	int r = interval ? broker_probe_dlq(d->broker, on_dlq_probe, d) : -ECANCELED;
+
+	/* Busy (a probe or dlqctl) or blocked (resource alarm): keep the last
+	 * reading. Anything else: the gauges are unknown. */
+	if (r < 0 && r != -EBUSY && r != -EAGAIN)
+		metrics_set_dlq(d->metrics, -1, 0);
+	sd_event_source_set_time(s, usec + (interval ? interval : 15 * USEC_PER_SEC));
+	return 0;
+}
+
+/* --- setup ------------------------------------------------------------------ */
+
+static int load(const char *path, struct config **c, struct taxonomy **t)
+{
+	struct diag diags = { 0 };
+	int r;
+
+	r = config_load(path, c, &diags);
+	if (r >= 0)
+		r = taxonomy_load((*c)->retry.taxonomy, t, &diags);
+	for (size_t i = 0; i < diags.n; i++)
+		log_error("%s", diags.lines[i]);
+	diag_done(&diags);
+	return r;
+}
+
+int daemon_new(const char *config_path, struct daemon **out)
+{
+	_cleanup_(daemon_freep) struct daemon *d = NULL;
+	static const struct broker_callbacks cb = {
+		.delivery = on_delivery,
+		.connection = on_connection,
+	};
+	sigset_t mask;
+	uint64_t now;
+	int r;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->config_path = strdup(config_path);
+	if (!d->config_path)
+		return -ENOMEM;
+	r = load(config_path, &d->config, &d->taxonomy);
+	if (r < 0)
+		return r;
+	d->configs[d->n_configs++] = d->config;
+	config_broker_endpoint(d->config, d->endpoint, sizeof(d->endpoint));
+	{
+		char warning[PATH_MAX + 256];
+		if (config_check_secrets(d->config, warning, sizeof(warning)) > 0)
+			log_warning("%s", warning);
+	}
+
+	r = sd_event_default(&d->event);
+	if (r < 0)
+		return log_error_errno(r, "cannot create the event loop: %m");
+	/* signalfd and child sources need these blocked; children unblock them. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if ((r = sd_event_add_signal(d->event, NULL, SIGTERM, on_terminate, d)) < 0 ||
+	    (r = sd_event_add_signal(d->event, NULL, SIGINT, on_terminate, d)) < 0 ||
+	    (r = sd_event_add_signal(d->event, NULL, SIGHUP, on_reload, d)) < 0)
+		return log_error_errno(r, "cannot watch signals: %m");
+	sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	r = setup_watchdog(d, now);
+	if (r < 0)
+		log_warning_errno(r, "cannot set up the watchdog: %m, ignoring");
+	r = sd_event_add_time(d->event, &d->status_timer, CLOCK_MONOTONIC,
+			      now + STATUS_INTERVAL_USEC, USEC_PER_SEC, on_status_timer, d);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(d->status_timer, SD_EVENT_ON);
+
+	r = metrics_new(&d->metrics);
+	if (r < 0)
+		return r;
+	if (d->config->metrics.listen[0]) {
+		r = metrics_server_new(d->event, d->config->metrics.listen, d->metrics,
+				       &d->metrics_server);
+		if (r < 0)
+			return log_error_errno(r, "cannot serve metrics on %s: %m",
+					       d->config->metrics.listen);
+		log_info("serving metrics on %s (port %d)", d->config->metrics.listen,
+			 metrics_server_port(d->metrics_server));
+	}
+	r = handler_new(d->event, d->config, &d->handler);
+	if (r < 0)
+		return log_error_errno(r, "cannot set up the %s handler: %m",
+				       d->config->handler.type == HANDLER_HTTP ? "http" : "exec");
+	r = broker_new(d->event, d->config, &cb, d, &d->broker);
+	if (r < 0)
+		return log_error_errno(r, "cannot set up the broker connection: %m");
+	metrics_set_queue(d->metrics, d->config->pipeline.queue);
+	/* The first probe a second in, once the publisher link is likely up. */
+	r = sd_event_add_time(d->event, &d->dlq_timer, CLOCK_MONOTONIC, now + USEC_PER_SEC,
+			      100 * USEC_PER_MSEC, on_dlq_timer, d);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(d->dlq_timer, SD_EVENT_ON);
+	*out = TAKE_PTR(d);
+	return 0;
+}
+
+int daemon_run(struct daemon *d)
+{
+	struct metrics_totals t;
+	int r;
+
+	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "start", .attempt = -1 },
+		 "dlqd %s starting: queue %s, %s handler, prefetch %u", DLQD_VERSION,
+		 d->config->pipeline.queue,
+		 d->config->handler.type == HANDLER_HTTP ? "http" : "exec",
+		 d->config->broker.prefetch);
+	sd_notifyf(0, "STATUS=Connecting to the broker at %s", d->endpoint);
+	r = broker_start(d->broker);
+	if (r < 0)
+		return r;
+	r = sd_event_loop(d->event);
+	if (r < 0)
+		return log_error_errno(r, "event loop failed: %m");
+	metrics_totals(d->metrics, &t);
+	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "stop", .attempt = -1 },
+		 "stopped: %" PRIu64 " consumed, %" PRIu64 " succeeded, %" PRIu64
+		 " retried, %" PRIu64 " dead-lettered",
+		 t.consumed, t.succeeded, t.retried, t.dead_lettered);
+	return r;
+}
+
+struct daemon *daemon_free(struct daemon *d)
+{
+	if (!d)
+		return NULL;
+	while (d->jobs)
+		job_free(d->jobs);
+	while (d->spare_jobs) {
+		struct job *j = d->spare_jobs;
+		d->spare_jobs = j->next;
+		free(j);
+	}
+	/* Closing the connection hands every unacked delivery back. */
+	d->broker = broker_free(d->broker);
+	d->handler = handler_free(d->handler);
+	while (d->retired) {
+		struct retired_handler *r = d->retired;
+		d->retired = r->next;
+		handler_free(r->h);
+		free(r);
+	}
+	d->metrics_server = metrics_server_free(d->metrics_server);
+	d->metrics = metrics_free(d->metrics);
+	sd_event_source_disable_unref(d->drain_timer);
+	sd_event_source_disable_unref(d->status_timer);
+	sd_event_source_disable_unref(d->dlq_timer);
+	sd_event_source_disable_unref(d->watchdog_timer);
+	taxonomy_free(d->taxonomy);
+	for (size_t i = 0; i < d->n_configs; i++)
+		config_free(d->configs[i]);
+	sd_event_unref(d->event);
+	free(d->config_path);
+	free(d);
+	return NULL;
+}
+
+void daemon_freep(struct daemon **d)
+{
+	*d = daemon_free(*d);
+}

@@ -1,0 +1,340 @@
+/*
+ * Unit tests for dlqrecord: the record read from headers, body and AMQP
+ * properties (and which wins); the replay copy of an envelope (attempt 0,
+ * replay_count, replayed_at, history and key order kept) and of an invalid
+ * body (bytes untouched); the JSON views of list, show and the archive.
+ * The envelope is the golden DLQ copy tests/data/envelope/full.dlq.out.json.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dlqctl/dlqrecord.h"
+
+#define SEC USEC_PER_SEC
+
+static char *golden;
+static size_t golden_len;
+
+static int setup(void **state)
+{
+	char path[4096];
+	const char *dir = getenv("DLQD_TEST_DATA");
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/envelope/full.dlq.out.json", dir ? dir : "tests/data");
+	assert_int_equal(read_file_max(path, 1 << 20, &golden, &golden_len), 0);
+	while (golden_len && golden[golden_len - 1] == '\n')
+		golden[--golden_len] = '\0';
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	free(golden);
+	return 0;
+}
+
+#define HS(k, v)                                                                                 \
+	{                                                                                        \
+		.key = k, .key_len = strlen(k), .kind = DLQ_H_STRING, .s = v, .s_len = strlen(v) \
+	}
+#define HI(k, v)                                                          \
+	{                                                                 \
+		.key = k, .key_len = strlen(k), .kind = DLQ_H_INT, .i = v \
+	}
+
+static const struct dlq_header dlqd_headers[] = {
+	HS("x-origin", "billing"),
+	HS("x-dlqd-message-id", "evt_20260317_abc123"),
+	HS("x-dlqd-trace-id", "trc_x8f"),
+	HI("x-dlqd-attempt", 6),
+	HS("x-dlqd-error-code", "RETRY_EXHAUSTED"),
+	HS("x-dlqd-error-class", "PERSISTENT"),
+	HS("x-dlqd-dead-lettered-at", "2026-03-17T03:20:00Z"),
+	HI("x-dlqd-publish-seq", 41),
+};
+
+static void test_parse_dlqd_copy(void **state)
+{
+	struct dlq_message m = {
+		golden, golden_len, dlqd_headers, ARRAY_SIZE(dlqd_headers), NULL, 0
+	};
+	struct envelope *env = NULL;
+	struct dlq_record r;
+	uint64_t at;
+
+	(void)state;
+	assert_int_equal(dlqrecord_parse(&m, 0, &r, &env), 0);
+	assert_non_null(env);
+	assert_true(r.envelope);
+	assert_string_equal(r.message_id, "evt_20260317_abc123");
+	assert_string_equal(r.trace_id, "trc_x8f");
+	assert_string_equal(r.error_code, "RETRY_EXHAUSTED");
+	assert_string_equal(r.error_class, "PERSISTENT");
+	assert_string_equal(r.schema_version, "v2");
+	assert_int_equal(r.attempt, 6);
+	assert_int_equal(r.replay_count, 0);
+	assert_int_equal(parse_timestamp("2026-03-17T03:20:00Z", &at), 0);
+	assert_int_equal(r.dead_lettered_at_usec, at);
+	envelope_free(env);
+}
+
+/* Without headers (a copy made by hand or by an older dlqd) the body speaks. */
+static void test_parse_body_only(void **state)
+{
+	struct dlq_message m = { golden, golden_len, NULL, 0, NULL, 0 };
+	struct dlq_record r;
+
+	(void)state;
+	assert_int_equal(dlqrecord_parse(&m, 0, &r, NULL), 0);
+	assert_true(r.envelope);
+	assert_string_equal(r.message_id, "evt_20260317_abc123");
+	assert_string_equal(r.error_code, "RETRY_EXHAUSTED");
+	assert_int_equal(r.attempt, 6);
+	assert_true(r.dead_lettered_at_usec > 0);
+}
+
+static void test_headers_win(void **state)
+{
+	static const struct dlq_header h[] = {
+		HS("x-dlqd-error-code", "AUTH_REVOKED"),
+		HS("x-dlqd-error-class", "NON_RETRYABLE"),
+		HS("x-dlqd-attempt", "3"), /* a string count is read too */
+		HI("x-dlqd-replay-count", 2),
+		HS("x-dlqd-message-id", "id\nwith\tcontrols"),
+	};
+	struct dlq_message m = { golden, golden_len, h, ARRAY_SIZE(h), NULL, 0 };
+	struct dlq_record r;
+
+	(void)state;
+	assert_int_equal(dlqrecord_parse(&m, 0, &r, NULL), 0);
+	assert_string_equal(r.error_code, "AUTH_REVOKED");
+	assert_string_equal(r.error_class, "NON_RETRYABLE");
+	assert_int_equal(r.attempt, 3);
+	assert_int_equal(r.replay_count, 2);
+	assert_string_equal(r.message_id, "id?with?controls");
+}
+
+static void test_parse_invalid_body(void **state)
+{
+	static const char body[] = "{\"message_id\":\"x\",\"payload\":{}}";
+	static const struct dlq_header h[] = {
+		HS("x-dlqd-error-code", "INVALID_ENVELOPE"),
+		HS("x-dlqd-error-class", "NON_RETRYABLE"),
+		HI("x-dlqd-attempt", 1),
+	};
+	static const struct dlq_header props[] = {
+		HS("message_id", "amqp-id-7"),
+		HI("timestamp", 1700000000),
+	};
+	struct dlq_message m = { body, strlen(body), h, ARRAY_SIZE(h), props, ARRAY_SIZE(props) };
+	struct envelope *env = (void *)1;
+	struct dlq_record r;
+
+	(void)state;
+	/* Even a body that decodes is not rewritten when dlqd called it invalid
+	 * (e.g. MESSAGE_TOO_LARGE): replay sends its bytes unchanged. */
+	assert_int_equal(dlqrecord_parse(&m, 0, &r, &env), 0);
+	assert_null(env);
+	assert_false(r.envelope);
+	assert_string_equal(r.message_id, "amqp-id-7");
+	assert_string_equal(r.schema_version, "");
+	assert_int_equal(r.dead_lettered_at_usec, 1700000000 * SEC);
+
+	m.body = "\xff\xfe not json";
+	m.len = 11;
+	m.headers = NULL;
+	m.n_headers = 0;
+	assert_int_equal(dlqrecord_parse(&m, 0, &r, &env), 0);
+	assert_null(env);
+	assert_false(r.envelope);
+	assert_string_equal(r.error_code, "");
+	assert_int_equal(r.attempt, -1);
+}
+
+static void test_replay_envelope(void **state)
+{
+	struct dlq_message m = {
+		golden, golden_len, dlqd_headers, ARRAY_SIZE(dlqd_headers), NULL, 0
+	};
+	struct envelope *env = NULL;
+	struct dlq_replay rp;
+	struct dlq_record r;
+	json_t *orig, *copy;
+	const char *key;
+	json_t *v;
+
+	(void)state;
+	assert_int_equal(dlqrecord_parse(&m, 0, &r, &env), 0);
+	r.replay_count = 4;
+	assert_int_equal(dlqrecord_replay(env, &r, 1800000000 * SEC, &rp), 0);
+	assert_non_null(rp.body);
+	assert_int_equal(rp.len, strlen(rp.body));
+	assert_string_equal(rp.replayed_at, "2027-01-15T08:00:00Z");
+
+	orig = json_loads(golden, 0, NULL);
+	copy = json_loads(rp.body, 0, NULL);
+	assert_non_null(copy);
+	assert_int_equal(json_integer_value(json_object_get(copy, "attempt")), 0);
+	assert_int_equal(json_integer_value(json_object_get(copy, "replay_count")), 5);
+	assert_string_equal(json_string_value(json_object_get(copy, "replayed_at")),
+			    "2027-01-15T08:00:00Z");
+	/* Everything else is kept, in the original key order. */
+	json_object_foreach(orig, key, v)
+	{
+		if (strcmp(key, "attempt") == 0)
+			continue;
+		assert_true(json_equal(v, json_object_get(copy, key)));
+	}
+	assert_int_equal(json_object_size(copy), json_object_size(orig) + 2);
+	assert_true(strncmp(rp.body, "{\"message_id\":\"evt_20260317_abc123\",\"trace_id\"", 46) ==
+		    0);
+	json_decref(orig);
+	json_decref(copy);
+
+	assert_int_equal(rp.n_set, 3);
+	assert_string_equal(rp.set[0].key, "x-dlqd-attempt");
+	assert_int_equal(rp.set[0].i, 0);
+	assert_string_equal(rp.set[1].key, "x-dlqd-replay-count");
+	assert_int_equal(rp.set[1].i, 5);
+	assert_string_equal(rp.set[2].key, "x-dlqd-replayed-at");
+	assert_memory_equal(rp.set[2].s, "2027-01-15T08:00:00Z", rp.set[2].s_len);
+	dlqrecord_replay_done(&rp);
+	envelope_free(env);
+}
+
+static void test_replay_next_retry_at_removed(void **state)
+{
+	static const char body[] = "{\"message_id\":\"a\",\"attempt\":3,\"next_retry_at\":"
+				   "\"2026-01-01T00:00:00Z\",\"payload\":{\"k\":1}}";
+	struct dlq_message m = { body, strlen(body), NULL, 0, NULL, 0 };
+	struct envelope *env = NULL;
+	struct dlq_replay rp;
+	struct dlq_record r;
+
+	(void)state;
+	assert_int_equal(dlqrecord_parse(&m, 0, &r, &env), 0);
+	assert_int_equal(dlqrecord_replay(env, &r, 0, &rp), 0);
+	assert_string_equal(rp.body,
+			    "{\"message_id\":\"a\",\"attempt\":0,\"payload\":{\"k\":1},"
+			    "\"replay_count\":1,\"replayed_at\":\"1970-01-01T00:00:00Z\"}");
+	dlqrecord_replay_done(&rp);
+	envelope_free(env);
+}
+
+static void test_replay_invalid_keeps_bytes(void **state)
+{
+	struct dlq_record r = { .replay_count = 0 };
+	struct dlq_replay rp;
+
+	(void)state;
+	assert_int_equal(dlqrecord_replay(NULL, &r, 0, &rp), 0);
+	assert_null(rp.body);
+	assert_int_equal(rp.n_set, 3);
+	assert_int_equal(rp.set[1].i, 1);
+	dlqrecord_replay_done(&rp);
+}
+
+static void test_replay_drops(void **state)
+{
+	static const char *const drop[] = { "x-dlqd-attempt", "x-dlqd-replay-count",
+					    "x-dlqd-replayed-at", "x-dlqd-dead-lettered-at",
+					    "x-dlqd-publish-seq" };
+	static const char *const keep[] = { "x-dlqd-error-code",	  "x-dlqd-error-class",
+					    "x-dlqd-message-id",	  "x-dlqd-error-detail",
+					    "x-dlqd-original-expiration", "x-dlqd-attemp" };
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(drop); i++)
+		assert_true(dlqrecord_replay_drops(drop[i], strlen(drop[i])));
+	for (size_t i = 0; i < ARRAY_SIZE(keep); i++)
+		assert_false(dlqrecord_replay_drops(keep[i], strlen(keep[i])));
+}
+
+static void test_json_views(void **state)
+{
+	static const struct dlq_header props[] = {
+		HS("content_type", "application/json"),
+		HI("delivery_mode", 2),
+	};
+	struct dlq_message m = { golden, golden_len,	   dlqd_headers, ARRAY_SIZE(dlqd_headers),
+				 props,	 ARRAY_SIZE(props) };
+	struct dlq_record r;
+	uint64_t at;
+	json_t *j, *body;
+	char *s;
+
+	(void)state;
+	assert_int_equal(dlqrecord_parse(&m, 0, &r, NULL), 0);
+	assert_int_equal(parse_timestamp("2026-03-17T04:20:00Z", &at), 0);
+
+	s = dlqrecord_json(&m, &r, at, 0, NULL);
+	assert_non_null(s);
+	assert_string_equal(
+		s,
+		"{\"message_id\":\"evt_20260317_abc123\",\"trace_id\":\"trc_x8f\",\"error_code\":"
+		"\"RETRY_EXHAUSTED\",\"error_class\":\"PERSISTENT\",\"attempt\":6,"
+		"\"schema_version\":\"v2\",\"replay_count\":0,\"dead_lettered_at\":"
+		"\"2026-03-17T03:20:00Z\",\"age_seconds\":3600,\"valid_envelope\":true,"
+		"\"body_bytes\":1417}");
+	free(s);
+
+	s = dlqrecord_json(&m, &r, at, DLQRECORD_JSON_FULL | DLQRECORD_JSON_PRETTY, NULL);
+	assert_non_null(strstr(s, "\n  \"headers\": {\n    \"x-origin\": \"billing\""));
+	j = json_loads(s, 0, NULL);
+	free(s);
+	body = json_loads(golden, 0, NULL);
+	assert_true(json_equal(json_object_get(j, "body"), body));
+	assert_int_equal(json_integer_value(
+				 json_object_get(json_object_get(j, "headers"), "x-dlqd-attempt")),
+			 6);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "properties"),
+							      "content_type")),
+			    "application/json");
+	json_decref(j);
+
+	/* The archive keeps the exact text. */
+	s = dlqrecord_json(&m, &r, at, DLQRECORD_JSON_FULL | DLQRECORD_JSON_RAW_BODY, NULL);
+	j = json_loads(s, 0, NULL);
+	free(s);
+	assert_string_equal(json_string_value(json_object_get(j, "body_text")), golden);
+	assert_null(json_object_get(j, "body"));
+	json_decref(j);
+	json_decref(body);
+
+	/* Bytes that are not UTF-8: base64, in body and headers alike. */
+	static const struct dlq_header bin[] = { HS("x-bin", "\xff\x01") };
+	struct dlq_message b = { "\xff\x00\x41", 3, bin, 1, NULL, 0 };
+	assert_int_equal(dlqrecord_parse(&b, 0, &r, NULL), 0);
+	s = dlqrecord_json(&b, &r, at, DLQRECORD_JSON_FULL, NULL);
+	assert_non_null(strstr(s, "\"body_base64\":\"/wBB\""));
+	assert_non_null(strstr(s, "\"x-bin\":{\"base64\":\"/wE=\"}"));
+	assert_non_null(strstr(s, "\"message_id\":null"));
+	assert_non_null(strstr(s, "\"age_seconds\":null"));
+	free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_dlqd_copy),
+		cmocka_unit_test(test_parse_body_only),
+		cmocka_unit_test(test_headers_win),
+		cmocka_unit_test(test_parse_invalid_body),
+		cmocka_unit_test(test_replay_envelope),
+		cmocka_unit_test(test_replay_next_retry_at_removed),
+		cmocka_unit_test(test_replay_invalid_keeps_bytes),
+		cmocka_unit_test(test_replay_drops),
+		cmocka_unit_test(test_json_views),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
