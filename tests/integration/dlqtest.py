@@ -478,7 +478,7 @@ def kill_session(sid):
 class Stub:
     """dlqd-httpstub on a random loopback port, logging every answer."""
 
-    def __init__(self, workdir, delay_ms=None, name="stub"):
+    def __init__(self, workdir, delay_ms=None, name="stub", args=()):
         self.log_path = os.path.join(workdir, name + ".log")
         self.port_file = os.path.join(workdir, name + ".port")
         self.err_path = os.path.join(workdir, name + ".stderr")
@@ -488,6 +488,7 @@ class Stub:
                 "--log", self.log_path]
         if delay_ms:
             argv += ["--delay-ms", str(delay_ms)]
+        argv += list(args)  # e.g. ["--body-log", FILE]
         self.err = open(self.err_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self.err, stderr=self.err,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -779,8 +780,8 @@ class Ctx:
         return "/usr/bin/env DLQD_TEST_LOG=%s %s %s" % (self.exec_log, PYTHON, EXEC_JOB)
 
     # -- processes
-    def start_stub(self, delay_ms=None):
-        s = Stub(self.dir, delay_ms=delay_ms, name="stub%d" % len(self.stubs))
+    def start_stub(self, delay_ms=None, args=()):
+        s = Stub(self.dir, delay_ms=delay_ms, name="stub%d" % len(self.stubs), args=args)
         self.stubs.append(s)
         return s
 

@@ -22,21 +22,28 @@ With $DLQD_TEST_LOG set, one line {"message_id":..,"attempt":..,"exit":..} is
 appended with a single O_APPEND write() before exiting; "exit" is the status,
 -N for a signal, and null for a hang (logged before it starts sleeping, so
 every attempt is counted).
+With $DLQD_TEST_LOG_STDIN set too, the line also holds "stdin_b64": the exact
+bytes read on stdin, base64, so tests can compare them byte for byte.
 """
 
+import base64
 import json
 import os
 import signal
 import sys
 import time
 
+STDIN = b""
+
 
 def log(message_id, attempt, status):
     path = os.environ.get("DLQD_TEST_LOG")
     if not path:
         return
-    line = json.dumps({"message_id": message_id, "attempt": attempt,
-                       "exit": status}) + "\n"
+    rec = {"message_id": message_id, "attempt": attempt, "exit": status}
+    if os.environ.get("DLQD_TEST_LOG_STDIN"):
+        rec["stdin_b64"] = base64.b64encode(STDIN).decode()
+    line = json.dumps(rec) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode())
@@ -61,13 +68,14 @@ def signal_number(sig):
 
 
 def main():
+    global STDIN
     message_id = os.environ.get("DLQD_MESSAGE_ID", "")
     try:
         attempt = int(os.environ.get("DLQD_ATTEMPT", "0"))
     except ValueError:
         attempt = 0
 
-    raw = sys.stdin.buffer.read()
+    raw = STDIN = sys.stdin.buffer.read()
     try:
         payload = json.loads(raw) if raw.strip() else {}
     except ValueError as e:

@@ -8,6 +8,8 @@
  * on a min-heap of deadlines that bounds the epoll_wait timeout, so nothing
  * ever blocks. With --log every answered request becomes one JSON line,
  * written with a single write() so concurrent readers never see half a line.
+ * With --body-log every complete request also becomes one line there, its
+ * body in base64, so tests can compare the bytes a client sent exactly.
  *
  * It depends on libc only, so it is built from this one file, and everything
  * a client sends is bounded: 64 KiB of header (431), 10 MiB of body (413),
@@ -153,6 +155,7 @@ struct server {
 	struct obj sig;
 	int sig_fd;
 	int log_fd;
+	int body_log_fd;
 	uint64_t delay_usec;
 	bool quiet;
 
@@ -805,6 +808,57 @@ static void log_answer(struct server *srv, const struct plan *p)
 		note(srv, "short write to the log: %m");
 }
 
+static size_t base64_encode(char *dst, const unsigned char *src, size_t len)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)src[i] << 16;
+
+		if (i + 1 < len)
+			v |= (uint32_t)src[i + 1] << 8;
+		if (i + 2 < len)
+			v |= src[i + 2];
+		dst[o++] = tab[v >> 18 & 63];
+		dst[o++] = tab[v >> 12 & 63];
+		dst[o++] = i + 1 < len ? tab[v >> 6 & 63] : '=';
+		dst[o++] = i + 2 < len ? tab[v & 63] : '=';
+	}
+	return o;
+}
+
+/* One --body-log line for a complete request: who sent it and its exact body. */
+static void log_body(struct server *srv, const struct plan *p, const char *body, size_t len)
+{
+	size_t cap, o = 0;
+	char *line;
+	int n;
+
+	if (srv->body_log_fd < 0)
+		return;
+	cap = 2 * 6 * LOG_FIELD_MAX + (len + 2) / 3 * 4 + 128;
+	line = malloc(cap);
+	if (!line) {
+		note(srv, "no memory for a body-log line");
+		return;
+	}
+	o += (size_t)snprintf(line + o, cap - o, "{\"message_id\":\"");
+	o += json_escape(line + o, cap - o, p->message_id);
+	o += (size_t)snprintf(line + o, cap - o, "\",\"trace_id\":\"");
+	o += json_escape(line + o, cap - o, p->trace_id);
+	o += (size_t)snprintf(line + o, cap - o, "\",\"attempt\":%ld,\"body_b64\":\"", p->attempt);
+	o += base64_encode(line + o, (const unsigned char *)body, len);
+	n = snprintf(line + o, cap - o, "\"}\n");
+	if (n > 0 && (size_t)n < cap - o) {
+		o += (size_t)n;
+		if (write(srv->body_log_fd, line, o) != (ssize_t)o)
+			note(srv, "short write to the body log: %m");
+	}
+	free(line);
+}
+
 static int obuf_append(struct conn *c, const void *data, size_t len)
 {
 	if (c->ocap - c->olen < len) {
@@ -1166,6 +1220,7 @@ static int conn_process(struct server *srv, struct conn *c)
 		}
 
 		plan_request(srv, c, start, start + c->head_len, (size_t)c->req.length, &p);
+		log_body(srv, &p, start + c->head_len, (size_t)c->req.length);
 		c->roff += c->head_len + (size_t)c->req.length;
 		c->head_done = false;
 		c->scan = 0;
@@ -1450,7 +1505,7 @@ static void raise_fd_limit(void)
 static void usage(FILE *f)
 {
 	fputs("Usage: dlqd-httpstub [--listen HOST:PORT] [--port-file FILE] [--log FILE]\n"
-	      "                     [--delay-ms N] [--quiet]\n"
+	      "                     [--body-log FILE] [--delay-ms N] [--quiet]\n"
 	      "Test HTTP server for dlqd. The POST payload's \"stub\" object picks the answer.\n",
 	      f);
 }
@@ -1460,12 +1515,16 @@ int main(int argc, char **argv)
 	static const struct option opts[] = { { "listen", required_argument, NULL, 'l' },
 					      { "port-file", required_argument, NULL, 'p' },
 					      { "log", required_argument, NULL, 'L' },
+					      { "body-log", required_argument, NULL, 'B' },
 					      { "delay-ms", required_argument, NULL, 'd' },
 					      { "quiet", no_argument, NULL, 'q' },
 					      { "help", no_argument, NULL, 'h' },
 					      {} };
-	struct server srv = { .epfd = -1, .listen_fd = -1, .sig_fd = -1, .log_fd = -1 };
+	struct server srv = {
+		.epfd = -1, .listen_fd = -1, .sig_fd = -1, .log_fd = -1, .body_log_fd = -1
+	};
 	const char *listen_spec = "127.0.0.1:0", *port_file = NULL, *log_path = NULL;
+	const char *body_log_path = NULL;
 	struct epoll_event ev, events[MAX_EVENTS];
 	sigset_t mask;
 	bool running = true;
@@ -1481,6 +1540,9 @@ int main(int argc, char **argv)
 			break;
 		case 'L':
 			log_path = optarg;
+			break;
+		case 'B':
+			body_log_path = optarg;
 			break;
 		case 'd': {
 			char *end;
@@ -1531,6 +1593,14 @@ int main(int argc, char **argv)
 		srv.log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		if (srv.log_fd < 0) {
 			note(NULL, "cannot open %s: %m", log_path);
+			goto out;
+		}
+	}
+	if (body_log_path) {
+		srv.body_log_fd =
+			open(body_log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (srv.body_log_fd < 0) {
+			note(NULL, "cannot open %s: %m", body_log_path);
 			goto out;
 		}
 	}
@@ -1624,5 +1694,7 @@ out:
 		close(srv.epfd);
 	if (srv.log_fd >= 0)
 		close(srv.log_fd);
+	if (srv.body_log_fd >= 0)
+		close(srv.body_log_fd);
 	return ret;
 }
