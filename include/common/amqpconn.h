@@ -8,6 +8,7 @@
 #pragma once
 
 #include <amqp.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/config.h"
@@ -17,18 +18,42 @@
 #define AMQPCONN_FRAME_MAX	      131072
 #define AMQPCONN_PASSWORD_MAX	      4096
 
-/* Where to connect, resolved once from a config. */
+#define AMQPCONN_ENDPOINT_MAX 320
+
+/*
+ * Where to connect and how, resolved once from a config and owning copies of
+ * everything it needs: the config may be freed as soon as
+ * amqpconn_target_init() returns.
+ */
 struct amqpconn_target {
-	const struct config *config;
 	char *url; /* parsed copy; info points into it */
 	struct amqp_connection_info info;
 	char *password; /* from password_file, overrides the URL's */
+	/* "host:port" of the URL as librabbitmq parsed it, for messages and
+	 * STATUS=; an IPv6 host in brackets; never the credentials. */
+	char endpoint[AMQPCONN_ENDPOINT_MAX];
+	struct {
+		char *ca_file; /* NULL: the system's trust store */
+		char *cert_file;
+		char *key_file; /* NULL: the key is in cert_file */
+		bool verify_peer;
+		bool verify_hostname;
+	} tls;
 };
 
-/* Parses the URL and reads password_file (config.c resolved its path). */
+/* Parses the URL, reads password_file (config.c resolved its path) and
+ * copies the TLS settings. */
 int amqpconn_target_init(struct amqpconn_target *t, const struct config *c, char *err,
 			 size_t errlen);
 void amqpconn_target_done(struct amqpconn_target *t);
+
+/*
+ * Writes "host:port" of an amqp:// or amqps:// URL to out (the scheme's
+ * default port when it names none; an IPv6 host in brackets), parsed by
+ * librabbitmq, the parser that connects. -EINVAL when librabbitmq cannot
+ * parse url.
+ */
+int amqpconn_url_endpoint(const char *url, char *out, size_t size);
 
 /*
  * Opens a socket (TLS for amqps://) and logs in. `name` becomes the

@@ -124,7 +124,43 @@ void amqpconn_target_done(struct amqpconn_target *t)
 		free(t->password);
 	}
 	free(t->url);
+	free(t->tls.ca_file);
+	free(t->tls.cert_file);
+	free(t->tls.key_file);
 	*t = (struct amqpconn_target){ 0 };
+}
+
+/* "host:port" of what librabbitmq parsed; brackets keep an IPv6 host's
+ * colons apart from the port. */
+static void format_endpoint(const struct amqp_connection_info *info, char *out, size_t size)
+{
+	bool v6 = strchr(info->host, ':') != NULL;
+
+	snprintf(out, size, "%s%s%s:%d", v6 ? "[" : "", info->host, v6 ? "]" : "", info->port);
+}
+
+int amqpconn_url_endpoint(const char *url, char *out, size_t size)
+{
+	_cleanup_free_ char *copy = strdup(url);
+	struct amqp_connection_info info;
+
+	if (!copy)
+		return -ENOMEM;
+	amqp_default_connection_info(&info);
+	if (amqp_parse_url(copy, &info) != AMQP_STATUS_OK)
+		return -EINVAL;
+	format_endpoint(&info, out, size);
+	return 0;
+}
+
+/* A copy of an optional string: NULL stays NULL. */
+static int dup_optional(const char *s, char **out)
+{
+	*out = NULL;
+	if (!s)
+		return 0;
+	*out = strdup(s);
+	return *out ? 0 : -ENOMEM;
 }
 
 int amqpconn_target_init(struct amqpconn_target *t, const struct config *c, char *err,
@@ -133,15 +169,23 @@ int amqpconn_target_init(struct amqpconn_target *t, const struct config *c, char
 	size_t len;
 	int r;
 
-	*t = (struct amqpconn_target){ .config = c };
+	*t = (struct amqpconn_target){
+		.tls = { .verify_peer = c->broker.tls_verify_peer,
+			 .verify_hostname = c->broker.tls_verify_hostname },
+	};
 	t->url = strdup(c->broker.url);
-	if (!t->url)
-		return -ENOMEM;
+	if (!t->url || dup_optional(c->broker.tls_ca_file, &t->tls.ca_file) < 0 ||
+	    dup_optional(c->broker.tls_cert_file, &t->tls.cert_file) < 0 ||
+	    dup_optional(c->broker.tls_key_file, &t->tls.key_file) < 0) {
+		amqpconn_target_done(t);
+		return error_set(err, errlen, -ENOMEM, "out of memory");
+	}
 	amqp_default_connection_info(&t->info);
 	if (amqp_parse_url(t->url, &t->info) != AMQP_STATUS_OK) {
 		amqpconn_target_done(t);
 		return error_set(err, errlen, -EINVAL, "invalid broker url");
 	}
+	format_endpoint(&t->info, t->endpoint, sizeof(t->endpoint));
 	if (!c->broker.password_file)
 		return 0;
 	r = read_file_max(c->broker.password_file, AMQPCONN_PASSWORD_MAX, &t->password, &len);
@@ -158,7 +202,6 @@ int amqpconn_target_init(struct amqpconn_target *t, const struct config *c, char
 static int open_socket(const struct amqpconn_target *t, amqp_connection_state_t conn, char *err,
 		       size_t errlen)
 {
-	const struct config *c = t->config;
 	struct timeval tv = { AMQPCONN_CONNECT_TIMEOUT_USEC / USEC_PER_SEC, 0 };
 	amqp_socket_t *sock;
 	int r;
@@ -167,14 +210,14 @@ static int open_socket(const struct amqpconn_target *t, amqp_connection_state_t 
 		sock = amqp_ssl_socket_new(conn);
 		if (!sock)
 			return -ENOMEM;
-		amqp_ssl_socket_set_verify_peer(sock, c->broker.tls_verify_peer);
-		amqp_ssl_socket_set_verify_hostname(sock, c->broker.tls_verify_hostname);
-		if (c->broker.tls_ca_file) {
-			r = amqp_ssl_socket_set_cacert(sock, c->broker.tls_ca_file);
+		amqp_ssl_socket_set_verify_peer(sock, t->tls.verify_peer);
+		amqp_ssl_socket_set_verify_hostname(sock, t->tls.verify_hostname);
+		if (t->tls.ca_file) {
+			r = amqp_ssl_socket_set_cacert(sock, t->tls.ca_file);
 			if (r != 0)
 				return error_set(err, errlen, amqpconn_errno(r),
-						 "cannot load CA file %s: %s",
-						 c->broker.tls_ca_file, amqp_error_string2(r));
+						 "cannot load CA file %s: %s", t->tls.ca_file,
+						 amqp_error_string2(r));
 		} else if (SSL_CTX_set_default_verify_paths(amqp_ssl_socket_get_context(sock)) !=
 			   1) {
 			/* librabbitmq starts with an empty trust store; without a
@@ -182,14 +225,13 @@ static int open_socket(const struct amqpconn_target *t, amqp_connection_state_t 
 			return error_set(err, errlen, -EIO,
 					 "cannot load the system CA certificates");
 		}
-		if (c->broker.tls_cert_file &&
-		    (r = amqp_ssl_socket_set_key(sock, c->broker.tls_cert_file,
-						 c->broker.tls_key_file
-							 ? c->broker.tls_key_file
-							 : c->broker.tls_cert_file)) != 0)
+		if (t->tls.cert_file &&
+		    (r = amqp_ssl_socket_set_key(sock, t->tls.cert_file,
+						 t->tls.key_file ? t->tls.key_file
+								 : t->tls.cert_file)) != 0)
 			return error_set(err, errlen, amqpconn_errno(r),
-					 "cannot load client certificate %s: %s",
-					 c->broker.tls_cert_file, amqp_error_string2(r));
+					 "cannot load client certificate %s: %s", t->tls.cert_file,
+					 amqp_error_string2(r));
 	} else {
 		sock = amqp_tcp_socket_new(conn);
 		if (!sock)
