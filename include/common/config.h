@@ -49,7 +49,7 @@ struct config {
 		enum handler_type type;
 		char *url;     /* http */
 		char *command; /* exec: the raw command line */
-		char **argv;   /* exec: command split into argv, NULL-terminated */
+		char **argv;   /* exec: command split by shellwords_split(), NULL-terminated */
 		uint64_t timeout_usec;
 		uint64_t max_output; /* bytes of response body / stderr kept as evidence */
 	} handler;
@@ -91,14 +91,6 @@ int config_parse(const char *name, const char *text, struct config **out, struct
 
 struct config *config_free(struct config *c);
 void config_freep(struct config **c);
-
-/*
- * Splits a command line into argv the way a shell would for simple quoting
- * ('single', "double", backslash), without expansion of any kind. Returns 0 or
- * -EINVAL for unbalanced quotes or an empty command.
- */
-int config_split_command(const char *cmd, char ***argv);
-void config_strv_free(char **v);
 
 /* True when [broker] url carries a non-empty password (user:password@). */
 bool config_url_has_password(const struct config *c);

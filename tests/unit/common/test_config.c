@@ -1,7 +1,9 @@
 /*
- * test_config: the INI parser, every key, every diagnostic kind (with exact
- * "FILE:LINE: message" text), config_load's file checks, the argv splitter,
- * and the shipped config/dlqd.conf.
+ * test_config: dlqd.conf as a whole, through config_parse() and
+ * config_load(): every key, every diagnostic kind (with exact
+ * "FILE:LINE: message" text, INI syntax errors included), config_load's file
+ * checks, and the shipped config/dlqd.conf. The INI reader and the argv split
+ * on their own are test_ini.c's and test_shellwords.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -741,48 +743,6 @@ static void test_broker_endpoint(void **state)
 	}
 }
 
-static void test_split_command(void **state)
-{
-	static const struct {
-		const char *in;
-		const char *out[6];
-	} ok[] = {
-		{ "/bin/a", { "/bin/a" } },
-		{ "  /bin/a   b\tc\n", { "/bin/a", "b", "c" } },
-		{ "a 'b c' \"d e\"", { "a", "b c", "d e" } },
-		{ "a 'x\\y' \"p\\\"q\\\\r\\n\"", { "a", "x\\y", "p\"q\\r\\n" } },
-		{ "a b\\ c \\'d", { "a", "b c", "'d" } },
-		{ "a '' \"\"", { "a", "", "" } },
-		{ "pre'mid'\"post\"", { "premidpost" } },
-		{ "a \"it's\" 'say \"hi\"'", { "a", "it's", "say \"hi\"" } },
-		{ "a $HOME `x` *", { "a", "$HOME", "`x`", "*" } },
-	};
-	static const char *const bad[] = {
-		"", "   ", "\t\n", "a 'b", "a \"b", "a \"b\\\"", "a \\", "'",
-	};
-
-	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
-		char **argv = NULL;
-		size_t n = 0;
-
-		assert_int_equal(config_split_command(ok[i].in, &argv), 0);
-		for (; ok[i].out[n]; n++) {
-			assert_non_null(argv[n]);
-			assert_string_equal(argv[n], ok[i].out[n]);
-		}
-		assert_null(argv[n]);
-		config_strv_free(argv);
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		char **argv = (char **)0x1;
-		assert_int_equal(config_split_command(bad[i], &argv), -EINVAL);
-		assert_ptr_equal(argv, (char **)0x1);
-	}
-	char **argv = (char **)0x1;
-	assert_int_equal(config_split_command(NULL, &argv), -EINVAL);
-	config_strv_free(NULL);
-}
-
 /* config_load: reading, file checks, relative resolution on disk. */
 static char tmpdir[PATH_MAX];
 
@@ -1082,7 +1042,6 @@ int main(void)
 		cmocka_unit_test(test_no_diags_list),
 		cmocka_unit_test(test_existing_diags_kept),
 		cmocka_unit_test(test_relative_paths),
-		cmocka_unit_test(test_split_command),
 		cmocka_unit_test(test_parse_too_large),
 		cmocka_unit_test(test_load_ok),
 		cmocka_unit_test(test_load_file_errors),
