@@ -10,8 +10,9 @@
  * Content-Length and Connection: close. A connection that has not finished
  * within the deadline (5 s) is closed, whatever it is doing, and at most
  * METRICS_SERVER_CONNECTIONS_MAX are open at once: beyond that the server
- * stops accepting and the kernel backlog holds the rest. It never logs; the
- * caller logs what metrics_server_new() returns.
+ * stops accepting and the kernel backlog holds the rest. The caller logs what
+ * metrics_server_new() returns; the server itself logs only the event-loop
+ * failures it survives (", ignoring").
  */
 #pragma once
 
@@ -26,10 +27,12 @@
 struct metrics_server;
 
 /*
- * Listens on listen ("host:port" or "[v6]:port"; port 0 picks a free port)
- * and serves m, which must outlive the server. Returns 0, or -EINVAL for a
- * malformed address, -EADDRNOTAVAIL for a host that does not resolve, or the
- * -errno of socket(), bind() or listen() (e.g. -EADDRINUSE).
+ * Listens on listen ("host:port" or "[v6]:port" as listen_addr_parse()
+ * reads them, the parser config.c checks [metrics] listen with; port 0, which
+ * config refuses, picks a free port) and serves m, which must outlive the
+ * server. Returns 0, or -EINVAL for a malformed address, -EADDRNOTAVAIL for
+ * a host that does not resolve, or the -errno of socket(), bind() or listen()
+ * (e.g. -EADDRINUSE).
  */
 int metrics_server_new(sd_event *e, const char *listen, const struct metrics *m,
 		       struct metrics_server **out);

@@ -9,6 +9,16 @@
  * makes the kernel send a reset that can destroy the response in flight.
  * One deadline timer per connection covers all three steps, so neither a
  * client that sends slowly nor one that does not read can hold a slot.
+ *
+ * Why not libmicrohttpd: it would be a new dependency on every host for three
+ * GET routes, and it would not be smaller once tied to sd-event (its epoll fd
+ * and MHD_get_timeout() polled from our loop, MHD_run() after each wakeup).
+ * Its MHD_OPTION_CONNECTION_TIMEOUT is an idle timeout, which a client
+ * dripping one byte at a time keeps resetting; the deadline here is for the
+ * whole connection, which is what the slow-client tests hold us to. And the
+ * bounded head, the 431 that still arrives, and the connection cap with the
+ * kernel backlog holding the rest are each a few lines here, where they can
+ * be read next to their tests.
  */
 #include "dlqd/metrics_server.h"
 
@@ -20,10 +30,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/listen_addr.h"
+#include "common/log.h"
 #include "dlqd/status_page.h"
 
 /* A response is the registry plus a few headers; this only stops runaways. */
 #define RESPONSE_MAX (16u * 1024 * 1024)
+#define BODY_MAX     (RESPONSE_MAX - 512)
 /* What a lingering connection may still send before we stop being polite. */
 #define LINGER_MAX (64u * 1024)
 /* How long accepting pauses after running out of fds or memory. */
@@ -59,14 +72,18 @@ struct metrics_server {
 	uint64_t timeout_usec;
 };
 
-/* --- connections ------------------------------------------------------------ */
-
 static void update_accepting(struct metrics_server *s)
 {
 	bool on = s->n_conns < METRICS_SERVER_CONNECTIONS_MAX && !s->accept_retry;
+	int r;
 
-	if (s->listen_io)
-		sd_event_source_set_enabled(s->listen_io, on ? SD_EVENT_ON : SD_EVENT_OFF);
+	if (!s->listen_io)
+		return;
+	/* Fails only without memory; the next connection that closes tries again. */
+	r = sd_event_source_set_enabled(s->listen_io, on ? SD_EVENT_ON : SD_EVENT_OFF);
+	if (r < 0)
+		log_warning_errno(r, "cannot %s accepting metrics connections: %m, ignoring",
+				  on ? "resume" : "pause");
 }
 
 static struct conn *conn_free(struct conn *c)
@@ -184,10 +201,71 @@ static bool is_token(const char *s, size_t n)
 	return true;
 }
 
+/* Whether the n bytes at s are exactly word. */
+static bool span_is(const char *s, size_t n, const char *word)
+{
+	return strlen(word) == n && memcmp(s, word, n) == 0;
+}
+
+/* Answers 200 with body when rendering it worked (r >= 0), else 500. */
+static int respond_rendered(struct conn *c, int r, struct buf *body, const char *extra_headers,
+			    const char *type, bool head_only)
+{
+	if (r >= 0)
+		r = respond(c, 200, "OK", extra_headers, type, body->data ? body->data : "",
+			    body->len, head_only);
+	else
+		r = respond_text(c, 500, "Internal Server Error", NULL);
+	buf_done(body);
+	return r;
+}
+
+static int serve_metrics(struct conn *c, bool head_only)
+{
+	struct buf body;
+	int r;
+
+	buf_init(&body, BODY_MAX);
+	r = metrics_render(c->s->m, &body);
+	return respond_rendered(c, r, &body, NULL, "text/plain; version=0.0.4; charset=utf-8",
+				head_only);
+}
+
+static int serve_status_json(struct conn *c, bool head_only)
+{
+	struct buf body;
+	uint64_t now;
+	int r;
+
+	buf_init(&body, BODY_MAX);
+	/* The page computes rates from this clock, so no answer beats a wrong one. */
+	r = sd_event_now(c->s->event, CLOCK_MONOTONIC, &now);
+	if (r >= 0)
+		r = metrics_render_json(c->s->m, now, &body);
+	return respond_rendered(c, r, &body, "X-Content-Type-Options: nosniff\r\n",
+				"application/json", head_only);
+}
+
+static int serve_page(struct conn *c, bool head_only)
+{
+	return respond(c, 200, "OK", PAGE_HEADERS, "text/html; charset=utf-8", status_page_html,
+		       status_page_html_len, head_only);
+}
+
+/* Every path the server answers; anything else is 404. */
+static const struct route {
+	const char *path; /* without query or fragment */
+	int (*serve)(struct conn *c, bool head_only);
+} routes[] = {
+	{ "/", serve_page },
+	{ "/metrics", serve_metrics },
+	{ "/status.json", serve_status_json },
+};
+
 /* Builds the response to the complete head in c->head[0..len). */
 static int handle_request(struct conn *c, size_t len)
 {
-	const char *line = c->head, *end = memchr(line, '\n', len), *sp1, *sp2;
+	const char *line = c->head, *end = memchr(line, '\n', len), *sp1, *sp2, *target;
 	size_t line_len, method_len, target_len, path_len;
 	bool head_only;
 
@@ -199,47 +277,26 @@ static int handle_request(struct conn *c, size_t len)
 	if (!sp2)
 		return respond_text(c, 400, "Bad Request", NULL);
 	method_len = (size_t)(sp1 - line);
-	target_len = (size_t)(sp2 - sp1 - 1);
-	if (!is_token(line, method_len) || !is_token(sp1 + 1, target_len) ||
+	target = sp1 + 1;
+	target_len = (size_t)(sp2 - target);
+	if (!is_token(line, method_len) || !is_token(target, target_len) ||
 	    line_len - (size_t)(sp2 + 1 - line) != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0 ||
 	    (sp2[8] != '0' && sp2[8] != '1'))
 		return respond_text(c, 400, "Bad Request", NULL);
 
-	if (method_len == 3 && memcmp(line, "GET", 3) == 0)
+	if (span_is(line, method_len, "GET"))
 		head_only = false;
-	else if (method_len == 4 && memcmp(line, "HEAD", 4) == 0)
+	else if (span_is(line, method_len, "HEAD"))
 		head_only = true;
 	else
 		return respond_text(c, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n");
 
 	for (path_len = 0; path_len < target_len; path_len++)
-		if (sp1[1 + path_len] == '?' || sp1[1 + path_len] == '#')
+		if (target[path_len] == '?' || target[path_len] == '#')
 			break;
-	bool metrics = path_len == 8 && memcmp(sp1 + 1, "/metrics", 8) == 0;
-	if (metrics || (path_len == 12 && memcmp(sp1 + 1, "/status.json", 12) == 0)) {
-		struct buf body;
-		uint64_t now = 0;
-		int r;
-
-		buf_init(&body, RESPONSE_MAX - 512);
-		if (!metrics)
-			sd_event_now(c->s->event, CLOCK_MONOTONIC, &now);
-		r = metrics ? metrics_render(c->s->m, &body)
-			    : metrics_render_json(c->s->m, now, &body);
-		if (r >= 0)
-			r = respond(c, 200, "OK",
-				    metrics ? NULL : "X-Content-Type-Options: nosniff\r\n",
-				    metrics ? "text/plain; version=0.0.4; charset=utf-8"
-					    : "application/json",
-				    body.data ? body.data : "", body.len, head_only);
-		else
-			r = respond_text(c, 500, "Internal Server Error", NULL);
-		buf_done(&body);
-		return r;
-	}
-	if (path_len == 1 && sp1[1] == '/')
-		return respond(c, 200, "OK", PAGE_HEADERS, "text/html; charset=utf-8",
-			       status_page_html, status_page_html_len, head_only);
+	for (size_t i = 0; i < ARRAY_SIZE(routes); i++)
+		if (span_is(target, path_len, routes[i].path))
+			return routes[i].serve(c, head_only);
 	return respond_text(c, 404, "Not Found", NULL);
 }
 
@@ -374,8 +431,6 @@ fail:
 	return r;
 }
 
-/* --- listening -------------------------------------------------------------- */
-
 static int on_accept_retry(sd_event_source *es, uint64_t usec, void *userdata)
 {
 	struct metrics_server *s = userdata;
@@ -389,12 +444,17 @@ static int on_accept_retry(sd_event_source *es, uint64_t usec, void *userdata)
 static void accept_pause(struct metrics_server *s)
 {
 	uint64_t now;
+	int r;
 
 	if (s->accept_retry)
 		return;
-	sd_event_now(s->event, CLOCK_MONOTONIC, &now);
-	(void)sd_event_add_time(s->event, &s->accept_retry, CLOCK_MONOTONIC,
-				now + ACCEPT_RETRY_USEC, USEC_PER_MSEC, on_accept_retry, s);
+	r = sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+	if (r >= 0)
+		r = sd_event_add_time(s->event, &s->accept_retry, CLOCK_MONOTONIC,
+				      now + ACCEPT_RETRY_USEC, USEC_PER_MSEC, on_accept_retry, s);
+	if (r < 0)
+		/* Then the next readiness of the listening socket tries again. */
+		log_warning_errno(r, "cannot pause accepting metrics connections: %m, ignoring");
 }
 
 static int on_listen(sd_event_source *es, int fd, uint32_t revents, void *userdata)
@@ -444,41 +504,6 @@ static int gai_to_errno(int e)
 	}
 }
 
-/* Splits "host:port" / "[v6]:port" into host and port (in the caller's buffers). */
-static int split_listen(const char *listen, char *host, size_t host_size, char *port,
-			size_t port_size, bool *bracketed)
-{
-	const char *h, *colon;
-	size_t hl;
-	uint64_t p;
-
-	if (!listen)
-		return -EINVAL;
-	if (*listen == '[') {
-		const char *close = strchr(listen, ']');
-		if (!close || close[1] != ':')
-			return -EINVAL;
-		h = listen + 1;
-		hl = (size_t)(close - h);
-		colon = close + 1;
-		*bracketed = true;
-	} else {
-		colon = strchr(listen, ':');
-		if (!colon || strchr(colon + 1, ':'))
-			return -EINVAL;
-		h = listen;
-		hl = (size_t)(colon - listen);
-		*bracketed = false;
-	}
-	if (hl == 0 || hl >= host_size || strlen(colon + 1) >= port_size ||
-	    parse_uint(colon + 1, 0, 65535, &p) < 0 || colon[1] < '0' || colon[1] > '9')
-		return -EINVAL;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	snprintf(port, port_size, "%u", (unsigned)p);
-	return 0;
-}
-
 static int listen_on(const struct addrinfo *ai, int *out_fd, int *out_port)
 {
 	_cleanup_close_ int fd = -1;
@@ -513,14 +538,16 @@ int metrics_server_new(sd_event *e, const char *listen, const struct metrics *m,
 		.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
 	};
 	struct addrinfo *res = NULL;
-	char host[256], port[8];
-	bool bracketed;
+	struct listen_addr addr;
+	char port[8];
 	int r;
 
-	r = split_listen(listen, host, sizeof(host), port, sizeof(port), &bracketed);
+	/* The parser config.c validated [metrics] listen with, so the two agree. */
+	r = listen_addr_parse(listen, &addr);
 	if (r < 0)
 		return r;
-	if (bracketed) {
+	snprintf(port, sizeof(port), "%u", (unsigned)addr.port);
+	if (addr.ipv6) {
 		hints.ai_family = AF_INET6;
 		hints.ai_flags |= AI_NUMERICHOST;
 	}
@@ -533,10 +560,10 @@ int metrics_server_new(sd_event *e, const char *listen, const struct metrics *m,
 	s->timeout_usec = METRICS_SERVER_TIMEOUT_USEC;
 	s->event = sd_event_ref(e);
 
-	r = getaddrinfo(host, port, &hints, &res);
+	r = getaddrinfo(addr.host, port, &hints, &res);
 	if (r != 0)
 		/* Brackets hold a numeric IPv6 address or nothing valid. */
-		return bracketed && r != EAI_MEMORY && r != EAI_SYSTEM ? -EINVAL : gai_to_errno(r);
+		return addr.ipv6 && r != EAI_MEMORY && r != EAI_SYSTEM ? -EINVAL : gai_to_errno(r);
 	r = -EADDRNOTAVAIL;
 	for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
 		r = listen_on(ai, &s->fd, &s->port);

@@ -368,6 +368,18 @@ static void test_routes(void **state)
 	expect_status(f, "GET /nope HTTP/1.1\r\n\r\n", 404, &r);
 	expect_status(f, "GET /metricsx HTTP/1.1\r\n\r\n", 404, &r);
 	expect_status(f, "GET /metrics/ HTTP/1.1\r\n\r\n", 404, &r);
+	/* Routes match whole paths, never a prefix of one or of another route. */
+	expect_status(f, "GET /metric HTTP/1.1\r\n\r\n", 404, &r);
+	expect_status(f, "GET /status HTTP/1.1\r\n\r\n", 404, &r);
+	expect_status(f, "GET // HTTP/1.1\r\n\r\n", 404, &r);
+	expect_status(f, "GET metrics HTTP/1.1\r\n\r\n", 404, &r);
+	expect_status(f, "GET /metrics#top HTTP/1.1\r\n\r\n", 200, &r);
+	assert_non_null(strstr(r.body, "# TYPE dlqd_build_info gauge"));
+	expect_status(f, "GET /?refresh=1 HTTP/1.1\r\n\r\n", 200, &r);
+	assert_int_equal(r.body_len, status_page_html_len);
+	expect_status(f, "GETS /metrics HTTP/1.1\r\n\r\n", 405, &r);
+	expect_status(f, "GE /metrics HTTP/1.1\r\n\r\n", 405, &r);
+	expect_status(f, "HEADER /metrics HTTP/1.1\r\n\r\n", 405, &r);
 	expect_status(f, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405, &r);
 	assert_non_null(strstr(r.head, "\r\nAllow: GET, HEAD\r\n"));
 	expect_status(f, "DELETE / HTTP/1.1\r\n\r\n", 405, &r);
