@@ -18,6 +18,8 @@
  *
  * It also reads the DLQ's depth and the age of its head for the metrics
  * (broker_probe_dlq()), on a channel of its own on the publisher connection.
+ *
+ * Split by concern into src/dlqd/broker*.c (map in src/dlqd/broker_int.h).
  */
 #pragma once
 
@@ -62,6 +64,10 @@ struct broker_callbacks {
  * (reason in the text); -ECONNRESET the connection went away first. */
 typedef void (*broker_confirm_fn)(void *userdata, int r, const char *reason);
 
+/*
+ * Copies from c everything it will use ([broker] and [pipeline]): c may be
+ * freed as soon as broker_new() returns.
+ */
 int broker_new(sd_event *e, const struct config *c, const struct broker_callbacks *cb,
 	       void *userdata, struct broker **out);
 struct broker *broker_free(struct broker *b);
@@ -79,6 +85,13 @@ uint64_t broker_generation(const struct broker *b);
 const char *broker_queue(const struct broker *b);
 const char *broker_retry_exchange(const struct broker *b);
 const char *broker_dlx(const struct broker *b);
+
+/*
+ * "host:port" of [broker] url as librabbitmq parsed it when the broker was
+ * created (an IPv6 host in brackets), for messages and STATUS=; never the
+ * credentials.
+ */
+const char *broker_endpoint(const struct broker *b);
 
 /* Why the consumer connection last failed (for STATUS=); "" while it is up. */
 const char *broker_last_error(const struct broker *b);

@@ -1,0 +1,198 @@
+/*
+ * broker_int: what the broker_*.c files share and nothing else sees: the
+ * broker object, its two links, and what each concern offers the others.
+ * The contract with the daemon is include/dlqd/broker.h.
+ *
+ *   broker.c          the object: create from a config (copying what it
+ *                     needs), start, free, accessors
+ *   broker_link.c     a link's life: connect, frame pump and dispatch,
+ *                     heartbeats, failure, teardown, reconnect
+ *   broker_topology.c declarations: main queue, exchanges, DLQ, delay lanes
+ *   broker_probe.c    the DLQ probe: depth and age of the head
+ *   broker_publish.c  retry and DLQ copies: publish, confirms, returns
+ *   broker_deliver.c  deliveries: assembly, batched acks, requeue, cancel
+ *
+ * Nothing here holds a pointer into a struct config: broker_new() copies
+ * what the links need, so the daemon may free the config it was given.
+ */
+#pragma once
+
+#include <amqp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <systemd/sd-event.h>
+
+#include "common/amqpconn.h"
+#include "common/util.h"
+#include "dlqd/broker.h"
+
+/* Channels, the same numbers on both links. */
+enum {
+	CH_WORK = 1,  /* consumer: basic.consume; publisher: confirm-mode publish */
+	CH_ADMIN = 2, /* declarations (synchronous RPCs) */
+	CH_PROBE = 3, /* publisher only: the asynchronous DLQ probe */
+};
+
+#define MAX_LANES 4096
+
+struct broker_props {
+	amqp_pool_t pool;
+	amqp_basic_properties_t p;
+};
+
+/* A copy published and not yet confirmed. */
+struct pending {
+	uint64_t seq; /* publish sequence number on this connection */
+	uint64_t id;  /* stable id for broker_publish_forget() */
+	broker_confirm_fn cb;
+	void *userdata;
+	bool returned;
+	char reason[160];
+	struct pending *next;
+};
+
+/* Content (header + body frames) that follows a deliver or return method. */
+struct incoming {
+	bool active;
+	bool is_return;
+	uint64_t tag;
+	bool redelivered;
+	uint16_t reply_code;
+	char reply_text[128];
+	int64_t seq;		/* from the returned message's HDR_PUBLISH_SEQ */
+	struct broker_msg *msg; /* deliveries only */
+	size_t need, got;
+	bool have_header;
+};
+
+enum link_role {
+	LINK_CONSUMER,
+	LINK_PUBLISHER,
+};
+
+struct link {
+	struct broker *b;
+	enum link_role role;
+	const char *name; /* "consumer" / "publisher", for logs */
+	amqp_connection_state_t conn;
+	bool up;
+	bool failed;
+	bool ever_up;
+	unsigned connect_failures;
+	struct incoming in;   /* content on CH_WORK */
+	char last_error[320]; /* why it last failed; "" once up */
+	sd_event_source *io, *heartbeat, *reconnect, *teardown, *pump_later;
+};
+
+struct unsettled {
+	uint64_t tag;
+	bool done;
+};
+
+/* The DLQ probe on the publisher link's CH_PROBE (see broker_probe.c). */
+struct probe {
+	enum { PROBE_IDLE, PROBE_WAIT_DECLARE, PROBE_WAIT_GET, PROBE_WAIT_CONTENT } state;
+	bool channel_open;
+	broker_dlq_fn cb;
+	void *userdata;
+	uint64_t depth;
+	uint64_t oldest_usec;
+	bool have_header;
+	uint64_t need, got;
+};
+
+struct broker {
+	sd_event *event;
+	struct broker_callbacks cb;
+	void *userdata;
+
+	/* From the config at broker_new(); a reload never changes them (they
+	 * are "restart" keys in docs/config.md). */
+	struct amqpconn_target target;
+	char queue[BROKER_NAME_MAX], retry_x[BROKER_NAME_MAX], dlx[BROKER_NAME_MAX],
+		dlq[BROKER_NAME_MAX];
+	uint64_t heartbeat_usec;
+	uint32_t prefetch;
+	bool quorum;  /* [pipeline] queue_type = quorum */
+	bool declare; /* [pipeline] declare */
+
+	struct link consumer, publisher;
+	bool started;
+
+	/* consumer link */
+	bool consuming;
+	uint64_t generation; /* of consumer connections; stamps deliveries */
+	char consumer_tag[256];
+	/*
+	 * Deliveries not yet settled with the broker, in tag order (tags only
+	 * grow on a channel). An ack is recorded here and sent by
+	 * deliver_flush_acks(): a run of finished deliveries at the front goes
+	 * out as one `multiple` ack. At most prefetch entries, since the
+	 * broker stops delivering there.
+	 */
+	struct unsettled *unsettled;
+	size_t n_unsettled, cap_unsettled, n_done;
+	sd_event_source *flush;
+
+	/* publisher link */
+	/* connection.blocked (a resource alarm) is in force: publish nothing. */
+	bool blocked;
+	uint64_t next_seq;
+	uint64_t next_id;
+	struct pending *head, *tail;
+	uint64_t *lanes; /* lanes declared on this publisher connection */
+	size_t n_lanes;
+	struct probe probe;
+};
+
+static inline bool key_is(amqp_bytes_t k, const char *s)
+{
+	return k.len == strlen(s) && memcmp(k.bytes, s, k.len) == 0;
+}
+
+static inline bool link_usable(const struct link *l)
+{
+	return l->up && !l->failed;
+}
+
+/* broker_link.c */
+int link_init(struct broker *b, struct link *l, enum link_role role);
+void link_done(struct link *l);
+int link_schedule_reconnect(struct link *l);
+/* Marks l failed and schedules its teardown (never inside a callback). */
+void link_fail(struct link *l, int err, const char *fmt, ...) _printf_(3, 4);
+/* Checks the last RPC on l; logs, records and returns -errno on failure. */
+int link_check_rpc(struct link *l, const char *what);
+/* Sends and RPCs can read ahead into the library's buffer; get to it soon. */
+void link_pump_soon(struct link *l);
+/* sd_event_source_set_enabled() for a source whose failure we survive. */
+void source_enable(sd_event_source *s, int enabled, const char *what);
+void source_describe(sd_event_source *s, const char *name);
+
+/* broker_topology.c: the fixed topology, when [pipeline] declare is on. */
+int topology_declare(struct link *l);
+
+/* broker_probe.c: frames on the publisher's CH_PROBE, and the end of a probe. */
+void probe_method(struct link *l, const amqp_method_t *m);
+void probe_header(struct link *l, const amqp_basic_properties_t *p, uint64_t size);
+void probe_body(struct link *l, size_t len);
+void probe_done(struct broker *b, int r);
+
+/* broker_publish.c */
+void publish_confirmed(struct broker *b, uint64_t tag, bool multiple, bool ack);
+int64_t publish_return_seq(const amqp_basic_properties_t *p);
+void publish_returned(struct broker *b, const struct incoming *in);
+/* Ends every pending publish; with notify, its callback hears -ECONNRESET. */
+void publish_fail_all(struct broker *b, bool notify);
+
+/* broker_deliver.c */
+int deliver_init(struct broker *b);
+void deliver_done(struct broker *b);
+/* The header of a delivery: allocates l->in.msg and tracks its tag. */
+int deliver_begin(struct link *l, const amqp_basic_properties_t *p, uint64_t size);
+/* A whole delivery: to the daemon, or straight back after basic.cancel. */
+void deliver_complete(struct broker *b, struct broker_msg *m);
+void deliver_flush_acks(struct broker *b);
+/* The consumer connection is gone, and with it every delivery. */
+void deliver_reset(struct broker *b);
