@@ -31,6 +31,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/util.h"
 
 extern char **environ;
@@ -387,6 +388,7 @@ static int on_stdin(sd_event_source *s, int fd, uint32_t revents, void *userdata
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct exec_job *x = userdata;
+	int r;
 
 	if (x->exited) {
 		/* EOF grace over: a grandchild holds the pipes, stop waiting. */
@@ -398,9 +400,15 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	if (x->kill_signal == 0 && x->h->kill_grace_usec > 0) {
 		x->kill_signal = SIGTERM;
 		exec_job_kill(x, SIGTERM);
-		if (sd_event_source_set_time_relative(s, x->h->kill_grace_usec) >= 0 &&
-		    sd_event_source_set_enabled(s, SD_EVENT_ONESHOT) >= 0)
+		r = sd_event_source_set_time_relative(s, x->h->kill_grace_usec);
+		if (r >= 0)
+			r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+		if (r >= 0)
 			return 0;
+		log_warning_errno(r,
+				  "cannot arm the kill grace timer of job pid %d: %m, "
+				  "sending SIGKILL at once",
+				  (int)x->pid);
 	}
 	x->kill_signal = SIGKILL;
 	exec_job_kill(x, SIGKILL);
@@ -420,6 +428,7 @@ static void reap(pid_t pid)
 static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 {
 	struct exec_job *x = userdata;
+	int r;
 
 	if (!x) {
 		/* Orphaned by handler free(): only the reaping is left. */
@@ -441,10 +450,15 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 	pipe_close(&x->stdin_src, &x->stdin_fd);
 	if (x->stdout_fd >= 0 || x->stderr_fd >= 0) {
 		x->timer_src = sd_event_source_disable_unref(x->timer_src);
-		if (sd_event_add_time_relative(x->h->base.event, &x->timer_src, CLOCK_MONOTONIC,
-					       EOF_GRACE_USEC, TIMER_ACCURACY_USEC, on_timer,
-					       x) < 0)
-			exec_job_close_pipes(x); /* cannot wait: complete now */
+		r = sd_event_add_time_relative(x->h->base.event, &x->timer_src, CLOCK_MONOTONIC,
+					       EOF_GRACE_USEC, TIMER_ACCURACY_USEC, on_timer, x);
+		if (r < 0) {
+			log_warning_errno(r,
+					  "cannot wait for the output of job pid %d: %m, "
+					  "completing without it",
+					  (int)x->pid);
+			exec_job_close_pipes(x);
+		}
 	}
 	exec_job_maybe_complete(x);
 	return 0;
@@ -733,8 +747,9 @@ static void exec_free(struct handler *base)
 		}
 		if (!x->exited && x->child_src) {
 			/* SIGKILL was sent; hand the watch to the loop so the
-			 * child is reaped later without blocking here. */
-			sd_event_source_set_userdata(x->child_src, NULL);
+			 * child is reaped later without blocking here. (Setting
+			 * the userdata returns the old one, not an error.) */
+			(void)sd_event_source_set_userdata(x->child_src, NULL);
 			if (sd_event_source_set_floating(x->child_src, true) >= 0) {
 				x->child_src = sd_event_source_unref(x->child_src);
 			} else {

@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "common/version.h"
 
@@ -490,6 +491,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 	struct http_handler *hh = userp;
 	struct curl_sock *cs = socketp;
 	uint32_t events = 0;
+	int r;
 
 	if (what == CURL_POLL_REMOVE) {
 		if (cs) {
@@ -519,8 +521,12 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 			sock_free(hh, cs);
 			return -1;
 		}
-		if (!events)
-			sd_event_source_set_enabled(cs->src, SD_EVENT_OFF);
+		/* Enabled with no events it reports only errors, which curl handles. */
+		if (!events && (r = sd_event_source_set_enabled(cs->src, SD_EVENT_OFF)) < 0)
+			log_warning_errno(
+				r,
+				"cannot disable the event source of curl socket %d: %m, ignoring",
+				(int)fd);
 		return 0;
 	}
 	if (!events)
@@ -770,7 +776,10 @@ int handler_http_new(sd_event *e, const struct config *c, struct handler **out)
 	r = sd_event_source_set_enabled(hh->timer, SD_EVENT_OFF);
 	if (r < 0)
 		goto fail;
-	(void)sd_event_source_set_description(hh->timer, "handler-http-timer");
+	r = sd_event_source_set_description(hh->timer, "handler-http-timer");
+	if (r < 0)
+		log_debug("cannot name the handler-http-timer event source: %s, ignoring",
+			  strerror(-r));
 
 	*out = &hh->base;
 	return 0;
