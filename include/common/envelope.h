@@ -1,8 +1,10 @@
 /*
- * envelope: the JSON message body (design.md Part 1, "Envelope"). Decodes and
- * validates a body, hands out the payload for the handler, and encodes the
- * retry and DLQ copies with last_error, a bounded errors history and
- * dead_lettered_at. One of the two jansson users (with taxonomy). Pure: no I/O.
+ * envelope: the JSON message body (design.md Part 1, "Envelope"; every limit
+ * in docs/envelope.md). Validates a body once and exposes the fields dlqd
+ * reads, while the body itself stays the producer's bytes: the payload is a
+ * byte range of it, never decoded numbers and re-encoded text. The copies
+ * dlqd publishes are spliced from those ranges by the copy module. Pure: no
+ * I/O, no logging.
  */
 #pragma once
 
@@ -33,6 +35,10 @@
 #define HDR_REPLAY_COUNT	"x-dlqd-replay-count"
 #define HDR_REPLAYED_AT		"x-dlqd-replayed-at"
 
+#define ENVELOPE_REPLAY_COUNT_MAX (INT64_MAX - 1) /* so + 1 never wraps */
+
+struct jscan_doc;
+
 struct envelope {
 	const char *message_id;	    /* never NULL, never empty */
 	const char *trace_id;	    /* "" when absent */
@@ -41,41 +47,31 @@ struct envelope {
 	uint32_t max_attempt;	    /* valid when has_max_attempt */
 	bool has_max_attempt;
 	uint64_t first_seen_at_usec; /* realtime; "now" when absent */
-	void *priv;		     /* the decoded JSON document */
+	bool has_first_seen_at;
+	/* Written by an earlier copy; read by dlqctl. "" / 0 when absent. */
+	const char *error_code; /* cut to ENVELOPE_ID_MAX bytes */
+	const char *error_class;
+	uint64_t dead_lettered_at_usec;
+	uint64_t replay_count; /* at most ENVELOPE_REPLAY_COUNT_MAX */
+
+	const char *body; /* the decoded bytes (borrowed) */
+	size_t len;
+	const struct jscan_doc *doc; /* the body's top-level members */
 };
 
 /*
- * Decodes body. On success returns 0 and *out. On a body that is not a valid
- * envelope returns -EINVAL and writes a one-line reason to why (e.g.
- * "payload: expected object, got array"); -ENOMEM on allocation failure.
- * now_usec (realtime) is used for a missing first_seen_at.
+ * Decodes body. On success returns 0 and *out, which borrows body: the
+ * bytes must stay valid and unchanged until envelope_free(). On a body that
+ * is not a valid envelope returns -EINVAL and writes a one-line,
+ * printable-ASCII reason to why (e.g. "payload: expected object, got
+ * array"); -ENOMEM on allocation failure. now_usec (realtime) is used for a
+ * missing first_seen_at.
  */
 int envelope_decode(const void *body, size_t len, uint64_t now_usec, struct envelope **out,
 		    char *why, size_t why_len);
 struct envelope *envelope_free(struct envelope *e);
 void envelope_freep(struct envelope **e);
 
-/* The payload as compact JSON (malloc'd, NUL-terminated); NULL on OOM. */
-char *envelope_payload(const struct envelope *e, size_t *len);
-
-/* What happened, for the copy dlqd publishes after a failure. */
-struct failure {
-	const char *error_code;
-	enum error_class error_class;
-	const char *cause_code; /* for RETRY_EXHAUSTED: the last real code, else NULL */
-	enum error_class cause_class;
-	uint32_t attempt;	     /* the new attempt count */
-	uint64_t now_usec;	     /* realtime */
-	uint64_t next_retry_at_usec; /* realtime, 0 for a DLQ copy */
-	bool dead_lettered;	     /* adds dead_lettered_at */
-	const struct result *result; /* evidence; may be NULL */
-};
-
-/*
- * Encodes the copy to publish: the original document with attempt,
- * error_code, error_class, first_seen_at (if it was missing), next_retry_at
- * (retries), dead_lettered_at (DLQ), last_error and the errors history (the
- * last ENVELOPE_ERRORS_KEPT entries) updated; all other fields unchanged.
- * Returns a malloc'd buffer or NULL on OOM.
- */
-char *envelope_encode_failure(struct envelope *e, const struct failure *f, size_t *len);
+/* The payload: the producer's bytes of the "payload" value, exactly (a
+ * pointer into the body, not NUL-terminated). */
+const char *envelope_payload(const struct envelope *e, size_t *len);

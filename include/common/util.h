@@ -81,6 +81,8 @@ size_t buf_append_trunc(struct buf *b, const void *p, size_t n);
 int buf_printf(struct buf *b, const char *fmt, ...) _printf_(2, 3);
 /* Appends s as a JSON string; bytes that are not UTF-8 become U+FFFD. */
 int buf_json_string(struct buf *b, const char *s);
+/* The same for n bytes that may hold NULs (they become U+FFFD too). */
+int buf_json_stringn(struct buf *b, const char *s, size_t n);
 
 /*
  * Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no

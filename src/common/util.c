@@ -556,8 +556,13 @@ size_t utf8_seq_len(const unsigned char *p, size_t n)
 
 int buf_json_string(struct buf *b, const char *s)
 {
+	return buf_json_stringn(b, s, strlen(s));
+}
+
+int buf_json_stringn(struct buf *b, const char *s, size_t n)
+{
 	const unsigned char *p = (const unsigned char *)s;
-	size_t n = strlen(s), k;
+	size_t k;
 	int r = buf_append(b, "\"", 1);
 
 	for (size_t i = 0; r >= 0 && i < n; i += k ? k : 1) {

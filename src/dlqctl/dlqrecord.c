@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/copy.h"
 #include "common/taxonomy.h"
 
 const struct dlq_header *dlqrecord_header(const struct dlq_header *h, size_t n, const char *key)
@@ -67,20 +68,11 @@ static bool header_int(const struct dlq_message *m, const char *key, int64_t *ou
 	return false;
 }
 
-static void body_str(json_t *root, const char *key, char *dst, size_t n)
-{
-	json_t *v = json_object_get(root, key);
-
-	if (dst[0] == '\0' && json_is_string(v))
-		strscpy(dst, json_string_value(v), n);
-}
-
 int dlqrecord_parse(const struct dlq_message *m, uint64_t now_usec, struct dlq_record *r,
 		    struct envelope **env)
 {
 	_cleanup_(envelope_freep) struct envelope *e = NULL;
 	char tmp[TIMESTAMP_MAX * 2];
-	json_t *root = NULL;
 	int64_t v;
 	int k;
 
@@ -105,23 +97,21 @@ int dlqrecord_parse(const struct dlq_message *m, uint64_t now_usec, struct dlq_r
 			return k;
 	}
 	if (e) {
-		root = e->priv;
 		r->envelope = true;
 		if (!r->message_id[0])
 			strscpy(r->message_id, e->message_id, sizeof(r->message_id));
 		if (!r->trace_id[0])
 			strscpy(r->trace_id, e->trace_id, sizeof(r->trace_id));
 		strscpy(r->schema_version, e->schema_version, sizeof(r->schema_version));
-		body_str(root, "error_code", r->error_code, sizeof(r->error_code));
-		body_str(root, "error_class", r->error_class, sizeof(r->error_class));
+		if (!r->error_code[0])
+			strscpy(r->error_code, e->error_code, sizeof(r->error_code));
+		if (!r->error_class[0])
+			strscpy(r->error_class, e->error_class, sizeof(r->error_class));
 		if (r->attempt < 0)
 			r->attempt = e->attempt;
-		json_t *rc = json_object_get(root, "replay_count");
-		if (json_is_integer(rc) && json_integer_value(rc) > (json_int_t)r->replay_count)
-			r->replay_count = (uint64_t)json_integer_value(rc);
-		json_t *d = json_object_get(root, "dead_lettered_at");
-		if (!r->dead_lettered_at_usec && json_is_string(d))
-			(void)parse_timestamp(json_string_value(d), &r->dead_lettered_at_usec);
+		r->replay_count = MAX(r->replay_count, e->replay_count);
+		if (!r->dead_lettered_at_usec)
+			r->dead_lettered_at_usec = e->dead_lettered_at_usec;
 	}
 	if (!r->message_id[0]) {
 		const struct dlq_header *p = dlqrecord_header(m->props, m->n_props, "message_id");
@@ -166,23 +156,20 @@ static void jfreep(json_t **j)
 int dlqrecord_replay(const struct envelope *env, const struct dlq_record *r, uint64_t now_usec,
 		     struct dlq_replay *out)
 {
-	uint64_t count = r->replay_count + 1;
+	uint64_t count = MIN(r->replay_count, (uint64_t)ENVELOPE_REPLAY_COUNT_MAX) + 1;
 
 	*out = (struct dlq_replay){ 0 };
 	format_timestamp(now_usec, out->replayed_at);
 	if (env) {
-		/* A shallow copy: the payload and the history are shared, unchanged. */
-		_cleanup_(jfreep) json_t *root = json_copy(env->priv);
-		if (!root || json_object_set_new(root, "attempt", json_integer(0)) < 0 ||
-		    json_object_set_new(root, "replay_count", json_integer((json_int_t)count)) <
-			    0 ||
-		    json_object_set_new(root, "replayed_at", json_string(out->replayed_at)) < 0)
+		/* The body as copy_replay() splices it; headers stay as below until
+		 * dlqscan publishes a struct copy itself. */
+		struct copy c;
+		struct copy_source src = { .body = env->body, .len = env->len };
+		if (copy_replay("", &src, env, r->replay_count, now_usec, &c) < 0)
 			return -ENOMEM;
-		json_object_del(root, "next_retry_at");
-		out->body = json_dumps(root, JSON_COMPACT);
-		if (!out->body)
-			return -ENOMEM;
-		out->len = strlen(out->body);
+		out->body = TAKE_PTR(c.owned_body);
+		out->len = c.len;
+		copy_done(&c);
 	}
 	out->set[out->n_set++] = (struct dlq_header){
 		.key = HDR_ATTEMPT, .key_len = strlen(HDR_ATTEMPT), .kind = DLQ_H_INT, .i = 0

@@ -21,6 +21,7 @@
 #include "common/backoff.h"
 #include "dlqd/broker.h"
 #include "common/config.h"
+#include "common/copy.h"
 #include "common/envelope.h"
 #include "dlqd/handler.h"
 #include "common/log.h"
@@ -51,7 +52,7 @@ struct job {
 	enum job_state state;
 	struct broker_msg *msg;
 	struct envelope *env; /* NULL when the body is not a valid envelope */
-	char *payload;
+	const char *payload; /* into msg->body */
 	size_t payload_len;
 	struct handler *handler;
 	struct handler_job hj;
@@ -132,7 +133,6 @@ static struct job *job_free(struct job *j)
 	metrics_set_in_flight(d->metrics, d->n_jobs);
 	broker_msg_free(j->msg);
 	envelope_free(j->env);
-	free(j->payload);
 	free(j->copy);
 	if (d->n_spare_jobs < d->config->broker.prefetch) {
 		j->next = d->spare_jobs;
@@ -412,20 +412,24 @@ static void job_route(struct job *j)
 			.cause_class = j->route.cause_class,
 			.attempt = j->route.attempt,
 			.now_usec = now,
-			.dead_lettered = j->route.action == ROUTE_DLQ,
+			.lane_ms = j->route.lane_ms,
 			.result = &j->result,
 		};
+		struct copy_source src = { .body = j->msg->body, .len = j->msg->len };
+		struct copy c;
 		if (j->route.action == ROUTE_RETRY) {
 			j->next_retry_at_usec = now + j->route.delay_usec;
 			f.next_retry_at_usec = j->next_retry_at_usec;
 		}
-		j->copy = envelope_encode_failure(j->env, &f, &j->copy_len);
-		if (!j->copy) {
+		if (copy_failure(broker_queue(d->broker), &src, j->env, &f, &c) < 0) {
 			log_error("out of memory encoding %s; giving it back to the broker",
 				  j->env->message_id);
 			job_requeue(j);
 			return;
 		}
+		j->copy = TAKE_PTR(c.owned_body);
+		j->copy_len = c.len;
+		copy_done(&c);
 	}
 	job_publish(j);
 }
@@ -485,10 +489,6 @@ static void on_delivery(void *userdata, struct broker_msg *m)
 		return;
 	}
 	j->payload = envelope_payload(j->env, &j->payload_len);
-	if (!j->payload) {
-		job_requeue(j);
-		return;
-	}
 	const struct policy *p = taxonomy_class_policy(d->taxonomy, ERROR_CLASS_TRANSIENT);
 	j->hj = (struct handler_job){
 		.message_id = j->env->message_id,
