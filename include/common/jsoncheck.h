@@ -29,7 +29,7 @@ struct jsoncheck {
 	size_t depth;
 	unsigned errors; /* reported so far; read it to see whether a part was valid */
 	struct jsoncheck_error *pending;
-	size_t n_pending;
+	size_t n_pending, cap_pending;
 	struct jsonpos *pos; /* built at the first report */
 	bool pos_failed;
 };

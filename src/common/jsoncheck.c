@@ -84,12 +84,17 @@ void jsoncheck_report(struct jsoncheck *c, const char *fmt, ...)
 	va_end(ap);
 	buf_append_trunc(&b, msg, strlen(msg));
 
-	n = reallocarray(c->pending, c->n_pending + 1, sizeof(*n));
-	if (!n) {
-		buf_done(&b);
-		return;
+	if (c->n_pending == c->cap_pending) {
+		size_t cap = c->cap_pending ? 2 * c->cap_pending : 16;
+
+		n = reallocarray(c->pending, cap, sizeof(*n));
+		if (!n) {
+			buf_done(&b);
+			return;
+		}
+		c->pending = n;
+		c->cap_pending = cap;
 	}
-	c->pending = n;
 	c->pending[c->n_pending] = (struct jsoncheck_error){
 		.line = current_line(c),
 		.seq = c->n_pending,
@@ -118,7 +123,7 @@ int jsoncheck_finish(struct jsoncheck *c, struct diag *diags)
 	}
 	free(c->pending);
 	c->pending = NULL;
-	c->n_pending = 0;
+	c->n_pending = c->cap_pending = 0;
 	c->pos = jsonpos_free(c->pos);
 	return c->errors > 0 ? -EINVAL : 0;
 }
