@@ -1,8 +1,7 @@
 # embed: writes the bytes of the file IN to OUT as a C initializer list
 # ("0x3c,0x21,..."), for a .c file to #include inside a char array. It runs
 # as `cmake -P`, so embedding a file needs nothing the build does not already
-# have (no xxd). OUT is only rewritten when its content changes, so an
-# unchanged input recompiles nothing.
+# have (no xxd).
 #
 #   cmake -DIN=page.html -DOUT=page_html.h -P embed.cmake
 if(NOT DEFINED IN OR NOT DEFINED OUT)
@@ -15,6 +14,4 @@ string(REPEAT "[0-9a-f]" 32 line)
 string(REGEX REPLACE "(${line})" "\\1\n" hex "${hex}")
 string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
 get_filename_component(name "${IN}" NAME)
-file(WRITE "${OUT}.tmp" "/* ${name}, embedded by cmake/embed.cmake: edit ${name}, not this. */\n${bytes}\n")
-configure_file("${OUT}.tmp" "${OUT}" COPYONLY)
-file(REMOVE "${OUT}.tmp")
+file(WRITE "${OUT}" "/* ${name}, embedded by cmake/embed.cmake: edit ${name}, not this. */\n${bytes}\n")
