@@ -171,7 +171,7 @@ bool jsoncheck_type(struct jsoncheck *c, const json_t *v, json_type type)
 		return true;
 	jsoncheck_report(c, "expected %s, got %s",
 			 (size_t)type < ARRAY_SIZE(names) && names[type] ? names[type] : "a value",
-			 util_json_type_name(v));
+			 v ? util_json_type_name(v) : "nothing");
 	return false;
 }
 

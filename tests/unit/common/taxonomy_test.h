@@ -55,3 +55,14 @@ static inline struct taxonomy *parse_ok(const char *text)
 	diag_done(&d);
 	return t;
 }
+
+/* d holds exactly the n lines of want, in order (all printed if not). */
+static inline void assert_diags(const struct diag *d, const char *const *want, size_t n)
+{
+	if (d->n != n)
+		for (size_t i = 0; i < d->n; i++)
+			print_message("%s\n", d->lines[i]);
+	assert_int_equal(d->n, n);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(d->lines[i], want[i]);
+}

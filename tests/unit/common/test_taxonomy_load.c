@@ -139,12 +139,7 @@ static void test_all_errors_reported(void **state)
 
 	assert_int_equal(taxonomy_parse("t.json", text, strlen(text), &t, &d), -EINVAL);
 	assert_null(t);
-	if (d.n != ARRAY_SIZE(want))
-		for (size_t i = 0; i < d.n; i++)
-			print_message("%s\n", d.lines[i]);
-	assert_int_equal(d.n, ARRAY_SIZE(want));
-	for (size_t i = 0; i < ARRAY_SIZE(want); i++)
-		assert_string_equal(d.lines[i], want[i]);
+	assert_diags(&d, want, ARRAY_SIZE(want));
 	diag_done(&d);
 
 	/* Diagnostics are optional. */
