@@ -29,6 +29,7 @@
 #include <systemd/sd-event.h>
 
 #include "common/config.h"
+#include "common/copy.h"
 
 struct broker;
 struct broker_props; /* the original AMQP properties, kept for copies */
@@ -41,17 +42,12 @@ struct broker_msg {
 	char *body; /* NUL-terminated for convenience; len excludes it */
 	size_t len;
 	struct broker_props *props;
+	/* The delivery as the copy module reads it (points into body, props). */
+	struct copy_source source;
+	struct header *headers;
 };
 
 struct broker_msg *broker_msg_free(struct broker_msg *m);
-
-enum broker_header_type { BH_STRING, BH_INT };
-struct broker_header {
-	const char *key;
-	enum broker_header_type type;
-	const char *s;
-	int64_t i;
-};
 
 struct broker_callbacks {
 	/* A new delivery; the callee owns m. */
@@ -104,19 +100,15 @@ int broker_requeue(struct broker *b, const struct broker_msg *m);
 int broker_stop_consuming(struct broker *b);
 
 /*
- * Publishes a copy of orig (its properties and headers, plus hdrs) with body
- * to exchange/routing_key, mandatory, in confirm mode. Returns -EAGAIN while
- * the broker blocks publishing (resource alarm). cb runs exactly once,
- * later, from the loop, unless broker_publish_forget() is called first. The
- * copy's `expiration` and `user_id` properties are moved into headers
- * (x-dlqd-original-expiration, x-dlqd-original-user-id): a per-message TTL
- * would break the FIFO order of a delay lane, and a foreign user_id makes
- * the broker refuse the publish.
+ * Publishes c (built by the copy module from orig) as it says: its body,
+ * headers, exchange and routing key, with orig's other properties, plus the
+ * HDR_PUBLISH_SEQ header that matches a basic.return to its publish;
+ * mandatory, in confirm mode. Returns -EAGAIN while the broker blocks
+ * publishing (resource alarm). cb runs exactly once, later, from the loop,
+ * unless broker_publish_forget() is called first.
  */
-int broker_publish(struct broker *b, const char *exchange, const char *routing_key,
-		   const struct broker_msg *orig, const void *body, size_t len,
-		   const struct broker_header *hdrs, size_t n_hdrs, broker_confirm_fn cb,
-		   void *userdata, uint64_t *id);
+int broker_publish(struct broker *b, const struct copy *c, const struct broker_msg *orig,
+		   broker_confirm_fn cb, void *userdata, uint64_t *id);
 void broker_publish_forget(struct broker *b, uint64_t id);
 
 /*

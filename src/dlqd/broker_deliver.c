@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include "broker_int.h"
+#include "common/amqpmsg.h"
 
 struct broker_msg *broker_msg_free(struct broker_msg *m)
 {
@@ -26,6 +27,7 @@ struct broker_msg *broker_msg_free(struct broker_msg *m)
 		empty_amqp_pool(&m->props->pool);
 		free(m->props);
 	}
+	free(m->headers);
 	free(m->body);
 	free(m);
 	return NULL;
@@ -110,7 +112,8 @@ int deliver_begin(struct link *l, const amqp_basic_properties_t *p, uint64_t siz
 		m->body = malloc(size + 1);
 		m->props = props_clone(p);
 	}
-	if (!m || !m->body || !m->props) {
+	if (!m || !m->body || !m->props ||
+	    amqpmsg_source(&m->props->p, m->body, m->len, &m->headers, &m->source) < 0) {
 		broker_msg_free(m);
 		link_fail(l, -ENOMEM, "out of memory for a %" PRIu64 "-byte delivery", size);
 		return -ENOMEM;

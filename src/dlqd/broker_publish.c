@@ -14,8 +14,10 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "broker_int.h"
+#include "common/amqpmsg.h"
 #include "common/envelope.h"
 #include "common/log.h"
 
@@ -111,46 +113,6 @@ void publish_fail_all(struct broker *b, bool notify)
 	b->tail = NULL;
 }
 
-/*
- * The copy's AMQP headers, in entries (room for orig's headers + n_hdrs + 3):
- * orig's own minus those set here, then hdrs, then orig's `expiration` and
- * `user_id` properties moved into headers (a per-message TTL would break a
- * delay lane's FIFO order, a foreign user_id makes the broker refuse the
- * publish; props loses both flags), then the publish sequence number that
- * matches a basic.return to its publish. Entries point into op and hdrs.
- */
-static amqp_table_t copy_headers(const amqp_basic_properties_t *op,
-				 const struct broker_header *hdrs, size_t n_hdrs, uint64_t seq,
-				 amqp_table_entry_t *entries, amqp_basic_properties_t *props)
-{
-	size_t n = 0;
-
-	for (int i = 0; op && i < op->headers.num_entries; i++) {
-		amqp_bytes_t k = op->headers.entries[i].key;
-		bool ours = key_is(k, HDR_PUBLISH_SEQ) || key_is(k, HDR_ORIGINAL_EXPIRATION) ||
-			    key_is(k, HDR_ORIGINAL_USER_ID);
-		for (size_t j = 0; j < n_hdrs && !ours; j++)
-			ours = key_is(k, hdrs[j].key);
-		if (!ours)
-			entries[n++] = op->headers.entries[i];
-	}
-	for (size_t j = 0; j < n_hdrs; j++)
-		entries[n++] = hdrs[j].type == BH_INT ? amqpconn_entry_int(hdrs[j].key, hdrs[j].i)
-						      : amqpconn_entry_str(hdrs[j].key, hdrs[j].s);
-	if (op && (op->_flags & AMQP_BASIC_EXPIRATION_FLAG)) {
-		entries[n++] = amqpconn_entry_bytes(amqp_cstring_bytes(HDR_ORIGINAL_EXPIRATION),
-						    op->expiration);
-		props->_flags &= ~AMQP_BASIC_EXPIRATION_FLAG;
-	}
-	if (op && (op->_flags & AMQP_BASIC_USER_ID_FLAG)) {
-		entries[n++] =
-			amqpconn_entry_bytes(amqp_cstring_bytes(HDR_ORIGINAL_USER_ID), op->user_id);
-		props->_flags &= ~AMQP_BASIC_USER_ID_FLAG;
-	}
-	entries[n++] = amqpconn_entry_int(HDR_PUBLISH_SEQ, (int64_t)seq);
-	return (amqp_table_t){ .num_entries = (int)n, .entries = entries };
-}
-
 /* Adds p at the tail of the pending list, in publish order. */
 static void pending_append(struct broker *b, struct pending *p)
 {
@@ -161,40 +123,30 @@ static void pending_append(struct broker *b, struct pending *p)
 	b->tail = p;
 }
 
-int broker_publish(struct broker *b, const char *exchange, const char *routing_key,
-		   const struct broker_msg *orig, const void *body, size_t len,
-		   const struct broker_header *hdrs, size_t n_hdrs, broker_confirm_fn cb,
-		   void *userdata, uint64_t *id)
+int broker_publish(struct broker *b, const struct copy *c, const struct broker_msg *orig,
+		   broker_confirm_fn cb, void *userdata, uint64_t *id)
 {
 	struct link *l = &b->publisher;
-	amqp_basic_properties_t props = { 0 };
-	const amqp_basic_properties_t *op = orig && orig->props ? &orig->props->p : NULL;
+	amqp_basic_properties_t props;
 	_cleanup_free_ amqp_table_entry_t *entries = NULL;
 	_cleanup_free_ struct pending *p = NULL;
+	struct header seq = { .key = HDR_PUBLISH_SEQ,
+			      .key_len = strlen(HDR_PUBLISH_SEQ),
+			      .kind = HEADER_INT,
+			      .i = (int64_t)b->next_seq };
 	int r;
 
 	if (!link_usable(l))
 		return -ENOTCONN;
 	if (b->blocked)
 		return -EAGAIN;
-	if (op)
-		props = *op;
-	entries = calloc((op ? (size_t)op->headers.num_entries : 0) + n_hdrs + 3, sizeof(*entries));
 	p = calloc(1, sizeof(*p));
-	if (!entries || !p)
+	if (!p || amqpmsg_publish_props(orig && orig->props ? &orig->props->p : NULL, c, &seq, 1,
+					&props, &entries) < 0)
 		return -ENOMEM;
-	props.headers = copy_headers(op, hdrs, n_hdrs, b->next_seq, entries, &props);
-	props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-	/* Copies are always persistent: a retry must survive a broker restart. */
-	props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-	if (!(props._flags & AMQP_BASIC_CONTENT_TYPE_FLAG)) {
-		props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
-		props.content_type = amqp_cstring_bytes("application/json");
-	}
-
-	r = amqp_basic_publish(l->conn, CH_WORK, amqp_cstring_bytes(exchange),
-			       amqp_cstring_bytes(routing_key), 1, 0, &props,
-			       (amqp_bytes_t){ .len = len, .bytes = (void *)body });
+	r = amqp_basic_publish(l->conn, CH_WORK, amqp_cstring_bytes(c->exchange),
+			       amqp_cstring_bytes(c->routing_key), 1, 0, &props,
+			       (amqp_bytes_t){ .len = c->len, .bytes = (void *)c->body });
 	link_pump_soon(l);
 	if (r != AMQP_STATUS_OK) {
 		link_fail(l, amqpconn_errno(r), "basic.publish: %s", amqp_error_string2(r));

@@ -52,7 +52,7 @@ struct job {
 	enum job_state state;
 	struct broker_msg *msg;
 	struct envelope *env; /* NULL when the body is not a valid envelope */
-	const char *payload; /* into msg->body */
+	const char *payload;  /* into msg->body */
 	size_t payload_len;
 	struct handler *handler;
 	struct handler_job hj;
@@ -61,10 +61,8 @@ struct job {
 	char error_code[64];
 	char cause_code[64];
 	char detail[256]; /* why the body is not an envelope */
-	char *copy;	  /* the body to publish (NULL: the original bytes) */
-	size_t copy_len;
+	struct copy copy; /* what to publish after a failure (copy.h) */
 	uint64_t next_retry_at_usec;
-	uint64_t routed_at_usec; /* when routed: dead_lettered_at, body and header alike */
 	uint64_t publish_id;
 	bool publish_pending;
 	unsigned publish_failures;
@@ -133,7 +131,7 @@ static struct job *job_free(struct job *j)
 	metrics_set_in_flight(d->metrics, d->n_jobs);
 	broker_msg_free(j->msg);
 	envelope_free(j->env);
-	free(j->copy);
+	copy_done(&j->copy);
 	if (d->n_spare_jobs < d->config->broker.prefetch) {
 		j->next = d->spare_jobs;
 		d->spare_jobs = j;
@@ -333,10 +331,6 @@ static void on_confirm(void *userdata, int r, const char *reason)
 static void job_publish(struct job *j)
 {
 	struct daemon *d = j->d;
-	const char *exchange;
-	char key[BROKER_NAME_MAX], dead_at[TIMESTAMP_MAX];
-	struct broker_header h[8];
-	size_t n = 0;
 	int r;
 
 	j->state = JOB_PUBLISHING;
@@ -347,33 +341,8 @@ static void job_publish(struct job *j)
 					   r == -EAGAIN ? NULL : "cannot declare the delay lane");
 			return;
 		}
-		exchange = broker_retry_exchange(d->broker);
-		broker_lane_name(broker_queue(d->broker), j->route.lane_ms, key);
-	} else {
-		exchange = broker_dlx(d->broker);
-		snprintf(key, sizeof(key), "%.32s.%.63s",
-			 error_class_to_string(j->route.error_class), j->error_code);
 	}
-	if (j->env) {
-		h[n++] = (struct broker_header){ HDR_MESSAGE_ID, BH_STRING, j->env->message_id, 0 };
-		if (j->env->trace_id[0])
-			h[n++] = (struct broker_header){ HDR_TRACE_ID, BH_STRING, j->env->trace_id,
-							 0 };
-	}
-	h[n++] = (struct broker_header){ HDR_ATTEMPT, BH_INT, NULL, j->route.attempt };
-	h[n++] = (struct broker_header){ HDR_ERROR_CODE, BH_STRING, j->error_code, 0 };
-	h[n++] = (struct broker_header){ HDR_ERROR_CLASS, BH_STRING,
-					 error_class_to_string(j->route.error_class), 0 };
-	if (j->route.action == ROUTE_DLQ) {
-		format_timestamp(j->routed_at_usec, dead_at);
-		h[n++] = (struct broker_header){ HDR_DEAD_LETTERED_AT, BH_STRING, dead_at, 0 };
-	}
-	if (j->detail[0])
-		h[n++] = (struct broker_header){ HDR_ERROR_DETAIL, BH_STRING, j->detail, 0 };
-
-	r = broker_publish(d->broker, exchange, key, j->msg, j->copy ? j->copy : j->msg->body,
-			   j->copy ? j->copy_len : j->msg->len, h, n, on_confirm, j,
-			   &j->publish_id);
+	r = broker_publish(d->broker, &j->copy, j->msg, on_confirm, j, &j->publish_id);
 	if (r < 0) {
 		job_publish_failed(j, r, NULL);
 		return;
@@ -388,7 +357,6 @@ static void job_route(struct job *j)
 	struct daemon *d = j->d;
 	uint64_t now = now_realtime_usec();
 
-	j->routed_at_usec = now;
 	if (j->route.action == ROUTE_ACK) {
 		broker_ack(d->broker, j->msg);
 		metrics_succeeded(d->metrics);
@@ -404,32 +372,28 @@ static void job_route(struct job *j)
 	strscpy(j->error_code, j->route.error_code, sizeof(j->error_code));
 	if (j->route.cause_code && strcmp(j->route.cause_code, j->route.error_code) != 0)
 		strscpy(j->cause_code, j->route.cause_code, sizeof(j->cause_code));
-	if (j->env) {
-		struct failure f = {
-			.error_code = j->error_code,
-			.error_class = j->route.error_class,
-			.cause_code = j->cause_code[0] ? j->cause_code : NULL,
-			.cause_class = j->route.cause_class,
-			.attempt = j->route.attempt,
-			.now_usec = now,
-			.lane_ms = j->route.lane_ms,
-			.result = &j->result,
-		};
-		struct copy_source src = { .body = j->msg->body, .len = j->msg->len };
-		struct copy c;
-		if (j->route.action == ROUTE_RETRY) {
-			j->next_retry_at_usec = now + j->route.delay_usec;
-			f.next_retry_at_usec = j->next_retry_at_usec;
-		}
-		if (copy_failure(broker_queue(d->broker), &src, j->env, &f, &c) < 0) {
-			log_error("out of memory encoding %s; giving it back to the broker",
-				  j->env->message_id);
-			job_requeue(j);
-			return;
-		}
-		j->copy = TAKE_PTR(c.owned_body);
-		j->copy_len = c.len;
-		copy_done(&c);
+	struct failure f = {
+		.error_code = j->error_code,
+		.error_class = j->route.error_class,
+		.cause_code = j->cause_code[0] ? j->cause_code : NULL,
+		.cause_class = j->route.cause_class,
+		.attempt = j->route.attempt,
+		.now_usec = now,
+		.lane_ms = j->route.lane_ms,
+		.result = j->env ? &j->result : NULL,
+		.detail = j->detail,
+	};
+	if (j->route.action == ROUTE_RETRY) {
+		j->next_retry_at_usec = now + j->route.delay_usec;
+		f.next_retry_at_usec = j->next_retry_at_usec;
+	}
+	/* The copy goes where the running connections declared the topology,
+	 * whatever a reload says about [pipeline] queue. */
+	if (copy_failure(broker_queue(d->broker), &j->msg->source, j->env, &f, &j->copy) < 0) {
+		log_error("out of memory building the copy of %s; giving it back to the broker",
+			  j->env ? j->env->message_id : "(invalid body)");
+		job_requeue(j);
+		return;
 	}
 	job_publish(j);
 }
