@@ -45,7 +45,15 @@ struct dlq_message {
 };
 
 #define DLQRECORD_STR_MAX (ENVELOPE_ID_MAX + 1)
+/* The largest replay_count read; a replay adds one, and that must not wrap. */
+#define DLQRECORD_REPLAY_COUNT_MAX (INT64_MAX - 1)
 
+/*
+ * The strings are what the message says, as valid UTF-8 (a byte that is not
+ * becomes the text \xNN, see dlqtext.h), cut at a character boundary to
+ * DLQRECORD_STR_MAX - 1 bytes. They may hold controls: whoever prints one
+ * escapes it (dlqtext_term, dlqtext_json).
+ */
 struct dlq_record {
 	char message_id[DLQRECORD_STR_MAX];
 	char trace_id[DLQRECORD_STR_MAX];
@@ -53,7 +61,7 @@ struct dlq_record {
 	char error_class[DLQRECORD_STR_MAX];
 	char schema_version[DLQRECORD_STR_MAX];
 	int64_t attempt;		/* -1 when unknown */
-	uint64_t replay_count;		/* replays so far */
+	uint64_t replay_count;		/* replays so far, <= DLQRECORD_REPLAY_COUNT_MAX */
 	uint64_t dead_lettered_at_usec; /* realtime; 0 when unknown */
 	bool envelope;			/* the body is a valid envelope */
 };
@@ -102,12 +110,17 @@ enum {
 };
 
 /*
- * One message as a JSON object (NUL-terminated, malloc'd; NULL on OOM):
- * message_id, trace_id, error_code, error_class, attempt, schema_version,
- * replay_count, dead_lettered_at, age_seconds, valid_envelope, and with
- * FULL the headers, the properties and the body: parsed JSON (the envelope)
- * or, with RAW_BODY or for a body that is not JSON, "body_text" (UTF-8) or
- * "body_base64".
+ * Appends one message as a JSON object to out: message_id, trace_id,
+ * error_code, error_class, attempt, schema_version, replay_count,
+ * dead_lettered_at, age_seconds, valid_envelope, body_bytes, and with FULL
+ * the headers, the properties and the body: parsed JSON (the envelope) or,
+ * with RAW_BODY or for a body that is not JSON, "body_text" (UTF-8) or
+ * "body_base64". Whatever a message holds gives a complete object: a header
+ * value that is not UTF-8 is {"base64": ...}, a NaN or infinite float
+ * {"float": "NaN"|"Infinity"|"-Infinity"}, a header key that is not UTF-8
+ * has \xNN escapes. -ENOMEM (or over out's maximum) leaves out unchanged:
+ * no key is ever silently left out. The text is jansson's: run it through
+ * dlqtext_json() before a terminal sees it.
  */
-char *dlqrecord_json(const struct dlq_message *m, const struct dlq_record *r, uint64_t now_usec,
-		     unsigned flags, size_t *len);
+int dlqrecord_json(const struct dlq_message *m, const struct dlq_record *r, uint64_t now_usec,
+		   unsigned flags, struct buf *out);

@@ -9,11 +9,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/copy.h"
 #include "common/taxonomy.h"
+#include "dlqctl/dlqtext.h"
 
 const struct dlq_header *dlqrecord_header(const struct dlq_header *h, size_t n, const char *key)
 {
@@ -32,16 +34,7 @@ static bool header_str(const struct dlq_message *m, const char *key, char *dst, 
 
 	if (!h || h->kind != DLQ_H_STRING)
 		return false;
-	size_t len = MIN(h->s_len, n - 1);
-	memcpy(dst, h->s, len);
-	dst[len] = '\0';
-	/* These values end up in tables, log lines and JSON: no control bytes,
-	 * nothing that is not UTF-8. */
-	for (size_t i = 0, k; i < len; i += k ? k : 1) {
-		k = utf8_seq_len((const unsigned char *)dst + i, len - i);
-		if (k <= 1 && ((unsigned char)dst[i] < 0x20 || (unsigned char)dst[i] >= 0x7f))
-			dst[i] = '?';
-	}
+	dlqtext_utf8(dst, n, h->s, h->s_len);
 	return true;
 }
 
@@ -99,14 +92,19 @@ int dlqrecord_parse(const struct dlq_message *m, uint64_t now_usec, struct dlq_r
 	if (e) {
 		r->envelope = true;
 		if (!r->message_id[0])
-			strscpy(r->message_id, e->message_id, sizeof(r->message_id));
+			dlqtext_utf8(r->message_id, sizeof(r->message_id), e->message_id,
+				     strlen(e->message_id));
 		if (!r->trace_id[0])
-			strscpy(r->trace_id, e->trace_id, sizeof(r->trace_id));
-		strscpy(r->schema_version, e->schema_version, sizeof(r->schema_version));
+			dlqtext_utf8(r->trace_id, sizeof(r->trace_id), e->trace_id,
+				     strlen(e->trace_id));
+		dlqtext_utf8(r->schema_version, sizeof(r->schema_version), e->schema_version,
+			     strlen(e->schema_version));
 		if (!r->error_code[0])
-			strscpy(r->error_code, e->error_code, sizeof(r->error_code));
+			dlqtext_utf8(r->error_code, sizeof(r->error_code), e->error_code,
+				     strlen(e->error_code));
 		if (!r->error_class[0])
-			strscpy(r->error_class, e->error_class, sizeof(r->error_class));
+			dlqtext_utf8(r->error_class, sizeof(r->error_class), e->error_class,
+				     strlen(e->error_class));
 		if (r->attempt < 0)
 			r->attempt = e->attempt;
 		r->replay_count = MAX(r->replay_count, e->replay_count);
@@ -115,17 +113,16 @@ int dlqrecord_parse(const struct dlq_message *m, uint64_t now_usec, struct dlq_r
 	}
 	if (!r->message_id[0]) {
 		const struct dlq_header *p = dlqrecord_header(m->props, m->n_props, "message_id");
-		if (p && p->kind == DLQ_H_STRING) {
-			size_t len = MIN(p->s_len, sizeof(r->message_id) - 1);
-			memcpy(r->message_id, p->s, len);
-			r->message_id[len] = '\0';
-		}
+		if (p && p->kind == DLQ_H_STRING)
+			dlqtext_utf8(r->message_id, sizeof(r->message_id), p->s, p->s_len);
 	}
 	if (!r->dead_lettered_at_usec) {
 		const struct dlq_header *p = dlqrecord_header(m->props, m->n_props, "timestamp");
 		if (p && p->kind == DLQ_H_INT && p->i > 0)
 			r->dead_lettered_at_usec = (uint64_t)p->i * USEC_PER_SEC;
 	}
+	/* A replay adds one: that must not wrap. */
+	r->replay_count = MIN(r->replay_count, (uint64_t)DLQRECORD_REPLAY_COUNT_MAX);
 	if (env)
 		*env = TAKE_PTR(e);
 	return 0;
@@ -235,6 +232,12 @@ static json_t *header_value(const struct dlq_header *h)
 	case DLQ_H_BOOL:
 		return json_boolean(h->i);
 	case DLQ_H_FLOAT:
+		/* JSON has no NaN or infinity: named, like a binary string. */
+		if (!isfinite(h->f))
+			return json_pack("{s:s}", "float",
+					 isnan(h->f) ? "NaN"
+					 : h->f > 0  ? "Infinity"
+						     : "-Infinity");
 		return json_real(h->f);
 	case DLQ_H_OTHER:
 		break;
@@ -247,10 +250,9 @@ static json_t *header_object(const struct dlq_header *h, size_t n)
 	json_t *o = json_object();
 
 	for (size_t i = 0; o && i < n; i++) {
-		char key[256];
-		size_t len = MIN(h[i].key_len, sizeof(key) - 1);
-		memcpy(key, h[i].key, len);
-		key[len] = '\0';
+		/* An AMQP key is at most 255 bytes; \xNN for what is not UTF-8. */
+		char key[4 * 255 + 1];
+		dlqtext_utf8(key, sizeof(key), h[i].key, h[i].key_len);
 		if (json_object_set_new(o, key, header_value(&h[i])) < 0) {
 			json_decref(o);
 			return NULL;
@@ -280,48 +282,66 @@ static int add_body(json_t *o, const struct dlq_message *m, bool raw)
 	return json_object_set_new(o, key, v) < 0 ? -ENOMEM : 0;
 }
 
-char *dlqrecord_json(const struct dlq_message *m, const struct dlq_record *r, uint64_t now_usec,
-		     unsigned flags, size_t *len)
+/* json_object_set_new() takes the value even when it fails (and fails on NULL). */
+static int set(json_t *o, const char *key, json_t *v)
 {
-	_cleanup_(jfreep) json_t *o = NULL;
-	char at[TIMESTAMP_MAX];
-	char *s;
+	return json_object_set_new(o, key, v) < 0 ? -ENOMEM : 0;
+}
 
-	o = json_object();
-	if (!o)
+static int dump_to_buf(const char *p, size_t n, void *userdata)
+{
+	return buf_append(userdata, p, n) < 0 ? -1 : 0;
+}
+
+static json_t *record_object(const struct dlq_message *m, const struct dlq_record *r,
+			     uint64_t now_usec)
+{
+	_cleanup_(jfreep) json_t *o = json_object();
+	uint64_t at = r->dead_lettered_at_usec;
+	char ts[TIMESTAMP_MAX];
+
+	/* Every set is checked: a key that failed must not just be missing. */
+	if (!o || set(o, "message_id", str_or_null(r->message_id)) < 0 ||
+	    set(o, "trace_id", str_or_null(r->trace_id)) < 0 ||
+	    set(o, "error_code", str_or_null(r->error_code)) < 0 ||
+	    set(o, "error_class", str_or_null(r->error_class)) < 0 ||
+	    set(o, "attempt", r->attempt >= 0 ? json_integer(r->attempt) : json_null()) < 0 ||
+	    set(o, "schema_version", str_or_null(r->schema_version)) < 0 ||
+	    set(o, "replay_count", json_integer((json_int_t)r->replay_count)) < 0 ||
+	    set(o, "dead_lettered_at", at ? json_string(format_timestamp(at, ts)) : json_null()) <
+		    0 ||
+	    set(o, "age_seconds",
+		at ? json_integer((json_int_t)((now_usec > at ? now_usec - at : 0) / USEC_PER_SEC))
+		   : json_null()) < 0 ||
+	    set(o, "valid_envelope", json_boolean(r->envelope)) < 0 ||
+	    set(o, "body_bytes", json_integer((json_int_t)m->len)) < 0)
 		return NULL;
-	json_object_set_new(o, "message_id", str_or_null(r->message_id));
-	json_object_set_new(o, "trace_id", str_or_null(r->trace_id));
-	json_object_set_new(o, "error_code", str_or_null(r->error_code));
-	json_object_set_new(o, "error_class", str_or_null(r->error_class));
-	json_object_set_new(o, "attempt", r->attempt >= 0 ? json_integer(r->attempt) : json_null());
-	json_object_set_new(o, "schema_version", str_or_null(r->schema_version));
-	json_object_set_new(o, "replay_count", json_integer((json_int_t)r->replay_count));
-	if (r->dead_lettered_at_usec) {
-		json_object_set_new(o, "dead_lettered_at",
-				    json_string(format_timestamp(r->dead_lettered_at_usec, at)));
-		json_object_set_new(
-			o, "age_seconds",
-			json_integer(now_usec > r->dead_lettered_at_usec
-					     ? (json_int_t)((now_usec - r->dead_lettered_at_usec) /
-							    USEC_PER_SEC)
-					     : 0));
-	} else {
-		json_object_set_new(o, "dead_lettered_at", json_null());
-		json_object_set_new(o, "age_seconds", json_null());
-	}
-	json_object_set_new(o, "valid_envelope", json_boolean(r->envelope));
-	json_object_set_new(o, "body_bytes", json_integer((json_int_t)m->len));
+	return TAKE_PTR(o);
+}
+
+int dlqrecord_json(const struct dlq_message *m, const struct dlq_record *r, uint64_t now_usec,
+		   unsigned flags, struct buf *out)
+{
+	_cleanup_(jfreep) json_t *o = record_object(m, r, now_usec);
+	size_t was = out->len;
+	int k;
+
+	if (!o)
+		return -ENOMEM;
 	if (flags & DLQRECORD_JSON_FULL) {
-		/* json_object_set_new() takes the value even when it fails. */
-		if (json_object_set_new(o, "headers", header_object(m->headers, m->n_headers)) <
-			    0 ||
-		    json_object_set_new(o, "properties", header_object(m->props, m->n_props)) < 0 ||
+		if (set(o, "headers", header_object(m->headers, m->n_headers)) < 0 ||
+		    set(o, "properties", header_object(m->props, m->n_props)) < 0 ||
 		    add_body(o, m, flags & DLQRECORD_JSON_RAW_BODY) < 0)
-			return NULL;
+			return -ENOMEM;
 	}
-	s = json_dumps(o, (flags & DLQRECORD_JSON_PRETTY) ? JSON_INDENT(2) : JSON_COMPACT);
-	if (s && len)
-		*len = strlen(s);
-	return s;
+	k = json_dump_callback(o, dump_to_buf, out,
+			       (flags & DLQRECORD_JSON_PRETTY) ? JSON_INDENT(2) : JSON_COMPACT);
+	if (k < 0) {
+		/* Out of memory, or over the buffer's maximum: nothing half written. */
+		out->len = was;
+		if (out->data)
+			out->data[was] = '\0';
+		return -ENOMEM;
+	}
+	return 0;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/taxonomy.h"
+#include "dlqctl/dlqtext.h"
 
 int dlqstats_init(struct dlqstats *s)
 {
@@ -144,10 +145,13 @@ static void json_time(struct buf *out, const char *key, uint64_t at, uint64_t no
 static void text_counts(struct buf *out, const char *title, const struct dlqstats_count *c,
 			size_t n, uint64_t total)
 {
+	char name[DLQTEXT_TERM_SIZE(DLQRECORD_STR_MAX)];
+
 	buf_printf(out, "\n%-32s %10s %7s\n", title, "COUNT", "SHARE");
 	for (size_t i = 0; i < n; i++)
-		if (c[i].n)
-			buf_printf(out, "%-32s %10" PRIu64 " %6.1f%%\n", c[i].name, c[i].n,
+		if (c[i].n) /* a code is the message's text: escaped */
+			buf_printf(out, "%-32s %10" PRIu64 " %6.1f%%\n",
+				   dlqtext_term(c[i].name, name, sizeof(name)), c[i].n,
 				   share(c[i].n, total));
 }
 
@@ -179,7 +183,8 @@ int dlqstats_render(struct dlqstats *s, const char *queue, uint64_t now_usec, bo
 		json_time(out, "newest", s->newest_usec, now_usec);
 		json_counts(out, "by_error_code", s->codes, n_codes);
 		json_counts(out, "by_error_class", s->classes, ARRAY_SIZE(s->classes));
-		return buf_append(out, "}\n", 2);
+		buf_append(out, "}\n", 2);
+		return out->data ? dlqtext_json(out) : -ENOMEM;
 	}
 	buf_printf(out, "queue %s: %" PRIu64 " messages", queue, s->depth);
 	if (s->matched != s->scanned)

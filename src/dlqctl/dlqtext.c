@@ -91,7 +91,9 @@ int dlqtext_json(struct buf *b)
 	buf_init(&out, b->max);
 	for (size_t i = 0; i < b->len && r >= 0; i += k ? k : 1) {
 		k = utf8_seq_len(p + i, b->len - i);
-		if (!k || unsafe_cp(p + i, k) < 0)
+		/* C0 controls are JSON's whitespace outside strings, and
+		 * escaped already inside them. */
+		if (!k || p[i] < 0x7f || unsafe_cp(p + i, k) < 0)
 			continue;
 		/* Copy the safe run before it, then its escape. */
 		const char *s = piece(p + i, k, true, true, esc, &m);

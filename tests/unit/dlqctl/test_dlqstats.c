@@ -152,12 +152,39 @@ static void test_empty_and_ages(void **state)
 			    "3d1h");
 }
 
+/* Codes are the messages' text: escaped in the table, safe in the JSON. */
+static void test_hostile_codes(void **state)
+{
+	struct dlqstats s;
+	struct buf b;
+	json_t *j;
+
+	(void)state;
+	assert_int_equal(dlqstats_init(&s), 0);
+	add(&s, "E\x1b[2J\xc2\x9b", "TRANSIENT", 10 * SEC, true);
+	buf_init(&b, 1 << 20);
+	assert_int_equal(dlqstats_render(&s, "jobs.dlq", NOW, false, &b), 0);
+	assert_non_null(strstr(b.data, "E\\x1b[2J\\u009b "));
+	assert_null(strchr(b.data, '\x1b'));
+	buf_done(&b);
+	j = render_json(&s);
+	assert_int_equal(get(j, "by_error_code", "E\x1b[2J\xc2\x9b"), 1);
+	json_decref(j);
+	buf_init(&b, 1 << 20);
+	assert_int_equal(dlqstats_render(&s, "jobs.dlq", NOW, true, &b), 0);
+	assert_null(strchr(b.data, '\x1b'));
+	assert_null(strstr(b.data, "\xc2\x9b"));
+	buf_done(&b);
+	dlqstats_done(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counts),
 		cmocka_unit_test(test_code_cap),
 		cmocka_unit_test(test_empty_and_ages),
+		cmocka_unit_test(test_hostile_codes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
