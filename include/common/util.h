@@ -57,10 +57,24 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* "true/false/yes/no/on/off/1/0". */
 int parse_bool(const char *s, bool *out);
 
-/* RFC 3339 UTC with second precision ("2026-03-17T03:10:00Z"), 21 bytes. */
+/*
+ * Timestamps are instants from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z
+ * (and its fraction), the range that RFC 3339's four-digit year can write in
+ * UTC, so that whatever parse_timestamp() accepts, format_timestamp() writes
+ * back as something parse_timestamp() accepts.
+ */
+#define TIMESTAMP_USEC_MAX (UINT64_C(253402300799) * USEC_PER_SEC + USEC_PER_SEC - 1)
+/*
+ * RFC 3339 UTC with second precision ("2026-03-17T03:10:00Z"), 21 bytes; an
+ * instant past TIMESTAMP_USEC_MAX is written as 9999-12-31T23:59:59Z.
+ */
 #define TIMESTAMP_MAX 32
 char *format_timestamp(uint64_t realtime_usec, char buf[static TIMESTAMP_MAX]);
-/* Parses RFC 3339 ("Z" or "+hh:mm" offsets, optional fraction). */
+/*
+ * Parses RFC 3339 ("Z" or "+hh:mm" offsets, optional fraction). -EINVAL also
+ * for an instant outside the range above once the offset is applied (e.g.
+ * "9999-12-31T23:00:00-05:00", which is in the year 10000 in UTC).
+ */
 int parse_timestamp(const char *s, uint64_t *realtime_usec);
 
 /*

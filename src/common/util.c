@@ -201,7 +201,7 @@ int parse_bool(const char *s, bool *out)
 
 char *format_timestamp(uint64_t realtime_usec, char buf[static TIMESTAMP_MAX])
 {
-	time_t t = (time_t)(realtime_usec / USEC_PER_SEC);
+	time_t t = (time_t)(MIN(realtime_usec, TIMESTAMP_USEC_MAX) / USEC_PER_SEC);
 	struct tm tm;
 
 	gmtime_r(&t, &tm);
@@ -281,7 +281,8 @@ int parse_timestamp(const char *s, uint64_t *realtime_usec)
 	tm.tm_min = min;
 	tm.tm_sec = sec;
 	time_t t = timegm(&tm);
-	if (t == (time_t)-1 || (int64_t)t - off < 0)
+	if (t == (time_t)-1 || (int64_t)t - off < 0 ||
+	    (int64_t)t - off > (int64_t)(TIMESTAMP_USEC_MAX / USEC_PER_SEC))
 		return -EINVAL;
 	*realtime_usec = (uint64_t)((int64_t)t - off) * USEC_PER_SEC + frac;
 	return 0;

@@ -188,6 +188,11 @@ static void test_timestamps(void **state)
 		{ "2026-03-17T03:10:00.123456789Z", UINT64_C(1773717000) * USEC_PER_SEC + 123456 },
 		{ "2024-02-29T00:00:00Z", UINT64_C(1709164800) * USEC_PER_SEC },
 		{ "2038-01-19T03:14:08Z", UINT64_C(2147483648) * USEC_PER_SEC },
+		/* The last instant with a four-digit year in UTC, however written. */
+		{ "9999-12-31T23:59:59Z", UINT64_C(253402300799) * USEC_PER_SEC },
+		{ "9999-12-31T23:59:59.999999999Z", TIMESTAMP_USEC_MAX },
+		{ "9999-12-31T18:59:59-05:00", UINT64_C(253402300799) * USEC_PER_SEC },
+		{ "9999-12-31T23:59:58+23:59", (UINT64_C(253402300798) - 86340) * USEC_PER_SEC },
 	};
 	static const struct bad_case bad[] = {
 		{ "", -EINVAL },
@@ -209,6 +214,11 @@ static void test_timestamps(void **state)
 		{ "1969-12-31T23:59:59Z", -EINVAL },
 		{ "1970-01-01T00:00:00+00:01", -EINVAL }, /* before the epoch */
 		{ "2026-03-17X03:10:00Z", -EINVAL },
+		/* In the year 10000 once in UTC: it would be written back with five digits. */
+		{ "9999-12-31T23:00:00-05:00", -EINVAL },
+		{ "9999-12-31T19:00:00-05:00", -EINVAL },
+		{ "9999-12-31T23:59:60Z", -EINVAL },
+		{ "9999-12-31T23:59:59-00:01", -EINVAL },
 	};
 	char buf[TIMESTAMP_MAX];
 
@@ -222,6 +232,11 @@ static void test_timestamps(void **state)
 	assert_string_equal(buf, "2024-02-29T00:00:00Z");
 	assert_int_equal(strlen(buf), 20);
 
+	/* Past the last four-digit year, formatting stops at it. */
+	assert_string_equal(format_timestamp(TIMESTAMP_USEC_MAX, buf), "9999-12-31T23:59:59Z");
+	assert_string_equal(format_timestamp(TIMESTAMP_USEC_MAX + 1, buf), "9999-12-31T23:59:59Z");
+	assert_string_equal(format_timestamp(UINT64_MAX, buf), "9999-12-31T23:59:59Z");
+
 	/* Round trip through both directions. */
 	for (uint64_t t = 0; t < UINT64_C(4102444800); t += UINT64_C(86399) * 397) {
 		uint64_t back = 0;
@@ -229,6 +244,91 @@ static void test_timestamps(void **state)
 		assert_int_equal(parse_timestamp(buf, &back), 0);
 		assert_int_equal(back, t * USEC_PER_SEC);
 	}
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian), without the libc. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	unsigned yoe = (unsigned)(y - era * 400);
+	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+static unsigned pick(unsigned *seed, unsigned lo, unsigned hi)
+{
+	return lo + (unsigned)rand_r(seed) % (hi - lo + 1);
+}
+
+/*
+ * Random valid RFC 3339 text (offsets, fractions, leap seconds, both ends of
+ * the range made likely): parse_timestamp() accepts it exactly when its
+ * instant is in range, to the microsecond, and whatever it accepts formats
+ * back to text it parses to the same second.
+ */
+static void test_timestamp_round_trip(void **state)
+{
+	static const unsigned mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	unsigned seed = 20261205;
+	size_t accepted = 0, refused = 0;
+
+	for (int i = 0; i < 200000; i++) {
+		unsigned edge = pick(&seed, 0, 3);
+		unsigned year = edge == 0 ? 9999 : edge == 1 ? 1970 : pick(&seed, 1970, 9999);
+		unsigned mon = edge <= 1 ? (edge == 0 ? 12 : 1) : pick(&seed, 1, 12);
+		bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+		unsigned dmax = mdays[mon - 1] + (mon == 2 && leap);
+		unsigned day = edge <= 1 ? (edge == 0 ? dmax : 1) : pick(&seed, 1, dmax);
+		unsigned hour = pick(&seed, 0, 23), min = pick(&seed, 0, 59),
+			 sec = pick(&seed, 0, 60);
+		unsigned oh = pick(&seed, 0, 23), om = pick(&seed, 0, 59);
+		int sign = pick(&seed, 0, 2) == 0 ? 0 : pick(&seed, 0, 1) ? 1 : -1;
+		char text[80], frac[16] = "", zone[8], buf[TIMESTAMP_MAX];
+		uint64_t frac_usec = 0, got = 0, back = 0;
+		int n = pick(&seed, 0, 12);
+
+		for (int j = 0; j < n; j++) {
+			unsigned digit = pick(&seed, 0, 9);
+
+			frac[j] = (char)('0' + digit);
+			if (j < 6)
+				frac_usec = frac_usec * 10 + digit;
+		}
+		for (int j = n; j < 6; j++)
+			frac_usec *= 10;
+		if (sign == 0)
+			snprintf(zone, sizeof(zone), "%c", pick(&seed, 0, 1) ? 'Z' : 'z');
+		else
+			snprintf(zone, sizeof(zone), "%c%02u:%02u", sign > 0 ? '+' : '-', oh, om);
+		snprintf(text, sizeof(text), "%04u-%02u-%02u%c%02u:%02u:%02u%s%s%s", year, mon, day,
+			 "Tt "[pick(&seed, 0, 2)], hour, min, sec, n ? "." : "", frac, zone);
+
+		int64_t utc = days_from_civil(year, mon, day) * 86400 + hour * 3600 + min * 60 +
+			      sec - sign * (int64_t)(oh * 3600 + om * 60);
+		bool in_range = utc >= 0 && utc <= (int64_t)(TIMESTAMP_USEC_MAX / USEC_PER_SEC);
+		int r = parse_timestamp(text, &got);
+
+		if ((r == 0) != in_range)
+			print_message("%s: %d, instant %lld\n", text, r, (long long)utc);
+		assert_int_equal(r == 0, in_range);
+		if (r < 0) {
+			refused++;
+			continue;
+		}
+		accepted++;
+		assert_int_equal(got, (uint64_t)utc * USEC_PER_SEC + frac_usec);
+		format_timestamp(got, buf);
+		assert_int_equal(strlen(buf), 20);
+		if (parse_timestamp(buf, &back) < 0)
+			print_message("%s -> %s does not parse\n", text, buf);
+		assert_int_equal(parse_timestamp(buf, &back), 0);
+		assert_int_equal(back, (uint64_t)utc * USEC_PER_SEC);
+	}
+	/* Both outcomes were really tried. */
+	assert_true(accepted > 100000 && refused > 1000);
 }
 
 static void test_buf(void **state)
@@ -430,6 +530,7 @@ int main(void)
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_parse_uint_bool),
 		cmocka_unit_test(test_timestamps),
+		cmocka_unit_test(test_timestamp_round_trip),
 		cmocka_unit_test(test_buf),
 		cmocka_unit_test(test_diag),
 		cmocka_unit_test(test_read_file_max),
