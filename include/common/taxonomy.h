@@ -1,8 +1,9 @@
 /*
  * taxonomy: the shared failure table (design.md Part 1, "Taxonomy table").
- * Parses the JSON, validates it with FILE:LINE diagnostics, and classifies a
- * handler result into (error_code, error_class, policy). Pure: no I/O beyond
- * reading the file in taxonomy_load(), no logging.
+ * Parses the JSON, validates it with FILE:LINE diagnostics (taxonomy_load.c,
+ * with taxonomy_when.c for the rules' match keys), and classifies a handler
+ * result into (error_code, error_class, policy) (taxonomy.c). Pure: no I/O
+ * beyond reading the file in taxonomy_load(), no logging.
  */
 #pragma once
 
