@@ -319,6 +319,18 @@ static int parse_list(const char *v, char ***out)
 	return 0;
 }
 
+/* The names of the values of the two enum keys, in enum order. */
+static const char *const queue_type_names[] = {
+	[QUEUE_CLASSIC] = "classic",
+	[QUEUE_QUORUM] = "quorum",
+};
+static const char *const handler_type_names[] = {
+	[HANDLER_HTTP] = "http",
+	[HANDLER_EXEC] = "exec",
+};
+_Static_assert(ARRAY_SIZE(queue_type_names) == 2 && ARRAY_SIZE(handler_type_names) == 2,
+	       "config_keys_set() reads two names per enum key");
+
 /*
  * Parses the value of a number, duration or size key and checks it against
  * the key's bounds. Reports and returns false when it is not usable.
@@ -433,25 +445,23 @@ void config_keys_set(struct config_parser *p, int id, const char *v, unsigned li
 		*(bool *)field = b;
 		return;
 	case KT_QUEUE_TYPE:
-		if (strcasecmp(v, "classic") == 0)
-			p->c->pipeline.queue_type = QUEUE_CLASSIC;
-		else if (strcasecmp(v, "quorum") == 0)
-			p->c->pipeline.queue_type = QUEUE_QUORUM;
-		else
-			config_error(
-				p, line,
-				"invalid queue_type '%s' in [pipeline]: expected classic or quorum",
-				v);
+	case KT_HANDLER_TYPE: {
+		const char *const *names =
+			k->type == KT_QUEUE_TYPE ? queue_type_names : handler_type_names;
+
+		for (unsigned i = 0; i < 2; i++) {
+			if (strcasecmp(v, names[i]) != 0)
+				continue;
+			if (k->type == KT_QUEUE_TYPE)
+				p->c->pipeline.queue_type = (enum queue_type)i;
+			else
+				p->c->handler.type = (enum handler_type)i;
+			return;
+		}
+		config_error(p, line, "invalid %s '%s' in [%s]: expected %s or %s", k->name, v, sec,
+			     names[0], names[1]);
 		return;
-	case KT_HANDLER_TYPE:
-		if (strcasecmp(v, "http") == 0)
-			p->c->handler.type = HANDLER_HTTP;
-		else if (strcasecmp(v, "exec") == 0)
-			p->c->handler.type = HANDLER_EXEC;
-		else
-			config_error(p, line,
-				     "invalid type '%s' in [handler]: expected http or exec", v);
-		return;
+	}
 	case KT_LIST: {
 		char **list = NULL;
 		if (parse_list(v, &list) < 0) {
