@@ -3,6 +3,10 @@
  * struct. Loading never stops at the first error: every problem becomes a
  * "FILE:LINE: message" diagnostic so --check-config can list them all. A config
  * with any diagnostic is rejected as a whole (never half-applied).
+ *
+ * The module is four files: ini.c reads the syntax, config_keys.c knows every
+ * key (type, bounds, default), config.c loads and runs the checks across
+ * keys, and shellwords.c splits [handler] command into argv.
  */
 #pragma once
 
