@@ -196,5 +196,60 @@ class DlqctlRead(dlqtest.DlqdTestCase):
         self.assertIn("bad.conf:2:", err)
 
 
+    def test_hostile_messages(self):
+        """Messages built to break dlqctl: escape sequences in the AMQP
+        message_id and in the body's error code, C1 and bidi controls, a
+        header key that is not UTF-8, a replay_count at the int64 maximum. list shows them escaped, show
+        and list --json print complete JSON, purge --archive takes them all."""
+        c = self.ctx
+        conf = U.ctl_config(c)
+        now = int(time.time())
+        esc = "\x1b]0;owned\x07\x1b[2J\x1b[31m"
+        raw = U.invalid_copy(b"not json hostile-1", "hostile-1", now - 100, True)
+        raw.props["message_id"] = "hostile-1" + esc
+        valid = U.dlq_copy("hostile-2", "X", "NON_RETRYABLE", 1, now - 100)
+        body = json.loads(valid.body)
+        body["error_code"] = "E" + esc + "\u009b\u202e"
+        valid.body = json.dumps(body).encode()
+        del valid.headers["x-dlqd-error-code"]
+        # (pika cannot send float headers: NaN and infinities are in test_dlqrecord.)
+        valid.headers.update({b"x-\xff\xfe-key": "v", "x-dlqd-replay-count": 2**63 - 1})
+        U.publish_fast(c, c.dlq, [raw, valid])
+
+        rc, out, err = U.run_ctl(conf, "list")
+        self.assertEqual(rc, 0, err)
+        for bad in ("\x1b", "\x07", "\u009b", "\u202e"):
+            self.assertNotIn(bad, out + err, "list let a control through: %r" % out)
+        self.assertIn("hostile-1\\x1b]0;owned\\x07\\x1b[2J", out)
+        self.assertIn("E\\x1b]0;owned", out)
+        note("list of hostile messages:\n" + out)
+
+        got = U.ctl_json_lines(conf, "list", "--json")
+        self.assertEqual(len(got), 2)
+        self.assertEqual(got[0]["message_id"], "hostile-1" + esc)
+        self.assertEqual(got[1]["error_code"], "E" + esc + "\u009b\u202e")
+        self.assertEqual(got[1]["replay_count"], 2**63 - 2)
+        for g in got:
+            self.assertEqual(len(g), 11, "a key is missing: %r" % g)
+
+        rc, out, err = U.run_ctl(conf, "show", "hostile-2")
+        self.assertEqual(rc, 0, err)
+        for bad in ("\x1b", "\x07", "\u009b", "\u202e"):
+            self.assertNotIn(bad, out)
+        h = json.loads(out)["headers"]
+        self.assertEqual(h["x-\\xff\\xfe-key"], "v")
+
+        archive = os.path.join(c.dir, "hostile.jsonl")
+        rc, out, err = U.run_ctl(conf, "purge", "--all", "--yes", "--archive", archive)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("purged 2 of 2", err)
+        for bad in ("\x1b", "\x07", "\u009b", "\u202e"):
+            self.assertNotIn(bad, err, "the purge log let a control through")
+        with open(archive, encoding="utf-8") as f:
+            lines = [json.loads(l) for l in f]
+        self.assertEqual([l["message_id"] for l in lines], ["hostile-1" + esc, "hostile-2"])
+        self.assertEqual(lines[1]["headers"]["x-\\xff\\xfe-key"], "v")
+        self.assertEqual(c.broker.depth(c.dlq), 0)
+
 if __name__ == "__main__":
     dlqtest.main()
