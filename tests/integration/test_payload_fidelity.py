@@ -439,7 +439,7 @@ def exec_plan(rnd):
 
 
 N_HTTP = 2000
-N_EXEC = 200
+N_EXEC = 100  # each is a Python process: the slow part
 
 
 class PayloadFidelity(Fidelity):
