@@ -59,6 +59,11 @@ void jsoncheck_keys(struct jsoncheck *c, json_t *o, const char *const *allowed);
 
 /* Whether v is of type (object, array or string); reports "expected ..." if not. */
 bool jsoncheck_type(struct jsoncheck *c, const json_t *v, json_type type);
+/*
+ * Whether v is an object (reported if not); if it is, every key of it not in
+ * allowed (NULL-terminated) is reported.
+ */
+bool jsoncheck_object(struct jsoncheck *c, json_t *v, const char *const *allowed);
 /* JSON Schema counts 5.0 as an integer, and so does this. */
 bool jsoncheck_is_integer(const json_t *v);
 /* An integer (see above) in min..max; -EINVAL, reported, otherwise. */

@@ -175,6 +175,14 @@ bool jsoncheck_type(struct jsoncheck *c, const json_t *v, json_type type)
 	return false;
 }
 
+bool jsoncheck_object(struct jsoncheck *c, json_t *v, const char *const *allowed)
+{
+	if (!jsoncheck_type(c, v, JSON_OBJECT))
+		return false;
+	jsoncheck_keys(c, v, allowed);
+	return true;
+}
+
 bool jsoncheck_is_integer(const json_t *v)
 {
 	double d;

@@ -171,9 +171,8 @@ static int parse_policy(struct jsoncheck *c, json_t *o, struct policy *p)
 	json_int_t n;
 	json_t *v;
 
-	if (!jsoncheck_type(c, o, JSON_OBJECT))
+	if (!jsoncheck_object(c, o, keys))
 		return -EINVAL;
-	jsoncheck_keys(c, o, keys);
 
 	v = json_object_get(o, "max_attempt");
 	if (!v) {
@@ -335,9 +334,8 @@ static int parse_rule(struct jsoncheck *c, struct taxonomy *t, json_t *o, struct
 	json_t *v;
 	int r;
 
-	if (!jsoncheck_type(c, o, JSON_OBJECT))
+	if (!jsoncheck_object(c, o, keys))
 		return 0;
-	jsoncheck_keys(c, o, keys);
 	if ((v = jsoncheck_enter(c, o, "when"))) {
 		r = taxonomy_when_parse(c, v, ru);
 		jsoncheck_pop(c);
@@ -390,9 +388,8 @@ static void parse_default(struct jsoncheck *c, struct taxonomy *t, json_t *o)
 {
 	static const char *const keys[] = { "error_code", "class", "policy", NULL };
 
-	if (!jsoncheck_type(c, o, JSON_OBJECT))
+	if (!jsoncheck_object(c, o, keys))
 		return;
-	jsoncheck_keys(c, o, keys);
 	parse_outcome(c, t, o, t->default_code, &t->default_class, &t->default_policy);
 }
 
@@ -404,9 +401,8 @@ static int parse_root(struct jsoncheck *c, struct taxonomy *t, json_t *root)
 	json_t *v;
 	int r;
 
-	if (!jsoncheck_type(c, root, JSON_OBJECT))
+	if (!jsoncheck_object(c, root, keys))
 		return 0;
-	jsoncheck_keys(c, root, keys);
 	if ((v = json_object_get(root, "$schema"))) {
 		jsoncheck_key(c, "$schema");
 		jsoncheck_type(c, v, JSON_STRING);

@@ -122,9 +122,13 @@ static void test_readers(void **state)
 	json_int_t n = -1;
 	double d = -1;
 
-	jsoncheck_keys(c, f->root, (const char *const[]){ "a", "s", NULL });
+	assert_true(jsoncheck_object(c, f->root, (const char *const[]){ "a", "s", NULL }));
 	a = jsoncheck_enter(c, f->root, "a");
 	assert_non_null(a);
+	/* Not an object: reported once, its keys are not looked at. */
+	assert_false(
+		jsoncheck_object(c, json_object_get(f->root, "x"), (const char *const[]){ NULL }));
+	jsoncheck_keys(c, a, (const char *const[]){ "b", NULL });
 	assert_null(jsoncheck_enter(c, a, "missing"));
 	b = jsoncheck_enter(c, a, "b");
 	assert_true(jsoncheck_type(c, b, JSON_ARRAY));
@@ -157,6 +161,7 @@ static void test_readers(void **state)
 	assert_false(jsoncheck_is_integer(s));
 
 	static const char *const want[] = {
+		"f.json:1: a: expected an object, got integer",
 		"f.json:1: a: missing \"missing\"",
 		"f.json:1: a.b: expected an object, got array",
 		"f.json:2: a.b[1]: 1 is out of range (2..5)",
@@ -171,11 +176,11 @@ static void test_readers(void **state)
 	if (f->d.n != ARRAY_SIZE(want) + 1)
 		for (size_t i = 0; i < f->d.n; i++)
 			print_message("%s\n", f->d.lines[i]);
-	/* The last report, at the root, is the last on line 1 (third). */
+	/* The last report, at the root, is the last on line 1 (fourth). */
 	assert_int_equal(f->d.n, ARRAY_SIZE(want) + 1);
 	for (size_t i = 0; i < ARRAY_SIZE(want); i++)
-		assert_string_equal(f->d.lines[i + (i >= 2)], want[i]);
-	assert_string_equal(f->d.lines[2], "f.json:1: expected an object, got nothing");
+		assert_string_equal(f->d.lines[i + (i >= 3)], want[i]);
+	assert_string_equal(f->d.lines[3], "f.json:1: expected an object, got nothing");
 }
 
 int main(void)
