@@ -469,7 +469,6 @@ int taxonomy_parse(const char *name, const char *text, size_t len, struct taxono
 	}
 	jsoncheck_init(&c, name, text, len);
 	r = parse_root(&c, t, root);
-	/* Before the tree goes: the path in c points into it. */
 	r2 = jsoncheck_finish(&c, diags);
 	json_decref(root);
 	if (r < 0)
