@@ -337,16 +337,34 @@ static int headers(const struct copy_source *src, const struct header *set, size
 
 /* ---- the copies ---- */
 
+/* Splices the body from ed (env NULL: a value failed to format) into out
+ * and releases ed. */
+static int finish(const struct envelope *env, struct edits *ed, struct copy *out)
+{
+	struct buf body;
+	int r = -ENOMEM;
+
+	buf_init(&body, SIZE_MAX / 2);
+	if (env)
+		r = splice(env, ed, &body);
+	buf_done(&ed->text);
+	if (r < 0) {
+		buf_done(&body);
+		return -ENOMEM;
+	}
+	out->owned_body = buf_steal(&body, &out->len);
+	out->body = out->owned_body;
+	return out->owned_body ? 0 : -ENOMEM;
+}
+
 static int failure_body(const struct envelope *env, const struct failure *f, struct copy *out)
 {
 	struct edits ed = { .n = 0 };
-	struct buf body;
 	struct edit *e, *last;
 	bool dlq = f->next_retry_at_usec == 0;
 	int r;
 
 	buf_init(&ed.text, SIZE_MAX / 2);
-	buf_init(&body, SIZE_MAX / 2);
 	e = edit_begin(&ed, "attempt", EDIT_SET);
 	r = buf_printf(&ed.text, "%" PRIu32, f->attempt);
 	edit_end(&ed, e);
@@ -388,16 +406,7 @@ static int failure_body(const struct envelope *env, const struct failure *f, str
 		}
 	}
 	edit_end(&ed, e);
-	if (r >= 0)
-		r = splice(env, &ed, &body);
-	buf_done(&ed.text);
-	if (r < 0) {
-		buf_done(&body);
-		return -ENOMEM;
-	}
-	out->owned_body = buf_steal(&body, &out->len);
-	out->body = out->owned_body;
-	return out->owned_body ? 0 : -ENOMEM;
+	return r < 0 ? finish(NULL, &ed, out) : finish(env, &ed, out);
 }
 
 int copy_failure(const char *queue, const struct copy_source *src, const struct envelope *env,
@@ -458,12 +467,10 @@ static int replay_body(const struct envelope *env, uint64_t count, const char *s
 		       struct copy *out)
 {
 	struct edits ed = { .n = 0 };
-	struct buf body;
 	struct edit *e;
 	int r;
 
 	buf_init(&ed.text, 256);
-	buf_init(&body, SIZE_MAX / 2);
 	e = edit_begin(&ed, "attempt", EDIT_SET);
 	r = buf_append(&ed.text, "0", 1);
 	edit_end(&ed, e);
@@ -476,16 +483,7 @@ static int replay_body(const struct envelope *env, uint64_t count, const char *s
 		r = buf_printf(&ed.text, "\"%s\"", stamp);
 	edit_end(&ed, e);
 	(void)edit_begin(&ed, "next_retry_at", EDIT_DELETE);
-	if (r >= 0)
-		r = splice(env, &ed, &body);
-	buf_done(&ed.text);
-	if (r < 0) {
-		buf_done(&body);
-		return -ENOMEM;
-	}
-	out->owned_body = buf_steal(&body, &out->len);
-	out->body = out->owned_body;
-	return out->owned_body ? 0 : -ENOMEM;
+	return r < 0 ? finish(NULL, &ed, out) : finish(env, &ed, out);
 }
 
 int copy_replay(const char *queue, const struct copy_source *src, const struct envelope *env,

@@ -38,7 +38,6 @@
 #define DRAIN_EXIT_SLACK_USEC (10 * USEC_PER_SEC)
 #define REPUBLISH_MIN_USEC    (500 * USEC_PER_MSEC)
 #define REPUBLISH_MAX_USEC    (30 * USEC_PER_SEC)
-#define MAX_CONFIGS	      64
 
 enum job_state {
 	JOB_HANDLING,	/* the handler runs */
@@ -78,9 +77,7 @@ struct retired_handler {
 struct daemon {
 	sd_event *event;
 	char *config_path;
-	struct config *config;		     /* current */
-	struct config *configs[MAX_CONFIGS]; /* every config loaded, freed at exit */
-	size_t n_configs;
+	struct config *config; /* current */
 	struct taxonomy *taxonomy;
 	struct broker *broker;
 	struct handler *handler;
@@ -97,7 +94,6 @@ struct daemon {
 	bool draining;
 	uint64_t drain_deadline; /* CLOCK_MONOTONIC */
 	sd_event_source *drain_timer, *status_timer;
-	char endpoint[256]; /* host:port of the broker, for STATUS= */
 	struct metrics *metrics;
 	struct metrics_server *metrics_server;
 	sd_event_source *dlq_timer; /* [metrics] dlq_poll_interval */
@@ -508,7 +504,7 @@ static void notify_status(struct daemon *d)
 		sd_notifyf(0,
 			   "STATUS=Waiting for the broker at %s (%s); %zu in flight, %" PRIu64
 			   " consumed",
-			   d->endpoint,
+			   broker_endpoint(d->broker),
 			   broker_last_error(d->broker)[0] ? broker_last_error(d->broker)
 							   : "connecting",
 			   d->n_jobs, c->consumed);
@@ -517,8 +513,8 @@ static void notify_status(struct daemon *d)
 	sd_notifyf(0,
 		   "STATUS=Consuming %s on %s: %zu in flight, %" PRIu64 " consumed, %" PRIu64
 		   " succeeded, %" PRIu64 " retried, %" PRIu64 " dead-lettered",
-		   broker_queue(d->broker), d->endpoint, d->n_jobs, c->consumed, c->succeeded,
-		   c->retried, c->dead_lettered);
+		   broker_queue(d->broker), broker_endpoint(d->broker), d->n_jobs, c->consumed,
+		   c->succeeded, c->retried, c->dead_lettered);
 }
 
 /*
@@ -668,10 +664,6 @@ static void reload(struct daemon *d)
 		reload_failed(d, &diags, "taxonomy");
 		goto out;
 	}
-	if (d->n_configs >= MAX_CONFIGS) {
-		log_error("reload: too many reloads in one run; restart dlqd to reload again");
-		goto out;
-	}
 	if ((changed = config_restart_key_changed(d->config, c)))
 		log_warning("reload: %s changed; it takes effect at the next restart "
 			    "(every [broker] key, [pipeline] queue, queue_type and declare, "
@@ -694,7 +686,9 @@ static void reload(struct daemon *d)
 	}
 	taxonomy_free(d->taxonomy);
 	d->taxonomy = TAKE_PTR(t);
-	d->configs[d->n_configs++] = c;
+	/* Nothing keeps a pointer into a config (broker, handlers and the
+	 * metrics server copy what they use), so the old one goes now. */
+	config_free(d->config);
 	d->config = TAKE_PTR(c);
 	free_retired_handlers(d);
 	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "reload", .attempt = -1 },
@@ -786,8 +780,6 @@ int daemon_new(const char *config_path, struct daemon **out)
 	r = load(config_path, &d->config, &d->taxonomy);
 	if (r < 0)
 		return r;
-	d->configs[d->n_configs++] = d->config;
-	config_broker_endpoint(d->config, d->endpoint, sizeof(d->endpoint));
 	{
 		char warning[PATH_MAX + 256];
 		if (config_check_secrets(d->config, warning, sizeof(warning)) > 0)
@@ -859,7 +851,7 @@ int daemon_run(struct daemon *d)
 		 d->config->pipeline.queue,
 		 d->config->handler.type == HANDLER_HTTP ? "http" : "exec",
 		 d->config->broker.prefetch);
-	sd_notifyf(0, "STATUS=Connecting to the broker at %s", d->endpoint);
+	sd_notifyf(0, "STATUS=Connecting to the broker at %s", broker_endpoint(d->broker));
 	r = broker_start(d->broker);
 	if (r < 0)
 		return r;
@@ -901,8 +893,7 @@ struct daemon *daemon_free(struct daemon *d)
 	sd_event_source_disable_unref(d->dlq_timer);
 	sd_event_source_disable_unref(d->watchdog_timer);
 	taxonomy_free(d->taxonomy);
-	for (size_t i = 0; i < d->n_configs; i++)
-		config_free(d->configs[i]);
+	config_free(d->config);
 	sd_event_unref(d->event);
 	free(d->config_path);
 	free(d);
