@@ -99,10 +99,6 @@ void config_freep(struct config **c);
 /* True when [broker] url carries a non-empty password (user:password@). */
 bool config_url_has_password(const struct config *c);
 
-/* "host:port" of [broker] url (the default port when it names none), for
- * messages and STATUS=; never the credentials. */
-void config_broker_endpoint(const struct config *c, char *buf, size_t size);
-
 /*
  * 1 with a warning in buf when the config file holds a password (in the URL)
  * and other users can read it; 0 otherwise. Not an error: the file may be

@@ -560,32 +560,6 @@ bool config_url_has_password(const struct config *c)
 	return colon && colon + 1 < at;
 }
 
-void config_broker_endpoint(const struct config *c, char *buf, size_t size)
-{
-	size_t len;
-	const char *a = url_authority(c->broker.url, &len);
-	const char *at = memrchr(a, '@', len);
-	const char *host, *end = a + len, *port = NULL;
-
-	host = at ? at + 1 : a;
-	if (*host == '[') { /* [ipv6]:port */
-		const char *close = memchr(host, ']', (size_t)(end - host));
-		if (close && close + 1 < end && close[1] == ':')
-			port = close + 2;
-	} else {
-		const char *colon = memchr(host, ':', (size_t)(end - host));
-		if (colon)
-			port = colon + 1;
-	}
-	if (port && port < end) {
-		snprintf(buf, size, "%.*s", (int)(end - host), host);
-		return;
-	}
-	int host_len = (int)(end - host - (port ? 1 : 0));
-	snprintf(buf, size, "%.*s:%d", host_len ? host_len : 9, host_len ? host : "localhost",
-		 has_prefix_nocase(c->broker.url, "amqps://") ? 5671 : 5672);
-}
-
 int config_check_secrets(const struct config *c, char *buf, size_t size)
 {
 	struct stat st;
