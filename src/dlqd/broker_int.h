@@ -171,7 +171,7 @@ void source_enable(sd_event_source *s, int enabled, const char *what);
 void source_describe(sd_event_source *s, const char *name);
 
 /* broker_topology.c: the fixed topology, when [pipeline] declare is on. */
-int topology_declare(struct link *l);
+int declare_topology(struct link *l);
 
 /* broker_probe.c: frames on the publisher's CH_PROBE, and the end of a probe. */
 void probe_method(struct link *l, const amqp_method_t *m);

@@ -448,7 +448,7 @@ static int connect_link(struct link *l)
 	}
 	/* Both links declare: each must heal what it depends on when it
 	 * reconnects after a channel error (a deleted exchange, say). */
-	if (b->declare && (r = topology_declare(l)) < 0)
+	if (b->declare && (r = declare_topology(l)) < 0)
 		return r;
 	if ((r = start_link(l)) < 0)
 		return r;

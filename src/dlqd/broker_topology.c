@@ -76,7 +76,7 @@ static int bind_queue(struct link *l, const char *queue, const char *exchange, c
 	return link_check_rpc(l, what);
 }
 
-int topology_declare(struct link *l)
+int declare_topology(struct link *l)
 {
 	struct broker *b = l->b;
 	int r;

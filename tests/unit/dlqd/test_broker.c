@@ -133,6 +133,7 @@ static void test_link_down(void **state)
 	sd_event *e = NULL;
 	struct broker *b = NULL;
 	struct broker_msg m = { .tag = 1 };
+	struct copy copy = { .exchange = "x", .routing_key = "k", .body = "{}", .len = 2 };
 	char url[128], endpoint[64];
 	uint64_t id = 0, deadline;
 	int port = closed_port();
@@ -146,8 +147,7 @@ static void test_link_down(void **state)
 	assert_string_equal(broker_endpoint(b), endpoint);
 
 	/* Nothing works while the links are down, and no callback runs. */
-	assert_int_equal(broker_publish(b, "x", "k", NULL, "{}", 2, NULL, 0, on_confirm, NULL, &id),
-			 -ENOTCONN);
+	assert_int_equal(broker_publish(b, &copy, NULL, on_confirm, NULL, &id), -ENOTCONN);
 	assert_int_equal(broker_probe_dlq(b, on_dlq, NULL), -ENOTCONN);
 	assert_int_equal(broker_ensure_lane(b, 1000), -ENOTCONN);
 	assert_int_equal(broker_ack(b, &m), -ENOTCONN);
