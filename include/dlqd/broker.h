@@ -75,8 +75,8 @@ bool broker_is_up(const struct broker *b);
 uint64_t broker_generation(const struct broker *b);
 /*
  * The topology this broker was started with ([pipeline] queue and the
- * names derived from it). A reload does not change them: copies must go
- * where the running connections declared them.
+ * names common/topology derives from it). A reload does not change them:
+ * copies must go where the running connections declared them.
  */
 const char *broker_queue(const struct broker *b);
 const char *broker_retry_exchange(const struct broker *b);
@@ -136,7 +136,3 @@ int broker_probe_dlq(struct broker *b, broker_dlq_fn cb, void *userdata);
 /* Makes sure the delay lane <queue>.retry.<lane_ms> exists and is bound;
  * -EAGAIN while the broker blocks publishing and the lane is not known. */
 int broker_ensure_lane(struct broker *b, uint64_t lane_ms);
-
-/* Names derived from [pipeline] queue (buffers of BROKER_NAME_MAX). */
-#define BROKER_NAME_MAX 256
-void broker_lane_name(const char *queue, uint64_t lane_ms, char *out);

@@ -22,7 +22,6 @@
 #include "dlqd/broker.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "broker_int.h"
@@ -46,10 +45,7 @@ int broker_new(sd_event *e, const struct config *c, const struct broker_callback
 	r = amqpconn_target_init(&b->target, c, err, sizeof(err));
 	if (r < 0)
 		return log_error_errno(r, "%s", err);
-	snprintf(b->queue, sizeof(b->queue), "%s", c->pipeline.queue);
-	snprintf(b->retry_x, sizeof(b->retry_x), "%.200s.retry", c->pipeline.queue);
-	snprintf(b->dlx, sizeof(b->dlx), "%.200s.dlx", c->pipeline.queue);
-	snprintf(b->dlq, sizeof(b->dlq), "%.200s.dlq", c->pipeline.queue);
+	topology_init(&b->names, c->pipeline.queue);
 	b->heartbeat_usec = c->broker.heartbeat_usec;
 	b->prefetch = c->broker.prefetch;
 	b->quorum = c->pipeline.queue_type == QUEUE_QUORUM;
@@ -102,17 +98,17 @@ bool broker_is_up(const struct broker *b)
 
 const char *broker_queue(const struct broker *b)
 {
-	return b->queue;
+	return b->names.queue;
 }
 
 const char *broker_retry_exchange(const struct broker *b)
 {
-	return b->retry_x;
+	return b->names.retry_x;
 }
 
 const char *broker_dlx(const struct broker *b)
 {
-	return b->dlx;
+	return b->names.dlx;
 }
 
 const char *broker_endpoint(const struct broker *b)

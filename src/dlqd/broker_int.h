@@ -24,6 +24,7 @@
 #include <systemd/sd-event.h>
 
 #include "common/amqpconn.h"
+#include "common/topology.h"
 #include "common/util.h"
 #include "dlqd/broker.h"
 
@@ -110,8 +111,7 @@ struct broker {
 	/* From the config at broker_new(); a reload never changes them (they
 	 * are "restart" keys in docs/config.md). */
 	struct amqpconn_target target;
-	char queue[BROKER_NAME_MAX], retry_x[BROKER_NAME_MAX], dlx[BROKER_NAME_MAX],
-		dlq[BROKER_NAME_MAX];
+	struct topology names;
 	uint64_t heartbeat_usec;
 	uint32_t prefetch;
 	bool quorum;  /* [pipeline] queue_type = quorum */

@@ -415,8 +415,8 @@ static int start_link(struct link *l)
 	if ((r = link_check_rpc(l, "basic.qos")) < 0)
 		return r;
 	amqp_basic_consume_ok_t *ok =
-		amqp_basic_consume(l->conn, CH_WORK, amqp_cstring_bytes(b->queue), amqp_empty_bytes,
-				   0, 0, 0, amqp_empty_table);
+		amqp_basic_consume(l->conn, CH_WORK, amqp_cstring_bytes(b->names.queue),
+				   amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
 	if ((r = link_check_rpc(l, "basic.consume")) < 0)
 		return r;
 	snprintf(b->consumer_tag, sizeof(b->consumer_tag), "%.*s", (int)ok->consumer_tag.len,
@@ -428,10 +428,10 @@ static int connect_link(struct link *l)
 {
 	struct broker *b = l->b;
 	int heartbeat_s = (int)(b->heartbeat_usec / USEC_PER_SEC);
-	char name[BROKER_NAME_MAX + 16], err[320];
+	char name[TOPOLOGY_NAME_MAX + 16], err[320];
 	int r;
 
-	snprintf(name, sizeof(name), "dlqd %s %s", b->queue, l->name);
+	snprintf(name, sizeof(name), "dlqd %s %s", b->names.queue, l->name);
 	r = amqpconn_open(&b->target, name, heartbeat_s, &l->conn, err, sizeof(err));
 	if (r < 0) {
 		snprintf(l->last_error, sizeof(l->last_error), "%s connection: %.250s", l->name,
@@ -490,7 +490,7 @@ static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata)
 		 &(struct log_ctx){ .event = link_event(l, "connected"), .attempt = -1 },
 		 l->role == LINK_CONSUMER ? "consuming %s on %s (prefetch %u)"
 					  : "publishing for %s on %s (prefetch %u)",
-		 b->queue, b->target.endpoint, b->prefetch);
+		 b->names.queue, b->target.endpoint, b->prefetch);
 	if (l->role == LINK_CONSUMER) {
 		b->consuming = true;
 		if (b->cb.connection)

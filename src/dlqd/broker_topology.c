@@ -13,16 +13,10 @@
  * link that reconnects declares again and heals what was deleted.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "broker_int.h"
-
-void broker_lane_name(const char *queue, uint64_t lane_ms, char *out)
-{
-	snprintf(out, BROKER_NAME_MAX, "%.200s.retry.%" PRIu64, queue, lane_ms);
-}
 
 static amqp_table_t queue_args(const struct broker *b, amqp_table_entry_t *e, bool lane,
 			       uint64_t ttl_ms)
@@ -34,7 +28,7 @@ static amqp_table_t queue_args(const struct broker *b, amqp_table_entry_t *e, bo
 	if (lane) {
 		e[n++] = amqpconn_entry_int("x-message-ttl", (int64_t)ttl_ms);
 		e[n++] = amqpconn_entry_str("x-dead-letter-exchange", "");
-		e[n++] = amqpconn_entry_str("x-dead-letter-routing-key", b->queue);
+		e[n++] = amqpconn_entry_str("x-dead-letter-routing-key", b->names.queue);
 		if (b->quorum) {
 			/* Classic dead-lettering is at-most-once; quorum lanes can
 			 * do better, but only with reject-publish overflow. */
@@ -48,7 +42,7 @@ static amqp_table_t queue_args(const struct broker *b, amqp_table_entry_t *e, bo
 static int declare_queue(struct link *l, const char *name, bool lane, uint64_t ttl_ms)
 {
 	amqp_table_entry_t e[8];
-	char what[BROKER_NAME_MAX + 32];
+	char what[TOPOLOGY_NAME_MAX + 32];
 
 	amqp_queue_declare(l->conn, CH_ADMIN, amqp_cstring_bytes(name), 0, 1, 0, 0,
 			   queue_args(l->b, e, lane, ttl_ms));
@@ -58,7 +52,7 @@ static int declare_queue(struct link *l, const char *name, bool lane, uint64_t t
 
 static int declare_exchange(struct link *l, const char *name, const char *type)
 {
-	char what[BROKER_NAME_MAX + 32];
+	char what[TOPOLOGY_NAME_MAX + 32];
 
 	amqp_exchange_declare(l->conn, CH_ADMIN, amqp_cstring_bytes(name), amqp_cstring_bytes(type),
 			      0, 1, 0, 0, amqp_empty_table);
@@ -68,7 +62,7 @@ static int declare_exchange(struct link *l, const char *name, const char *type)
 
 static int bind_queue(struct link *l, const char *queue, const char *exchange, const char *key)
 {
-	char what[3 * BROKER_NAME_MAX];
+	char what[3 * TOPOLOGY_NAME_MAX];
 
 	amqp_queue_bind(l->conn, CH_ADMIN, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
 			amqp_cstring_bytes(key), amqp_empty_table);
@@ -81,11 +75,11 @@ int declare_topology(struct link *l)
 	struct broker *b = l->b;
 	int r;
 
-	if ((r = declare_queue(l, b->queue, false, 0)) < 0 ||
-	    (r = declare_exchange(l, b->retry_x, "direct")) < 0 ||
-	    (r = declare_exchange(l, b->dlx, "topic")) < 0 ||
-	    (r = declare_queue(l, b->dlq, false, 0)) < 0 ||
-	    (r = bind_queue(l, b->dlq, b->dlx, "#")) < 0)
+	if ((r = declare_queue(l, b->names.queue, false, 0)) < 0 ||
+	    (r = declare_exchange(l, b->names.retry_x, "direct")) < 0 ||
+	    (r = declare_exchange(l, b->names.dlx, "topic")) < 0 ||
+	    (r = declare_queue(l, b->names.dlq, false, 0)) < 0 ||
+	    (r = bind_queue(l, b->names.dlq, b->names.dlx, "#")) < 0)
 		return r;
 	return 0;
 }
@@ -93,7 +87,7 @@ int declare_topology(struct link *l)
 int broker_ensure_lane(struct broker *b, uint64_t lane_ms)
 {
 	struct link *l = &b->publisher;
-	char name[BROKER_NAME_MAX];
+	char name[TOPOLOGY_NAME_MAX];
 	uint64_t *n;
 	int r;
 
@@ -109,14 +103,14 @@ int broker_ensure_lane(struct broker *b, uint64_t lane_ms)
 		return -EAGAIN;
 	if (b->n_lanes >= MAX_LANES)
 		return -E2BIG;
-	broker_lane_name(b->queue, lane_ms, name);
+	topology_lane(b->names.queue, lane_ms, name);
 	/* The retry exchange is declared here too, so a lane can be bound
 	 * whichever link came up first. */
-	r = declare_exchange(l, b->retry_x, "direct");
+	r = declare_exchange(l, b->names.retry_x, "direct");
 	if (r >= 0)
 		r = declare_queue(l, name, true, lane_ms);
 	if (r >= 0)
-		r = bind_queue(l, name, b->retry_x, name);
+		r = bind_queue(l, name, b->names.retry_x, name);
 	link_pump_soon(l);
 	if (r < 0) {
 		link_fail(l, r, "cannot declare delay lane %s", name);

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "common/config.h"
+#include "common/topology.h"
 #include "dlqd/broker.h"
 
 static struct config *parse(const char *url, const char *pipeline_extra)
@@ -80,7 +81,7 @@ static void test_owns_config(void **state)
 {
 	sd_event *e = NULL;
 	struct broker *b = NULL;
-	char lane[BROKER_NAME_MAX];
+	char lane[TOPOLOGY_NAME_MAX];
 
 	assert_int_equal(sd_event_new(&e), 0);
 	struct config *c = parse("amqp://u:p@[::1]:5999/%2f", "");
@@ -91,7 +92,7 @@ static void test_owns_config(void **state)
 	assert_string_equal(broker_retry_exchange(b), "billing.jobs.retry");
 	assert_string_equal(broker_dlx(b), "billing.jobs.dlx");
 	assert_string_equal(broker_endpoint(b), "[::1]:5999");
-	broker_lane_name(broker_queue(b), 1250, lane);
+	topology_lane(broker_queue(b), 1250, lane);
 	assert_string_equal(lane, "billing.jobs.retry.1250");
 	assert_false(broker_is_up(b));
 	assert_string_equal(broker_last_error(b), "");
