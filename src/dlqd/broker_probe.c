@@ -63,7 +63,7 @@ void probe_method(struct link *l, const amqp_method_t *m)
 			probe_done(b, 0);
 			return;
 		}
-		amqp_basic_get_t req = { .queue = amqp_cstring_bytes(b->dlq), .no_ack = 0 };
+		amqp_basic_get_t req = { .queue = amqp_cstring_bytes(b->names.dlq), .no_ack = 0 };
 		r = amqp_send_method(l->conn, CH_PROBE, AMQP_BASIC_GET_METHOD, &req);
 		if (r != AMQP_STATUS_OK) {
 			link_fail(l, amqpconn_errno(r), "basic.get (DLQ probe): %s",
@@ -104,7 +104,7 @@ void probe_method(struct link *l, const amqp_method_t *m)
 		amqp_channel_close_ok_t ok = { 0 };
 		amqp_send_method(l->conn, CH_PROBE, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
 		pr->channel_open = false;
-		log_warning("cannot probe %s: %u %.*s, ignoring", b->dlq, c->reply_code,
+		log_warning("cannot probe %s: %u %.*s, ignoring", b->names.dlq, c->reply_code,
 			    (int)c->reply_text.len, (char *)c->reply_text.bytes);
 		probe_done(b, c->reply_code == AMQP_NOT_FOUND ? -ENOENT : -EPROTO);
 		return;
@@ -193,7 +193,7 @@ int broker_probe_dlq(struct broker *b, broker_dlq_fn cb, void *userdata)
 		pr->channel_open = true;
 	}
 	/* A passive declare first: the depth, and whether anyone else reads. */
-	amqp_queue_declare_t req = { .queue = amqp_cstring_bytes(b->dlq), .passive = 1 };
+	amqp_queue_declare_t req = { .queue = amqp_cstring_bytes(b->names.dlq), .passive = 1 };
 	r = amqp_send_method(l->conn, CH_PROBE, AMQP_QUEUE_DECLARE_METHOD, &req);
 	if (r != AMQP_STATUS_OK) {
 		link_fail(l, amqpconn_errno(r), "DLQ probe: %s", amqp_error_string2(r));
