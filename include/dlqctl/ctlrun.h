@@ -1,12 +1,13 @@
 /*
  * ctlrun: one dlqctl command, run to its end (docs/dlqctl.md). main.c
- * parses the options into struct ctl_options; ctlrun() loads the config,
+ * parses the options into struct ctl_options (ctlopts.h); ctlrun() loads the config,
  * refuses what needs --all or --yes, connects, and makes one pass over
  * <queue>.dlq in order: stats, list and show only read (the messages go
  * back in place when the connection closes), replay and purge ack exactly
  * the messages they moved or deleted. Memory is bounded by the window
- * (window.h), never by the DLQ's depth. ctlout.c prints what a run shows;
- * struct ctl is the state the two share.
+ * (window.h), never by the DLQ's depth. replay.c and purge.c act on each
+ * match, ctlout.c prints what a run shows; struct ctl is the state they
+ * share.
  */
 #pragma once
 
@@ -16,30 +17,14 @@
 #include "common/config.h"
 #include "dlqctl/archive.h"
 #include "dlqctl/ctlexit.h"
-#include "dlqctl/dlqfilter.h"
+#include "dlqctl/ctlopts.h"
 #include "dlqctl/dlqscan.h"
 #include "dlqctl/dlqstats.h"
 #include "dlqctl/ratelimit.h"
 #include "dlqctl/window.h"
 
-#define CTLRUN_DEFAULT_RATE    10
-#define CTLRUN_RATE_MAX	       100000
-#define CTLRUN_DEFAULT_MAX_RUN (25 * 60 * USEC_PER_SEC)
-
-enum ctl_command { CTL_STATS, CTL_LIST, CTL_SHOW, CTL_REPLAY, CTL_PURGE };
-
-/* What the command line asked for; main.c fills it, nothing here changes it. */
-struct ctl_options {
-	enum ctl_command cmd;
-	const char *config_path;
-	struct dlqfilter filter;
-	bool json, all, dry_run, force, yes;
-	uint64_t limit; /* 0 = none */
-	uint64_t rate;	/* replays per second */
-	uint64_t max_run_usec;
-	const char *archive_path; /* purge; NULL = none */
-	const char *show_id;	  /* show */
-};
+/* How long one wait for a delivery or a confirm may block. */
+#define CTLRUN_READ_TIMEOUT_USEC (200 * USEC_PER_MSEC)
 
 /* Runs the command; returns its exit status (ctlexit.h). */
 int ctlrun(const struct ctl_options *o);
@@ -70,3 +55,5 @@ struct ctl {
 
 /* True once SIGINT or SIGTERM asked the run to stop. */
 bool ctlrun_interrupted(void);
+/* Records the first error (-errno and its one-line reason); it stops the run. */
+void ctlrun_fail(struct ctl *c, int r, const char *msg);

@@ -1,10 +1,9 @@
 /*
  * ctlrun: a dlqctl command from the loaded config to the exit status: the
- * refusals, the connection, the pass over the DLQ, and what replay and
- * purge do with each match. Replays wait in the window for their publisher
- * confirm and only then is the DLQ copy acked; purges wait in the window
- * for the archive's fsync. Every error is -errno plus a one-line reason;
- * ctlexit turns the stage it happened at into the exit status.
+ * refusals, the connection, the sizes of the queues, the one pass over the
+ * DLQ that hands each match to stats, list, show, replay.c or purge.c, and
+ * the result. Every error is -errno plus a one-line reason; ctlexit turns
+ * the stage it happened at into the exit status.
  */
 #include "dlqctl/ctlrun.h"
 
@@ -17,13 +16,11 @@
 
 #include "common/log.h"
 #include "dlqctl/ctlout.h"
+#include "dlqctl/purge.h"
+#include "dlqctl/replay.h"
 
-#define READ_TIMEOUT_USEC  (200 * USEC_PER_MSEC)
-#define IDLE_TIMEOUT_USEC  (15 * USEC_PER_SEC)
-#define QUORUM_IDLE_USEC   (2 * USEC_PER_SEC)
-#define DRAIN_TIMEOUT_USEC (30 * USEC_PER_SEC)
-#define ARCHIVE_FLUSH_USEC (500 * USEC_PER_MSEC)
-#define ARCHIVE_BATCH_MAX  (8 * 1024 * 1024) /* text written per fsync */
+#define IDLE_TIMEOUT_USEC (15 * USEC_PER_SEC)
+#define QUORUM_IDLE_USEC  (2 * USEC_PER_SEC)
 
 static volatile sig_atomic_t interrupted;
 
@@ -40,239 +37,12 @@ static void on_signal(int sig)
 	interrupted = sig;
 }
 
-static void set_fatal(struct ctl *c, int r, const char *msg)
+void ctlrun_fail(struct ctl *c, int r, const char *msg)
 {
 	if (c->fatal)
 		return;
 	c->fatal = r < 0 ? r : -EIO;
 	strscpy(c->err, msg, sizeof(c->err));
-}
-
-/* ---- replay ---- */
-
-static void on_settle(void *userdata, const struct pending *p, bool ack)
-{
-	struct ctl *c = userdata;
-	char err[256];
-	int r;
-
-	if (!ack) {
-		set_fatal(c, -EIO, "the broker refused (nacked) a replayed message; stopped");
-		return;
-	}
-	if (c->stop_acking)
-		return;
-	/* Confirmed on the main queue: only now may the DLQ copy go. */
-	if ((r = dlqscan_ack(c->scan, p->tag, err, sizeof(err))) < 0) {
-		set_fatal(c, r, err);
-		c->stop_acking = true;
-		return;
-	}
-	c->done++;
-}
-
-static void on_confirm(void *userdata, enum dlqscan_confirm kind, uint64_t seq, bool multiple)
-{
-	struct ctl *c = userdata;
-
-	if (kind == DLQSCAN_RETURN) {
-		c->stop_acking = true;
-		set_fatal(c, -ENOENT,
-			  "the broker returned a replayed message as unroutable (main queue "
-			  "deleted?); stopped, unconfirmed messages stay in the DLQ");
-		return;
-	}
-	window_confirm(&c->win, seq, multiple, kind == DLQSCAN_ACK, on_settle, c);
-}
-
-static int pump_confirms(struct ctl *c, uint64_t timeout_usec)
-{
-	char err[256];
-	int r = dlqscan_confirms(c->scan, timeout_usec, on_confirm, c, err, sizeof(err));
-
-	if (r < 0)
-		set_fatal(c, r, err);
-	return r;
-}
-
-static void drain_confirms(struct ctl *c)
-{
-	uint64_t deadline = now_monotonic_usec() + DRAIN_TIMEOUT_USEC;
-
-	/* Even after a nack or a return: what the broker did confirm must still
-	 * leave the DLQ, or it would be there twice. */
-	while (c->win.count > 0 && now_monotonic_usec() < deadline)
-		if (pump_confirms(c, READ_TIMEOUT_USEC) < 0)
-			break;
-	if (c->win.count > 0 && !c->fatal)
-		set_fatal(c, -ETIMEDOUT, "timed out waiting for publisher confirms");
-}
-
-static bool schema_blocked(const struct ctl *c, const struct dlq_record *r)
-{
-	if (!r->envelope || c->o->force)
-		return false;
-	for (char **v = c->config->replay.block_schema_versions; v && *v; v++)
-		if (strcmp(*v, r->schema_version) == 0)
-			return true;
-	return false;
-}
-
-/* Waits for room in the window and a token of the rate; false to skip the message. */
-static bool replay_wait(struct ctl *c)
-{
-	uint64_t wait, deadline = now_monotonic_usec() + DRAIN_TIMEOUT_USEC;
-
-	while (window_full(&c->win) && !c->fatal && !interrupted) {
-		if (now_monotonic_usec() > deadline) {
-			set_fatal(c, -ETIMEDOUT,
-				  "no publisher confirms for 30s (is the broker blocked by a "
-				  "resource alarm?)");
-			return false;
-		}
-		pump_confirms(c, READ_TIMEOUT_USEC);
-	}
-	if (window_full(&c->win))
-		return false;
-	while ((wait = ratelimit_take(&c->rl, now_monotonic_usec())) > 0 && !c->fatal) {
-		if (interrupted)
-			return false; /* not taken: this one stays in the DLQ */
-		pump_confirms(c, MIN(wait, READ_TIMEOUT_USEC));
-	}
-	return !c->fatal;
-}
-
-/* Publishes the replay copy; its publish sequence number or -errno (reason in err). */
-static int64_t publish_copy(struct ctl *c, const struct dlqscan_delivery *d,
-			    const struct dlq_record *r, const struct envelope *env, char *err,
-			    size_t errlen)
-{
-	struct dlq_replay rp;
-	int64_t seq;
-	int k;
-
-	k = dlqrecord_replay(env, r, now_realtime_usec(), &rp);
-	if (k < 0)
-		return error_set(err, errlen, k, "out of memory");
-	seq = dlqscan_publish(c->scan, c->config->pipeline.queue, d, rp.body, rp.len, rp.set,
-			      rp.n_set, dlqrecord_replay_drops, err, errlen);
-	dlqrecord_replay_done(&rp);
-	return seq;
-}
-
-static void replay_one(struct ctl *c, const struct dlqscan_delivery *d, const struct dlq_record *r,
-		       const struct envelope *env)
-{
-	struct pending *p;
-	char err[256];
-	int64_t seq;
-
-	if (schema_blocked(c, r)) {
-		c->refused++;
-		return;
-	}
-	if (c->o->dry_run) {
-		c->done++;
-		return;
-	}
-	if (!replay_wait(c))
-		return;
-	seq = publish_copy(c, d, r, env, err, sizeof(err));
-	if (seq < 0) {
-		set_fatal(c, (int)seq, err);
-		return;
-	}
-	p = window_push(&c->win);
-	if (!p) { /* not reached: replay_wait() made room */
-		set_fatal(c, -ENOBUFS, "replay window full");
-		return;
-	}
-	p->seq = (uint64_t)seq;
-	p->tag = d->tag;
-	pump_confirms(c, 0);
-}
-
-/* ---- purge ---- */
-
-/* Writes and fsyncs the archive, then acks and logs the batch. */
-static void purge_flush(struct ctl *c)
-{
-	char err[256];
-	int r;
-
-	if (c->win.count == 0)
-		return;
-	c->archive_flushed_at = now_monotonic_usec();
-	if (c->archive.fd >= 0 && (r = archive_flush(&c->archive)) < 0) {
-		snprintf(err, sizeof(err), "writing the archive %s: %s", c->o->archive_path,
-			 strerror(-r));
-		set_fatal(c, r, err);
-		return;
-	}
-	ctlout_clear_progress(c); /* the log lines go to the same terminal */
-	for (; c->win.count > 0; window_pop(&c->win)) {
-		struct pending *p = window_at(&c->win, 0);
-		if ((r = dlqscan_ack(c->scan, p->tag, err, sizeof(err))) < 0) {
-			set_fatal(c, r, err);
-			return;
-		}
-		ctlout_purged(c, p);
-		c->done++;
-	}
-}
-
-static void purge_one(struct ctl *c, const struct dlqscan_delivery *d, const struct dlq_record *r)
-{
-	struct pending *p;
-	struct buf line;
-	int k;
-
-	if (c->o->dry_run) {
-		c->done++;
-		return;
-	}
-	if (c->archive.fd >= 0) {
-		buf_init(&line, ARCHIVE_LINE_MAX);
-		k = dlqrecord_json(&d->msg, r, now_realtime_usec(),
-				   DLQRECORD_JSON_FULL | DLQRECORD_JSON_RAW_BODY, &line);
-		/* The batch goes out before a line that would push it past its
-		 * size, so only one line larger than the buffer fails. */
-		if (k >= 0 && c->win.count > 0 &&
-		    archive_pending(&c->archive) + line.len + 1 > ARCHIVE_BATCH_MAX)
-			purge_flush(c);
-		if (k >= 0 && !c->fatal)
-			k = archive_add(&c->archive, line.data, line.len);
-		buf_done(&line);
-		if (c->fatal)
-			return;
-		if (k < 0) {
-			set_fatal(c, k, "archive line too large or out of memory");
-			return;
-		}
-	}
-	p = window_push(&c->win);
-	if (!p) { /* not reached: the push that fills the window flushes it */
-		set_fatal(c, -ENOBUFS, "purge window full");
-		return;
-	}
-	p->tag = d->tag;
-	p->attempt = r->attempt;
-	strscpy(p->message_id, r->message_id, sizeof(p->message_id));
-	strscpy(p->error_code, r->error_code, sizeof(p->error_code));
-	strscpy(p->error_class, r->error_class, sizeof(p->error_class));
-	if (window_full(&c->win) || archive_pending(&c->archive) > ARCHIVE_BATCH_MAX)
-		purge_flush(c);
-}
-
-/* ---- the scan ---- */
-
-static bool limit_reached(const struct ctl *c)
-{
-	if (!c->o->limit)
-		return false;
-	if (c->o->cmd == CTL_REPLAY)
-		return c->done + c->win.count >= c->o->limit;
-	return c->matched >= c->o->limit;
 }
 
 static int on_delivery(struct ctl *c, const struct dlqscan_delivery *d)
@@ -322,11 +92,11 @@ static bool scan_step(struct ctl *c, uint64_t *last_delivery, uint64_t idle, boo
 			   c->o->max_run_usec / USEC_PER_SEC);
 		return false;
 	}
-	r = dlqscan_next(c->scan, READ_TIMEOUT_USEC, &d, err, sizeof(err));
+	r = dlqscan_next(c->scan, CTLRUN_READ_TIMEOUT_USEC, &d, err, sizeof(err));
 	if (r < 0) {
 		/* e.g. "406 PRECONDITION_FAILED - delivery acknowledgement on
 		 * channel 1 timed out" once consumer_timeout passed */
-		set_fatal(c, r, err);
+		ctlrun_fail(c, r, err);
 		return false;
 	}
 	if (r == 0) {
@@ -346,7 +116,7 @@ static bool scan_step(struct ctl *c, uint64_t *last_delivery, uint64_t idle, boo
 	if (r == -EPIPE)
 		return false; /* stdout closed (| head): stop quietly */
 	if (r < 0) {
-		set_fatal(c, r, "out of memory");
+		ctlrun_fail(c, r, "out of memory");
 		return false;
 	}
 	return true;
@@ -365,47 +135,26 @@ static int scan(struct ctl *c)
 	int r;
 
 	if ((r = dlqscan_start(c->scan, c->dlq, err, sizeof(err))) < 0) {
-		set_fatal(c, r, err);
+		ctlrun_fail(c, r, err);
 		return r;
 	}
-	while (c->scanned < c->depth && !interrupted && !c->fatal && !limit_reached(c)) {
+	while (c->scanned < c->depth && !interrupted && !c->fatal &&
+	       !ctlopts_limit_reached(c->o, c->matched, c->done, c->win.count)) {
 		if (!scan_step(c, &last_delivery, idle, quorum))
 			break;
 		if (publishing)
-			pump_confirms(c, 0);
-		if (c->o->cmd == CTL_PURGE && c->win.count &&
-		    now_monotonic_usec() - c->archive_flushed_at > ARCHIVE_FLUSH_USEC)
-			purge_flush(c);
+			replay_pump(c, 0);
+		if (c->o->cmd == CTL_PURGE)
+			purge_tick(c);
 		ctlout_progress(c, false);
 	}
 	if (publishing)
-		drain_confirms(c);
+		replay_drain(c);
 	if (c->o->cmd == CTL_PURGE && !c->fatal)
 		purge_flush(c);
 	ctlout_progress(c, true);
 	ctlout_clear_progress(c);
 	return c->fatal;
-}
-
-/* ---- before the scan ---- */
-
-/* Refusals that need no broker. */
-static int check_refusals(const struct ctl_options *o)
-{
-	if ((o->cmd == CTL_REPLAY || o->cmd == CTL_PURGE) && !o->all &&
-	    dlqfilter_empty(&o->filter)) {
-		ctlout_say("refusing to %s every message without --all; give a filter "
-			   "(--error-code, --error-class, --older-than, --newer-than, "
-			   "--message-id, --schema-version)",
-			   o->cmd == CTL_REPLAY ? "replay" : "purge");
-		return -EPERM;
-	}
-	if (o->cmd == CTL_PURGE && !o->yes && !o->dry_run) {
-		ctlout_say("purge deletes messages for good: add --yes (and --archive FILE to "
-			   "keep a copy), or try --dry-run");
-		return -EPERM;
-	}
-	return 0;
 }
 
 static int load_config(struct ctl *c)
@@ -462,8 +211,10 @@ static int run(struct ctl *c, enum ctlexit_stage *stage)
 	int r;
 
 	*stage = CTLEXIT_POLICY;
-	if ((r = check_refusals(o)) < 0)
+	if ((r = ctlopts_refusal(o, err, sizeof(err))) < 0) {
+		ctlout_say("%s", err);
 		return r;
+	}
 	*stage = CTLEXIT_ARGS;
 	if ((r = load_config(c)) < 0)
 		return r;

@@ -39,7 +39,7 @@ static void help(void)
 	       "  -V, --version, -h, --help\n\n"
 	       "Exit status: 0 ok, 1 error, 2 usage or bad filter/config, 3 broker unreachable,\n"
 	       "4 queue missing, 5 refused, 6 message not found, 130 interrupted.\n",
-	       CONFIG_DEFAULT_PATH, CTLRUN_DEFAULT_RATE);
+	       CONFIG_DEFAULT_PATH, CTLOPTS_DEFAULT_RATE);
 }
 
 enum {
@@ -88,7 +88,7 @@ static int add_filter(struct ctl_options *o, enum dlqfilter_key key, const char 
 }
 
 /* One option; 1 when it was --help or --version (done), -EINVAL for a bad one. */
-static int parse_option(struct ctl_options *o, int opt, bool *rate_given)
+static int parse_option(struct ctl_options *o, int opt)
 {
 	uint64_t v;
 
@@ -103,12 +103,12 @@ static int parse_option(struct ctl_options *o, int opt, bool *rate_given)
 		o->all = true;
 		return 0;
 	case OPT_RATE:
-		if (parse_uint(optarg, 1, CTLRUN_RATE_MAX, &o->rate) < 0) {
+		if (parse_uint(optarg, 1, CTLOPTS_RATE_MAX, &o->rate) < 0) {
 			ctlout_say("--rate: expected messages per second, 1 to %d, got '%s'",
-				   CTLRUN_RATE_MAX, optarg);
+				   CTLOPTS_RATE_MAX, optarg);
 			return -EINVAL;
 		}
-		*rate_given = true;
+		o->rate_given = true;
 		return 0;
 	case OPT_LIMIT:
 		if (parse_uint(optarg, 1, UINT64_MAX / 2, &o->limit) < 0) {
@@ -187,45 +187,28 @@ static int parse_command(struct ctl_options *o, int argc, char **argv)
 	return 0;
 }
 
-/* Options that the command does not take. */
-static int check_combination(const struct ctl_options *o, bool rate_given)
-{
-	const char *bad = NULL;
-
-	if ((rate_given || o->force) && o->cmd != CTL_REPLAY)
-		bad = "--rate and --force only apply to replay";
-	else if ((o->yes || o->archive_path) && o->cmd != CTL_PURGE)
-		bad = "--yes and --archive only apply to purge";
-	else if (o->dry_run && o->cmd != CTL_REPLAY && o->cmd != CTL_PURGE)
-		bad = "--dry-run only applies to replay and purge";
-	else if (o->all && !dlqfilter_empty(&o->filter))
-		bad = "--all cannot be combined with filters";
-	if (!bad)
-		return 0;
-	ctlout_say("%s", bad);
-	return -EINVAL;
-}
-
 static int parse_args(struct ctl_options *o, int argc, char **argv)
 {
-	bool rate_given = false;
+	char why[256];
 	int opt, r;
 
 	/* Options may come before or after the command (permuting getopt). */
 	while ((opt = getopt_long(argc, argv, "c:Vh", opts, NULL)) >= 0)
-		if ((r = parse_option(o, opt, &rate_given)) != 0)
+		if ((r = parse_option(o, opt)) != 0)
 			return r;
 	if ((r = parse_command(o, argc, argv)) < 0)
 		return r;
-	return check_combination(o, rate_given);
+	if ((r = ctlopts_check(o, why, sizeof(why))) < 0)
+		ctlout_say("%s", why);
+	return r;
 }
 
 int main(int argc, char **argv)
 {
 	struct ctl_options o = {
 		.config_path = CONFIG_DEFAULT_PATH,
-		.rate = CTLRUN_DEFAULT_RATE,
-		.max_run_usec = CTLRUN_DEFAULT_MAX_RUN,
+		.rate = CTLOPTS_DEFAULT_RATE,
+		.max_run_usec = CTLOPTS_DEFAULT_MAX_RUN,
 	};
 	int r;
 
