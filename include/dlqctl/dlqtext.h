@@ -25,6 +25,13 @@
  */
 size_t dlqtext_utf8(char *dst, size_t n, const void *src, size_t len);
 
+/*
+ * len without a last character that was cut short: for text that another
+ * module already cut to a byte count (a sequence that merely ends early is
+ * not UTF-8 and dlqtext_utf8 would show it as \xNN escapes).
+ */
+size_t dlqtext_uncut(const void *s, size_t len);
+
 /* The size dlqtext_term needs to escape any text of len bytes whole. */
 #define DLQTEXT_TERM_SIZE(len) (4 * (len) + 1)
 

@@ -61,6 +61,15 @@ static bool header_int(const struct dlq_message *m, const char *key, int64_t *ou
 	return false;
 }
 
+/* Sets an empty field of the record from the envelope's text, which the
+ * envelope cut to ENVELOPE_ID_MAX bytes, maybe inside a character. */
+static void fill(char *dst, size_t n, const char *s)
+{
+	if (!dst[0])
+		dlqtext_utf8(dst, n, s, dlqtext_uncut(s, strlen(s)));
+}
+#define FILL(field, s) fill(field, sizeof(field), s)
+
 int dlqrecord_parse(const struct dlq_message *m, uint64_t now_usec, struct dlq_record *r,
 		    struct envelope **env)
 {
@@ -91,20 +100,12 @@ int dlqrecord_parse(const struct dlq_message *m, uint64_t now_usec, struct dlq_r
 	}
 	if (e) {
 		r->envelope = true;
-		if (!r->message_id[0])
-			dlqtext_utf8(r->message_id, sizeof(r->message_id), e->message_id,
-				     strlen(e->message_id));
-		if (!r->trace_id[0])
-			dlqtext_utf8(r->trace_id, sizeof(r->trace_id), e->trace_id,
-				     strlen(e->trace_id));
-		dlqtext_utf8(r->schema_version, sizeof(r->schema_version), e->schema_version,
-			     strlen(e->schema_version));
-		if (!r->error_code[0])
-			dlqtext_utf8(r->error_code, sizeof(r->error_code), e->error_code,
-				     strlen(e->error_code));
-		if (!r->error_class[0])
-			dlqtext_utf8(r->error_class, sizeof(r->error_class), e->error_class,
-				     strlen(e->error_class));
+		/* What the headers did not say. */
+		FILL(r->message_id, e->message_id);
+		FILL(r->trace_id, e->trace_id);
+		FILL(r->schema_version, e->schema_version);
+		FILL(r->error_code, e->error_code);
+		FILL(r->error_class, e->error_class);
 		if (r->attempt < 0)
 			r->attempt = e->attempt;
 		r->replay_count = MAX(r->replay_count, e->replay_count);

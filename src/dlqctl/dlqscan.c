@@ -187,7 +187,9 @@ static void flatten(struct dlq_header *h, amqp_bytes_t key, const amqp_field_val
 		break;
 	case AMQP_FIELD_KIND_U64:
 	case AMQP_FIELD_KIND_TIMESTAMP:
-		h->kind = DLQ_H_INT, h->i = (int64_t)v->value.u64;
+		/* Saturated, not wrapped negative: a huge count stays huge. */
+		h->kind = DLQ_H_INT;
+		h->i = v->value.u64 > INT64_MAX ? INT64_MAX : (int64_t)v->value.u64;
 		break;
 	case AMQP_FIELD_KIND_F32:
 		h->kind = DLQ_H_FLOAT, h->f = v->value.f32;

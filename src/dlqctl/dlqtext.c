@@ -72,6 +72,22 @@ size_t dlqtext_utf8(char *dst, size_t n, const void *src, size_t len)
 	return render(dst, n, src, len, false);
 }
 
+size_t dlqtext_uncut(const void *s, size_t len)
+{
+	const unsigned char *p = s;
+
+	/* The last lead byte within a sequence's reach, and what it needs. */
+	for (size_t back = 1; back <= MIN(len, (size_t)4); back++) {
+		unsigned char c = p[len - back];
+		if ((c & 0xc0) == 0x80)
+			continue;
+		size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+		/* 0xc0, 0xc1 and above 0xf4 start no character: not a cut one. */
+		return c >= 0xc2 && c <= 0xf4 && back < need ? len - back : len;
+	}
+	return len;
+}
+
 char *dlqtext_term(const char *s, char *dst, size_t n)
 {
 	render(dst, n, (const unsigned char *)s, strlen(s), true);

@@ -458,6 +458,22 @@ static void test_cut_on_character_boundary(void **state)
 		assert_true(utf8_seq_len((void *)(r.message_id + i), strlen(r.message_id) - i) > 0);
 	assert_int_equal(strlen(r.error_class), 256);
 	assert_memory_equal(r.error_class + 254, "\xc3\xa9", 2);
+
+	/* The body's code, which the envelope cuts to 256 bytes: "x" and then
+	 * 2-byte characters, so byte 256 is the first half of one. */
+	struct buf body;
+	buf_init(&body, 4096);
+	buf_printf(&body, "{\"message_id\":\"a\",\"payload\":{},\"error_code\":\"x");
+	for (int i = 0; i < 200; i++)
+		buf_append(&body, "\xc3\xa9", 2);
+	buf_append(&body, "\"}", 2);
+	m = (struct dlq_message){ body.data, body.len, NULL, 0, NULL, 0 };
+	assert_int_equal(dlqrecord_parse(&m, 0, &r, NULL), 0);
+	assert_true(r.envelope);
+	assert_int_equal(strlen(r.error_code), 255);
+	assert_null(strchr(r.error_code, '\\'));
+	assert_memory_equal(r.error_code + 253, "\xc3\xa9", 2);
+	buf_done(&body);
 }
 
 static void test_replay_count_clamped(void **state)

@@ -54,6 +54,22 @@ static void test_utf8_cuts_on_boundary(void **state)
 	assert_string_equal(out, "");
 }
 
+static void test_uncut(void **state)
+{
+	(void)state;
+	assert_int_equal(dlqtext_uncut("ab\xe2\x82", 4), 2); /* euro sign cut after 2 of 3 */
+	assert_int_equal(dlqtext_uncut("ab\xe2", 3), 2);
+	assert_int_equal(dlqtext_uncut("ab\xf0\x9f\x98", 5), 2); /* 4-byte cut after 3 */
+	assert_int_equal(dlqtext_uncut("ab\xe2\x82\xac", 5), 5); /* whole */
+	assert_int_equal(dlqtext_uncut("ab\xc3\xa9", 4), 4);
+	assert_int_equal(dlqtext_uncut("abc", 3), 3);
+	assert_int_equal(dlqtext_uncut("", 0), 0);
+	/* Not a cut character but bytes that were never UTF-8: kept, to be escaped. */
+	assert_int_equal(dlqtext_uncut("ab\xff", 3), 3);
+	assert_int_equal(dlqtext_uncut("ab\x80\x80", 4), 4);
+	assert_int_equal(dlqtext_uncut("ab\xe2\x41", 4), 4);
+}
+
 static void test_term_escapes_controls(void **state)
 {
 	char out[DLQTEXT_TERM_SIZE(64)];
@@ -119,6 +135,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_utf8_keeps_text_escapes_bytes),
 		cmocka_unit_test(test_utf8_cuts_on_boundary),
+		cmocka_unit_test(test_uncut),
 		cmocka_unit_test(test_term_escapes_controls),
 		cmocka_unit_test(test_json_escapes_what_jansson_leaves),
 	};
