@@ -87,20 +87,38 @@ static int add_filter(struct ctl_options *o, enum dlqfilter_key key, const char 
 	return r;
 }
 
+/* The options that only switch something on; NULL for the others. */
+static bool *flag_of(struct ctl_options *o, int opt)
+{
+	switch (opt) {
+	case OPT_JSON:
+		return &o->json;
+	case OPT_ALL:
+		return &o->all;
+	case OPT_DRY_RUN:
+		return &o->dry_run;
+	case OPT_FORCE:
+		return &o->force;
+	case OPT_YES:
+		return &o->yes;
+	default:
+		return NULL;
+	}
+}
+
 /* One option; 1 when it was --help or --version (done), -EINVAL for a bad one. */
 static int parse_option(struct ctl_options *o, int opt)
 {
+	bool *flag = flag_of(o, opt);
 	uint64_t v;
 
+	if (flag) {
+		*flag = true;
+		return 0;
+	}
 	switch (opt) {
 	case 'c':
 		o->config_path = optarg;
-		return 0;
-	case OPT_JSON:
-		o->json = true;
-		return 0;
-	case OPT_ALL:
-		o->all = true;
 		return 0;
 	case OPT_RATE:
 		if (parse_uint(optarg, 1, CTLOPTS_RATE_MAX, &o->rate) < 0) {
@@ -115,15 +133,6 @@ static int parse_option(struct ctl_options *o, int opt)
 			ctlout_say("--limit: expected a positive number, got '%s'", optarg);
 			return -EINVAL;
 		}
-		return 0;
-	case OPT_DRY_RUN:
-		o->dry_run = true;
-		return 0;
-	case OPT_FORCE:
-		o->force = true;
-		return 0;
-	case OPT_YES:
-		o->yes = true;
 		return 0;
 	case OPT_ARCHIVE:
 		o->archive_path = optarg;
