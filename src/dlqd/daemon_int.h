@@ -1,0 +1,94 @@
+/*
+ * daemon_int: what daemon.c (the loop, signals, drain, reload, status) and
+ * job.c (one message's life) share: the daemon object and the job. Private
+ * to src/dlqd.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "common/config.h"
+#include "common/copy.h"
+#include "common/envelope.h"
+#include "common/result.h"
+#include "common/taxonomy.h"
+#include "dlqd/broker.h"
+#include "dlqd/handler.h"
+#include "dlqd/router.h"
+
+enum job_state {
+	JOB_HANDLING,	/* the handler runs */
+	JOB_PUBLISHING, /* waiting for the broker to confirm the copy */
+	JOB_BACKOFF,	/* the copy was refused; trying again later */
+};
+
+struct job {
+	struct daemon *d;
+	struct job *prev, *next;
+	enum job_state state;
+	struct broker_msg *msg;
+	struct envelope *env; /* NULL when the body is not a valid envelope */
+	const char *payload;  /* into msg->body */
+	size_t payload_len;
+	struct handler *handler;
+	struct handler_job hj;
+	struct result result;
+	struct route route;
+	char error_code[64];
+	char cause_code[64];
+	char detail[256]; /* why the body is not an envelope */
+	struct copy copy; /* what to publish after a failure (copy.h) */
+	uint64_t next_retry_at_usec;
+	uint64_t publish_id;
+	bool publish_pending;
+	unsigned publish_failures;
+	sd_event_source *backoff;
+};
+
+/* A handler replaced by a reload; freed once its last job finished. */
+struct retired_handler {
+	struct handler *h;
+	struct retired_handler *next;
+};
+
+struct daemon {
+	sd_event *event;
+	char *config_path;
+	struct config *config; /* current */
+	struct taxonomy *taxonomy;
+	struct broker *broker;
+	struct handler *handler;
+	struct retired_handler *retired;
+
+	struct job *jobs;
+	size_t n_jobs;
+	/* Finished jobs kept for reuse, at most prefetch of them: a job is
+	 * larger than malloc's small chunks, and allocating one per message made
+	 * glibc consolidate its fastbins on every delivery (measured, bench/). */
+	struct job *spare_jobs;
+	size_t n_spare_jobs;
+	bool ready_sent;
+	bool draining;
+	uint64_t drain_deadline; /* CLOCK_MONOTONIC */
+	sd_event_source *drain_timer, *status_timer;
+	struct metrics *metrics;
+	struct metrics_server *metrics_server;
+	sd_event_source *dlq_timer; /* [metrics] dlq_poll_interval */
+	sd_event_source *watchdog_timer;
+	uint64_t watchdog_usec; /* WatchdogSec=, 0 when off */
+};
+
+/* job.c: the broker's delivery callback; the job owns m from here. */
+void job_on_delivery(void *userdata, struct broker_msg *m);
+/* Hands the delivery back to the broker for another try, now, and ends the job. */
+void job_requeue(struct job *j);
+/* Frees j without settling it (at exit: the broker keeps the message). */
+struct job *job_free(struct job *j);
+/* Frees the handlers a reload replaced once their last job is over. */
+void free_retired_handlers(struct daemon *d);
+
+/* daemon.c: ends the loop once a drain has no job left. */
+void daemon_check_drained(struct daemon *d);
