@@ -14,3 +14,5 @@ void strv_freep(char ***v);
  * keeps it NULL-terminated. Takes s, also on failure (-ENOMEM).
  */
 int strv_push(char ***v, size_t *n, char *s);
+/* Returns a copy of v, strings included, or NULL when out of memory. */
+char **strv_copy(char *const *v);

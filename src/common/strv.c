@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 char **strv_free(char **v)
 {
@@ -33,4 +34,20 @@ int strv_push(char ***v, size_t *n, char *s)
 	nv[*n] = NULL;
 	*v = nv;
 	return 0;
+}
+
+char **strv_copy(char *const *v)
+{
+	size_t n = 0;
+	char **c;
+
+	while (v[n])
+		n++;
+	c = calloc(n + 1, sizeof(char *));
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (!(c[i] = strdup(v[i])))
+			return strv_free(c);
+	return c;
 }

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/strv.h"
 #include "common/util.h"
 
 extern char **environ;
@@ -523,13 +524,6 @@ static bool env_is_replaced(const char *e)
 	return false;
 }
 
-static void strv_free(char **v)
-{
-	for (size_t i = 0; v && v[i]; i++)
-		free(v[i]);
-	free(v);
-}
-
 /*
  * The child's environment: ours minus the replaced names, plus the job's
  * variables. envp[0..3] are the job's own strings (freed by the caller with
@@ -770,24 +764,6 @@ static const struct handler_ops exec_ops = {
 	.cancel = exec_cancel,
 	.free = exec_free,
 };
-
-static char **strv_copy(char *const *v)
-{
-	size_t n = 0;
-	char **c;
-
-	while (v[n])
-		n++;
-	c = calloc(n + 1, sizeof(char *));
-	if (!c)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		if (!(c[i] = strdup(v[i]))) {
-			strv_free(c);
-			return NULL;
-		}
-	return c;
-}
 
 int handler_exec_new(sd_event *e, const struct config *c, struct handler **out)
 {

@@ -98,12 +98,30 @@ static void test_strv_push(void **state)
 	assert_null(v);
 }
 
+static void test_strv_copy(void **state)
+{
+	char *const src[] = { "/bin/echo", "", "two words", NULL };
+	char *const empty[] = { NULL };
+	_cleanup_(strv_freep) char **c = strv_copy(src);
+	_cleanup_(strv_freep) char **e = strv_copy(empty);
+
+	assert_non_null(c);
+	for (size_t i = 0; i < 3; i++) {
+		assert_ptr_not_equal(c[i], src[i]);
+		assert_string_equal(c[i], src[i]);
+	}
+	assert_null(c[3]);
+	assert_non_null(e);
+	assert_null(e[0]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_strv_push),
+		cmocka_unit_test(test_strv_copy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
