@@ -17,25 +17,26 @@
  *  - a cancelled job gets SIGKILL at once and stays here, invisible to the
  *    caller, until its child is reaped: no done(), no zombie.
  *
+ * This file holds the backend object, that life and the verdict: what the
+ * exit, the timeout or a failed spawn mean as a result. exec_spawn.c starts
+ * the child and exec_io.c runs its pipes (see exec_int.h).
+ *
  * Requires SIGCHLD to be blocked (sd_event_add_child() does).
  */
 #include "dlqd/handler.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include "common/log.h"
 #include "common/strv.h"
 #include "common/util.h"
-
-extern char **environ;
+#include "exec_int.h"
 
 /* After the child exited, how long to wait for EOF on its output pipes. */
 #define EOF_GRACE_USEC (100 * USEC_PER_MSEC)
@@ -43,68 +44,6 @@ extern char **environ;
 #define KILL_GRACE_MAX_USEC USEC_PER_SEC
 /* Timers fire within this much of their deadline. */
 #define TIMER_ACCURACY_USEC USEC_PER_MSEC
-/* Longest stdout line that can carry an error_code report. */
-#define STDOUT_LINE_MAX 512
-/* Bytes read per read() call, and read() calls per wakeup (fairness). */
-#define READ_CHUNK	 16384
-#define READS_PER_WAKEUP 8
-
-struct exec_handler;
-
-struct exec_job {
-	struct exec_handler *h;
-	struct handler_job *job; /* NULL once cancelled */
-	struct exec_job *prev, *next;
-
-	pid_t pid; /* also the process group id */
-	sd_event_source *child_src;
-	sd_event_source *timer_src;
-	sd_event_source *defer_src;
-	sd_event_source *stdin_src, *stdout_src, *stderr_src;
-	int stdin_fd, stdout_fd, stderr_fd;
-	size_t written;
-	uint64_t start_usec;
-
-	bool exited; /* reaped (or never started) */
-	bool timed_out;
-	int kill_signal; /* last signal sent to the group on timeout */
-	siginfo_t si;
-	int spawn_error; /* errno of a failed spawn, 0 if none */
-
-	/* The last bytes of stderr: a sliding window of tail_cap bytes. */
-	uint64_t stderr_total;
-	size_t tail_len, tail_cap;
-
-	/* stdout: the line being read and the last complete non-empty one. */
-	char line[STDOUT_LINE_MAX];
-	size_t line_len;
-	bool line_overflow;
-	char last[STDOUT_LINE_MAX];
-	size_t last_len;
-
-	char tail[]; /* tail_cap bytes */
-};
-
-struct exec_handler {
-	struct handler base; /* first: handler_* casts between the two */
-	char **argv;
-	unsigned max_jobs;
-	uint64_t kill_grace_usec;
-	struct exec_job *jobs; /* running and cancelled-but-unreaped jobs */
-};
-
-static void pipe_close(sd_event_source **src, int *fd)
-{
-	*src = sd_event_source_disable_unref(*src);
-	closep(fd);
-}
-
-static void exec_job_close_pipes(struct exec_job *x)
-{
-	pipe_close(&x->stdin_src, &x->stdin_fd);
-	pipe_close(&x->stdout_src, &x->stdout_fd);
-	pipe_close(&x->stderr_src, &x->stderr_fd);
-}
 
 /* Frees x and its sources; the child must be reaped or handed over first. */
 static void exec_job_free(struct exec_job *x)
@@ -115,7 +54,7 @@ static void exec_job_free(struct exec_job *x)
 		x->h->jobs = x->next;
 	if (x->next)
 		x->next->prev = x->prev;
-	exec_job_close_pipes(x);
+	exec_io_close(x);
 	x->timer_src = sd_event_source_disable_unref(x->timer_src);
 	x->defer_src = sd_event_source_disable_unref(x->defer_src);
 	x->child_src = sd_event_source_disable_unref(x->child_src);
@@ -237,153 +176,10 @@ static void exec_job_complete(struct exec_job *x)
 	job->done(job, &r);
 }
 
-static void exec_job_maybe_complete(struct exec_job *x)
+void exec_job_maybe_complete(struct exec_job *x)
 {
 	if (x->exited && x->stdout_fd < 0 && x->stderr_fd < 0)
 		exec_job_complete(x);
-}
-
-static void feed_stderr(struct exec_job *x, const char *p, size_t n)
-{
-	size_t cap = x->tail_cap;
-
-	x->stderr_total += n;
-	if (cap == 0)
-		return;
-	if (n >= cap) {
-		memcpy(x->tail, p + n - cap, cap);
-		x->tail_len = cap;
-		return;
-	}
-	if (x->tail_len + n > cap) {
-		size_t drop = x->tail_len + n - cap;
-
-		memmove(x->tail, x->tail + drop, x->tail_len - drop);
-		x->tail_len -= drop;
-	}
-	memcpy(x->tail + x->tail_len, p, n);
-	x->tail_len += n;
-}
-
-static void stdout_end_line(struct exec_job *x)
-{
-	size_t n = x->line_len;
-
-	while (n > 0 && (x->line[n - 1] == '\r' || x->line[n - 1] == ' ' || x->line[n - 1] == '\t'))
-		n--;
-	if (x->line_overflow) {
-		/* The last line is too long to be a report: forget older ones. */
-		x->last_len = 0;
-	} else if (n > 0) {
-		memcpy(x->last, x->line, n);
-		x->last_len = n;
-	}
-	x->line_len = 0;
-	x->line_overflow = false;
-}
-
-static void feed_stdout(struct exec_job *x, const char *p, size_t n)
-{
-	while (n > 0) {
-		const char *nl = memchr(p, '\n', n);
-		size_t seg = nl ? (size_t)(nl - p) : n;
-
-		if (!x->line_overflow) {
-			if (x->line_len + seg <= sizeof(x->line)) {
-				memcpy(x->line + x->line_len, p, seg);
-				x->line_len += seg;
-			} else {
-				x->line_overflow = true;
-			}
-		}
-		if (!nl)
-			return;
-		stdout_end_line(x);
-		p = nl + 1;
-		n -= seg + 1;
-	}
-}
-
-static int on_output(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-	struct exec_job *x = userdata;
-	bool is_stdout = fd == x->stdout_fd;
-	char buf[READ_CHUNK];
-
-	for (int i = 0; i < READS_PER_WAKEUP; i++) {
-		ssize_t n = read(fd, buf, sizeof(buf));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return 0;
-		if (n <= 0)
-			goto eof; /* EOF, or an error we treat as one */
-		if (is_stdout)
-			feed_stdout(x, buf, (size_t)n);
-		else
-			feed_stderr(x, buf, (size_t)n);
-	}
-	return 0; /* level-triggered: the rest comes on the next wakeup */
-
-eof:
-	if (is_stdout) {
-		if (x->line_len > 0 || x->line_overflow)
-			stdout_end_line(x);
-		pipe_close(&x->stdout_src, &x->stdout_fd);
-	} else {
-		pipe_close(&x->stderr_src, &x->stderr_fd);
-	}
-	exec_job_maybe_complete(x);
-	return 0;
-}
-
-/*
- * write() to a pipe whose reader is gone raises SIGPIPE, which would kill the
- * daemon unless it ignores it. Block it around the call and swallow the one we
- * caused, so this works whatever the process's disposition is.
- */
-static ssize_t write_nosigpipe(int fd, const void *p, size_t n)
-{
-	static const struct timespec zero = { 0 };
-	sigset_t pipe_set, old, pending;
-	bool was_pending;
-	ssize_t k;
-	int saved;
-
-	sigemptyset(&pipe_set);
-	sigaddset(&pipe_set, SIGPIPE);
-	sigpending(&pending);
-	was_pending = sigismember(&pending, SIGPIPE);
-	sigprocmask(SIG_BLOCK, &pipe_set, &old);
-	k = write(fd, p, n);
-	saved = errno;
-	if (k < 0 && saved == EPIPE && !was_pending)
-		(void)sigtimedwait(&pipe_set, NULL, &zero);
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	errno = saved;
-	return k;
-}
-
-static int on_stdin(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-	struct exec_job *x = userdata;
-	const struct handler_job *job = x->job;
-
-	while (x->written < job->payload_len) {
-		ssize_t n = write_nosigpipe(fd, job->payload + x->written,
-					    job->payload_len - x->written);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return 0;
-		if (n < 0)
-			break; /* EPIPE: the child does not want it, its exit decides */
-		x->written += (size_t)n;
-	}
-	pipe_close(&x->stdin_src, &x->stdin_fd);
-	return 0;
 }
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -393,7 +189,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
 	if (x->exited) {
 		/* EOF grace over: a grandchild holds the pipes, stop waiting. */
-		exec_job_close_pipes(x);
+		exec_io_close(x);
 		exec_job_complete(x);
 		return 0;
 	}
@@ -448,7 +244,7 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 		return 0;
 	}
 	/* Nobody is left to read the rest of the payload. */
-	pipe_close(&x->stdin_src, &x->stdin_fd);
+	exec_io_close_stdin(x);
 	if (x->stdout_fd >= 0 || x->stderr_fd >= 0) {
 		x->timer_src = sd_event_source_disable_unref(x->timer_src);
 		r = sd_event_add_time_relative(x->h->base.event, &x->timer_src, CLOCK_MONOTONIC,
@@ -458,7 +254,7 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 					  "cannot wait for the output of job pid %d: %m, "
 					  "completing without it",
 					  (int)x->pid);
-			exec_job_close_pipes(x);
+			exec_io_close(x);
 		}
 	}
 	exec_job_maybe_complete(x);
@@ -471,163 +267,17 @@ static int on_spawn_failed(sd_event_source *s, void *userdata)
 	return 0;
 }
 
-/* Moves fd above 0..2 so the dup2() onto stdio in the child cannot clash. */
-static int fd_above_stdio(int *fd)
-{
-	int n;
-
-	if (*fd > 2)
-		return 0;
-	n = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
-	if (n < 0)
-		return -errno;
-	close(*fd);
-	*fd = n;
-	return 0;
-}
-
-/* Two pipes ends: [0] read, [1] write; only ours is made non-blocking. */
-static int make_pipe(int p[2], int ours)
-{
-	int r;
-
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -errno;
-	r = fd_above_stdio(&p[0]);
-	if (r >= 0)
-		r = fd_above_stdio(&p[1]);
-	if (r >= 0 && fcntl(p[ours], F_SETFL, O_NONBLOCK) < 0)
-		r = -errno;
-	if (r < 0) {
-		closep(&p[0]);
-		closep(&p[1]);
-	}
-	return r;
-}
-
-static bool env_is_replaced(const char *e)
-{
-	/* Ours, plus the service manager's handshakes that belong to dlqd
-	 * alone: a job must not be able to send READY=1 or steal sockets. */
-	static const char *const names[] = {
-		"DLQD_MESSAGE_ID", "DLQD_TRACE_ID",  "DLQD_ATTEMPT",  "DLQD_MAX_ATTEMPT",
-		"NOTIFY_SOCKET",   "WATCHDOG_PID",   "WATCHDOG_USEC", "LISTEN_PID",
-		"LISTEN_FDS",	   "LISTEN_FDNAMES",
-	};
-
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-		size_t n = strlen(names[i]);
-
-		if (strncmp(e, names[i], n) == 0 && e[n] == '=')
-			return true;
-	}
-	return false;
-}
-
-/*
- * The child's environment: ours minus the replaced names, plus the job's
- * variables. envp[0..3] are the job's own strings (freed by the caller with
- * free_envp); the rest point into environ.
- */
-static char **build_envp(const struct handler_job *job)
-{
-	size_t n = 0, k = 0;
-	char **envp;
-
-	for (char **e = environ; e && *e; e++)
-		n++;
-	envp = calloc(n + 5, sizeof(char *));
-	if (!envp)
-		return NULL;
-	if (asprintf(&envp[k++], "DLQD_MESSAGE_ID=%s", job->message_id) < 0 ||
-	    asprintf(&envp[k++], "DLQD_TRACE_ID=%s", job->trace_id ? job->trace_id : "") < 0 ||
-	    asprintf(&envp[k++], "DLQD_ATTEMPT=%" PRIu32, job->attempt) < 0 ||
-	    asprintf(&envp[k++], "DLQD_MAX_ATTEMPT=%" PRIu32, job->max_attempt) < 0) {
-		envp[k - 1] = NULL;
-		strv_free(envp);
-		return NULL;
-	}
-	for (char **e = environ; e && *e; e++)
-		if (!env_is_replaced(*e))
-			envp[k++] = *e;
-	envp[k] = NULL;
-	return envp;
-}
-
-static void free_envp(char **envp)
-{
-	for (size_t i = 0; envp && i < 4; i++)
-		free(envp[i]);
-	free(envp);
-}
-
-/* Returns 0 or a positive errno (posix_spawn's convention). */
-static int spawn(struct exec_handler *h, const struct handler_job *job, int in_r, int out_w,
-		 int err_w, pid_t *pid)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none, all;
-	char **envp;
-	int r;
-
-	envp = build_envp(job);
-	if (!envp)
-		return ENOMEM;
-	r = posix_spawnattr_init(&attr);
-	if (r) {
-		free_envp(envp);
-		return r;
-	}
-	r = posix_spawn_file_actions_init(&fa);
-	if (r) {
-		posix_spawnattr_destroy(&attr);
-		free_envp(envp);
-		return r;
-	}
-	sigemptyset(&none);
-	sigfillset(&all);
-	/* The daemon blocks SIGCHLD/SIGTERM/... for signalfd and may ignore
-	 * SIGPIPE; the job must start with a clean slate. Its own process
-	 * group lets a timeout kill everything it started. */
-	if (!(r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-							  POSIX_SPAWN_SETSIGDEF)) &&
-	    !(r = posix_spawnattr_setpgroup(&attr, 0)) &&
-	    !(r = posix_spawnattr_setsigmask(&attr, &none)) &&
-	    !(r = posix_spawnattr_setsigdefault(&attr, &all)) &&
-	    !(r = posix_spawn_file_actions_adddup2(&fa, in_r, STDIN_FILENO)) &&
-	    !(r = posix_spawn_file_actions_adddup2(&fa, out_w, STDOUT_FILENO)) &&
-	    !(r = posix_spawn_file_actions_adddup2(&fa, err_w, STDERR_FILENO)) &&
-	    !(r = posix_spawn_file_actions_addclosefrom_np(&fa, 3)))
-		r = posix_spawnp(pid, h->argv[0], &fa, &attr, h->argv, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	free_envp(envp);
-	return r;
-}
-
 static int exec_job_start(struct exec_handler *h, struct exec_job *x)
 {
 	sd_event *e = h->base.event;
-	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+	int fd[3];
 	int r;
 
-	r = make_pipe(in, 1);
-	if (r >= 0)
-		r = make_pipe(out, 0);
-	if (r >= 0)
-		r = make_pipe(err, 0);
-	if (r >= 0)
-		r = -spawn(h, x->job, in[0], out[1], err[1], &x->pid);
-	/* The child has its copies now (or never will). */
-	closep(&in[0]);
-	closep(&out[1]);
-	closep(&err[1]);
-	x->stdin_fd = in[1];
-	x->stdout_fd = out[0];
-	x->stderr_fd = err[0];
+	r = exec_spawn(h->argv, x->job, fd, &x->pid);
+	x->stdin_fd = fd[0];
+	x->stdout_fd = fd[1];
+	x->stderr_fd = fd[2];
 	if (r < 0) {
-		exec_job_close_pipes(x);
 		x->spawn_error = -r;
 		x->exited = true;
 		x->pid = 0;
@@ -644,12 +294,7 @@ static int exec_job_start(struct exec_handler *h, struct exec_job *x)
 		x->exited = true;
 		return r;
 	}
-	if (x->job->payload_len == 0)
-		pipe_close(&x->stdin_src, &x->stdin_fd);
-	else if ((r = sd_event_add_io(e, &x->stdin_src, x->stdin_fd, EPOLLOUT, on_stdin, x)) < 0)
-		goto fail;
-	if ((r = sd_event_add_io(e, &x->stdout_src, x->stdout_fd, EPOLLIN, on_output, x)) < 0 ||
-	    (r = sd_event_add_io(e, &x->stderr_src, x->stderr_fd, EPOLLIN, on_output, x)) < 0)
+	if ((r = exec_io_start(x)) < 0)
 		goto fail;
 	if (h->base.timeout_usec > 0 && h->base.timeout_usec != USEC_INFINITY &&
 	    (r = sd_event_add_time_relative(e, &x->timer_src, CLOCK_MONOTONIC, h->base.timeout_usec,
@@ -659,7 +304,7 @@ static int exec_job_start(struct exec_handler *h, struct exec_job *x)
 
 fail:
 	/* Let the child watch reap it; the caller sees only the error. */
-	exec_job_close_pipes(x);
+	exec_io_close(x);
 	exec_job_kill(x, SIGKILL);
 	x->job = NULL;
 	return r;
@@ -715,7 +360,7 @@ static void exec_cancel(struct handler *base, struct handler_job *job)
 	job->priv = NULL;
 	base->in_flight--;
 	x->job = NULL;
-	exec_job_close_pipes(x);
+	exec_io_close(x);
 	x->timer_src = sd_event_source_disable_unref(x->timer_src);
 	if (x->exited) {
 		exec_job_free(x);
