@@ -31,10 +31,11 @@ class ResourceAlarm(dlqtest.DlqdTestCase):
 
     def test_memory_alarm(self):
         c = self.ctx
-        # Every answer takes 3 s, so the whole batch is in flight when the
-        # alarm goes up.
-        c.start_stub(delay_ms=3000)
-        c.write_config(prefetch=50, timeout="10s")
+        # Every answer takes 8 s, so the whole batch is in flight when the
+        # alarm goes up: raising it takes two rabbitmqctl runs, which need
+        # several seconds on a loaded machine (3 s was seen to be too short).
+        c.start_stub(delay_ms=8000)
+        c.write_config(prefetch=50, timeout="20s")
         d = c.start_dlqd()
 
         msgs, expected = [], {}
