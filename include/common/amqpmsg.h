@@ -15,11 +15,12 @@
 void amqpmsg_header(struct header *h, amqp_bytes_t key, const amqp_field_value_t *v);
 
 /*
- * Flattens p's headers into *hdrs (malloc'd, p->headers.num_entries long;
- * pointing into p) and describes the delivery in src. Returns 0 or -ENOMEM.
+ * Flattens p's headers into *hdrs (grown with realloc to *cap entries as
+ * needed, so a reader can reuse it; pointing into p) and describes the
+ * delivery in src. Returns 0 or -ENOMEM.
  */
 int amqpmsg_source(const amqp_basic_properties_t *p, const void *body, size_t len,
-		   struct header **hdrs, struct copy_source *src);
+		   struct header **hdrs, size_t *cap, struct copy_source *src);
 
 /* The properties set in p, by their AMQP names, into out (room for 16). */
 #define AMQPMSG_PROPS_MAX 16

@@ -1,10 +1,9 @@
 /*
  * dlqrecord: what dlqctl knows about one DLQ message. It reads the x-dlqd-*
- * headers dlqd sets and the envelope in the body, rewrites a message for
- * replay, and renders it as JSON (list --json, show, purge --archive).
- * Pure: no I/O; the AMQP adapter (dlqscan) hands it plain structs. It is a
- * jansson user next to envelope.c: it reuses envelope_decode() for the
- * validation and only reads or sets the fields dlqctl owns.
+ * headers dlqd sets and the envelope in the body (through envelope_decode()),
+ * and renders the message as JSON (list --json, show, purge --archive). The
+ * replay copy is the copy module's (copy_replay()). Pure: no I/O; the AMQP
+ * adapter (dlqscan) hands it plain structs (struct header, copy.h).
  */
 #pragma once
 
@@ -12,41 +11,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/copy.h"
 #include "common/envelope.h"
 #include "common/util.h"
-
-/* One AMQP header (or property), flattened by the adapter. */
-enum dlq_hkind {
-	DLQ_H_STRING, /* s, s_len (bytes, not NUL-terminated) */
-	DLQ_H_INT,    /* i */
-	DLQ_H_BOOL,   /* i is 0 or 1 */
-	DLQ_H_FLOAT,  /* f */
-	DLQ_H_OTHER,  /* a table, an array, void...: shown as its kind only */
-};
-
-struct dlq_header {
-	const char *key;
-	size_t key_len;
-	enum dlq_hkind kind;
-	const char *s;
-	size_t s_len;
-	int64_t i;
-	double f;
-};
 
 /* One DLQ delivery as the adapter sees it; everything is borrowed. */
 struct dlq_message {
 	const void *body;
 	size_t len;
-	const struct dlq_header *headers;
+	const struct header *headers;
 	size_t n_headers;
-	const struct dlq_header *props; /* set AMQP properties, by their AMQP names */
+	const struct header *props; /* set AMQP properties, by their AMQP names */
 	size_t n_props;
 };
 
 #define DLQRECORD_STR_MAX (ENVELOPE_ID_MAX + 1)
 /* The largest replay_count read; a replay adds one, and that must not wrap. */
-#define DLQRECORD_REPLAY_COUNT_MAX (INT64_MAX - 1)
+#define DLQRECORD_REPLAY_COUNT_MAX ENVELOPE_REPLAY_COUNT_MAX
 
 /*
  * The strings are what the message says, as valid UTF-8 (a byte that is not
@@ -76,31 +57,6 @@ struct dlq_record {
  */
 int dlqrecord_parse(const struct dlq_message *m, uint64_t now_usec, struct dlq_record *r,
 		    struct envelope **env);
-
-/* Header lookup by key; NULL when absent. */
-const struct dlq_header *dlqrecord_header(const struct dlq_header *h, size_t n, const char *key);
-
-/*
- * The replay copy of a message: for an envelope a new body with attempt 0,
- * replay_count + 1, replayed_at now and next_retry_at removed (error_code,
- * last_error, errors and dead_lettered_at are kept as history); for any
- * other body the bytes unchanged (body NULL). The headers to set
- * (x-dlqd-attempt 0, x-dlqd-replay-count, x-dlqd-replayed-at) are in set[],
- * and dlqrecord_replay_drops() names those to remove.
- */
-#define DLQRECORD_REPLAY_SET 3
-struct dlq_replay {
-	char *body; /* malloc'd; NULL = publish the original bytes */
-	size_t len;
-	char replayed_at[TIMESTAMP_MAX];
-	struct dlq_header set[DLQRECORD_REPLAY_SET];
-	size_t n_set;
-};
-int dlqrecord_replay(const struct envelope *env, const struct dlq_record *r, uint64_t now_usec,
-		     struct dlq_replay *out);
-void dlqrecord_replay_done(struct dlq_replay *out);
-/* True for a header the replay copy must not carry over (set or stale). */
-bool dlqrecord_replay_drops(const char *key, size_t key_len);
 
 /* What dlqrecord_json() writes. */
 enum {

@@ -23,6 +23,7 @@ struct dlqscan;
 struct dlqscan_delivery {
 	uint64_t tag;
 	struct dlq_message msg;
+	struct copy_source source; /* the same message, for the copy module */
 	void *priv;
 };
 
@@ -54,14 +55,12 @@ int dlqscan_next(struct dlqscan *s, uint64_t timeout_usec, struct dlqscan_delive
 int dlqscan_ack(struct dlqscan *s, uint64_t tag, char *err, size_t errlen);
 
 /*
- * Publishes a copy of d with body (or d's own bytes when body is NULL) to
- * the default exchange with routing key queue, mandatory, persistent, with
- * d's properties and headers minus those drop() names, plus set[].
- * Returns the publish sequence number (>= 1) or -errno.
+ * Publishes c (copy_replay() of d) as it says, with d's other properties,
+ * mandatory and persistent, in confirm mode. Returns the publish sequence
+ * number (>= 1) or -errno.
  */
-int64_t dlqscan_publish(struct dlqscan *s, const char *queue, const struct dlqscan_delivery *d,
-			const void *body, size_t len, const struct dlq_header *set, size_t n_set,
-			bool (*drop)(const char *key, size_t key_len), char *err, size_t errlen);
+int64_t dlqscan_publish(struct dlqscan *s, const struct dlqscan_delivery *d, const struct copy *c,
+			char *err, size_t errlen);
 
 enum dlqscan_confirm { DLQSCAN_ACK, DLQSCAN_NACK, DLQSCAN_RETURN };
 /* seq covers every pending sequence number <= seq when multiple is set. */

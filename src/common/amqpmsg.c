@@ -66,20 +66,21 @@ void amqpmsg_header(struct header *h, amqp_bytes_t key, const amqp_field_value_t
 }
 
 int amqpmsg_source(const amqp_basic_properties_t *p, const void *body, size_t len,
-		   struct header **hdrs, struct copy_source *src)
+		   struct header **hdrs, size_t *cap, struct copy_source *src)
 {
 	size_t n = (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? (size_t)p->headers.num_entries : 0;
 
-	*hdrs = NULL;
 	*src = (struct copy_source){ .body = body, .len = len };
-	if (n > 0) {
-		*hdrs = calloc(n, sizeof(**hdrs));
-		if (!*hdrs)
+	if (n > *cap) {
+		struct header *h = realloc(*hdrs, n * sizeof(*h));
+		if (!h)
 			return -ENOMEM;
-		for (size_t i = 0; i < n; i++)
-			amqpmsg_header(&(*hdrs)[i], p->headers.entries[i].key,
-				       &p->headers.entries[i].value);
+		*hdrs = h;
+		*cap = n;
 	}
+	for (size_t i = 0; i < n; i++)
+		amqpmsg_header(&(*hdrs)[i], p->headers.entries[i].key,
+			       &p->headers.entries[i].value);
 	src->headers = *hdrs;
 	src->n_headers = n;
 	if (p->_flags & AMQP_BASIC_EXPIRATION_FLAG) {

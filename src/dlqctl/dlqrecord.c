@@ -17,22 +17,12 @@
 #include "common/taxonomy.h"
 #include "dlqctl/dlqtext.h"
 
-const struct dlq_header *dlqrecord_header(const struct dlq_header *h, size_t n, const char *key)
-{
-	size_t klen = strlen(key);
-
-	for (size_t i = 0; i < n; i++)
-		if (h[i].key_len == klen && memcmp(h[i].key, key, klen) == 0)
-			return &h[i];
-	return NULL;
-}
-
 /* Copies a string header into dst; false when absent or not a string. */
 static bool header_str(const struct dlq_message *m, const char *key, char *dst, size_t n)
 {
-	const struct dlq_header *h = dlqrecord_header(m->headers, m->n_headers, key);
+	const struct header *h = header_find(m->headers, m->n_headers, key);
 
-	if (!h || h->kind != DLQ_H_STRING)
+	if (!h || h->kind != HEADER_STRING)
 		return false;
 	dlqtext_utf8(dst, n, h->s, h->s_len);
 	return true;
@@ -40,15 +30,15 @@ static bool header_str(const struct dlq_message *m, const char *key, char *dst, 
 
 static bool header_int(const struct dlq_message *m, const char *key, int64_t *out)
 {
-	const struct dlq_header *h = dlqrecord_header(m->headers, m->n_headers, key);
+	const struct header *h = header_find(m->headers, m->n_headers, key);
 
 	if (!h)
 		return false;
-	if (h->kind == DLQ_H_INT) {
+	if (h->kind == HEADER_INT) {
 		*out = h->i;
 		return true;
 	}
-	if (h->kind == DLQ_H_STRING && h->s_len > 0 && h->s_len < 24) {
+	if (h->kind == HEADER_STRING && h->s_len > 0 && h->s_len < 24) {
 		char tmp[24];
 		uint64_t v;
 		memcpy(tmp, h->s, h->s_len);
@@ -113,13 +103,13 @@ int dlqrecord_parse(const struct dlq_message *m, uint64_t now_usec, struct dlq_r
 			r->dead_lettered_at_usec = e->dead_lettered_at_usec;
 	}
 	if (!r->message_id[0]) {
-		const struct dlq_header *p = dlqrecord_header(m->props, m->n_props, "message_id");
-		if (p && p->kind == DLQ_H_STRING)
+		const struct header *p = header_find(m->props, m->n_props, "message_id");
+		if (p && p->kind == HEADER_STRING)
 			dlqtext_utf8(r->message_id, sizeof(r->message_id), p->s, p->s_len);
 	}
 	if (!r->dead_lettered_at_usec) {
-		const struct dlq_header *p = dlqrecord_header(m->props, m->n_props, "timestamp");
-		if (p && p->kind == DLQ_H_INT && p->i > 0)
+		const struct header *p = header_find(m->props, m->n_props, "timestamp");
+		if (p && p->kind == HEADER_INT && p->i > 0)
 			r->dead_lettered_at_usec = (uint64_t)p->i * USEC_PER_SEC;
 	}
 	/* A replay adds one: that must not wrap. */
@@ -127,67 +117,6 @@ int dlqrecord_parse(const struct dlq_message *m, uint64_t now_usec, struct dlq_r
 	if (env)
 		*env = TAKE_PTR(e);
 	return 0;
-}
-
-bool dlqrecord_replay_drops(const char *key, size_t key_len)
-{
-	static const char *const drop[] = {
-		HDR_ATTEMPT,
-		HDR_REPLAY_COUNT,
-		HDR_REPLAYED_AT,
-		/* stale once the message leaves the DLQ; dlqd sets them anew */
-		HDR_DEAD_LETTERED_AT,
-		HDR_PUBLISH_SEQ,
-	};
-
-	for (size_t i = 0; i < ARRAY_SIZE(drop); i++)
-		if (key_len == strlen(drop[i]) && memcmp(key, drop[i], key_len) == 0)
-			return true;
-	return false;
-}
-
-static void jfreep(json_t **j)
-{
-	json_decref(*j);
-}
-
-int dlqrecord_replay(const struct envelope *env, const struct dlq_record *r, uint64_t now_usec,
-		     struct dlq_replay *out)
-{
-	uint64_t count = MIN(r->replay_count, (uint64_t)ENVELOPE_REPLAY_COUNT_MAX) + 1;
-
-	*out = (struct dlq_replay){ 0 };
-	format_timestamp(now_usec, out->replayed_at);
-	if (env) {
-		/* The body as copy_replay() splices it; headers stay as below until
-		 * dlqscan publishes a struct copy itself. */
-		struct copy c;
-		struct copy_source src = { .body = env->body, .len = env->len };
-		if (copy_replay("", &src, env, r->replay_count, now_usec, &c) < 0)
-			return -ENOMEM;
-		out->body = TAKE_PTR(c.owned_body);
-		out->len = c.len;
-		copy_done(&c);
-	}
-	out->set[out->n_set++] = (struct dlq_header){
-		.key = HDR_ATTEMPT, .key_len = strlen(HDR_ATTEMPT), .kind = DLQ_H_INT, .i = 0
-	};
-	out->set[out->n_set++] = (struct dlq_header){ .key = HDR_REPLAY_COUNT,
-						      .key_len = strlen(HDR_REPLAY_COUNT),
-						      .kind = DLQ_H_INT,
-						      .i = (int64_t)count };
-	out->set[out->n_set++] = (struct dlq_header){ .key = HDR_REPLAYED_AT,
-						      .key_len = strlen(HDR_REPLAYED_AT),
-						      .kind = DLQ_H_STRING,
-						      .s = out->replayed_at,
-						      .s_len = strlen(out->replayed_at) };
-	return 0;
-}
-
-void dlqrecord_replay_done(struct dlq_replay *out)
-{
-	free(out->body);
-	*out = (struct dlq_replay){ 0 };
 }
 
 static json_t *str_or_null(const char *s)
@@ -218,21 +147,21 @@ static char *base64(const unsigned char *p, size_t n)
 	return out;
 }
 
-static json_t *header_value(const struct dlq_header *h)
+static json_t *header_value(const struct header *h)
 {
 	switch (h->kind) {
-	case DLQ_H_STRING: {
+	case HEADER_STRING: {
 		json_t *s = json_stringn(h->s, h->s_len);
 		if (s)
 			return s;
 		_cleanup_free_ char *b = base64((const unsigned char *)h->s, h->s_len);
 		return b ? json_pack("{s:s}", "base64", b) : NULL;
 	}
-	case DLQ_H_INT:
+	case HEADER_INT:
 		return json_integer(h->i);
-	case DLQ_H_BOOL:
+	case HEADER_BOOL:
 		return json_boolean(h->i);
-	case DLQ_H_FLOAT:
+	case HEADER_FLOAT:
 		/* JSON has no NaN or infinity: named, like a binary string. */
 		if (!isfinite(h->f))
 			return json_pack("{s:s}", "float",
@@ -240,13 +169,13 @@ static json_t *header_value(const struct dlq_header *h)
 					 : h->f > 0  ? "Infinity"
 						     : "-Infinity");
 		return json_real(h->f);
-	case DLQ_H_OTHER:
+	case HEADER_OTHER:
 		break;
 	}
 	return json_string("(unsupported AMQP field kind)");
 }
 
-static json_t *header_object(const struct dlq_header *h, size_t n)
+static json_t *header_object(const struct header *h, size_t n)
 {
 	json_t *o = json_object();
 
@@ -292,6 +221,11 @@ static int set(json_t *o, const char *key, json_t *v)
 static int dump_to_buf(const char *p, size_t n, void *userdata)
 {
 	return buf_append(userdata, p, n) < 0 ? -1 : 0;
+}
+
+static void jfreep(json_t **j)
+{
+	json_decref(*j);
 }
 
 static json_t *record_object(const struct dlq_message *m, const struct dlq_record *r,

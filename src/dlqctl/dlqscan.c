@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/amqpconn.h"
+#include "common/amqpmsg.h"
 
 #define CH 1
 
@@ -23,9 +24,9 @@ struct dlqscan {
 	bool have_env;
 	amqp_envelope_t env;
 	struct dlqscan_delivery d;
-	struct dlq_header *hdrs; /* reused for each delivery */
+	struct header *hdrs; /* reused for each delivery */
 	size_t hdrs_cap;
-	struct dlq_header props[16];
+	struct header props[AMQPMSG_PROPS_MAX];
 	uint64_t next_seq;
 };
 
@@ -150,116 +151,23 @@ static struct timeval tv_of(uint64_t usec)
 				 .tv_usec = (suseconds_t)(usec % USEC_PER_SEC) };
 }
 
-static void flatten(struct dlq_header *h, amqp_bytes_t key, const amqp_field_value_t *v)
-{
-	*h = (struct dlq_header){ .key = key.bytes, .key_len = key.len, .kind = DLQ_H_OTHER };
-	switch (v->kind) {
-	case AMQP_FIELD_KIND_UTF8:
-	case AMQP_FIELD_KIND_BYTES:
-		h->kind = DLQ_H_STRING;
-		h->s = v->value.bytes.bytes;
-		h->s_len = v->value.bytes.len;
-		break;
-	case AMQP_FIELD_KIND_BOOLEAN:
-		h->kind = DLQ_H_BOOL;
-		h->i = v->value.boolean ? 1 : 0;
-		break;
-	case AMQP_FIELD_KIND_I8:
-		h->kind = DLQ_H_INT, h->i = v->value.i8;
-		break;
-	case AMQP_FIELD_KIND_U8:
-		h->kind = DLQ_H_INT, h->i = v->value.u8;
-		break;
-	case AMQP_FIELD_KIND_I16:
-		h->kind = DLQ_H_INT, h->i = v->value.i16;
-		break;
-	case AMQP_FIELD_KIND_U16:
-		h->kind = DLQ_H_INT, h->i = v->value.u16;
-		break;
-	case AMQP_FIELD_KIND_I32:
-		h->kind = DLQ_H_INT, h->i = v->value.i32;
-		break;
-	case AMQP_FIELD_KIND_U32:
-		h->kind = DLQ_H_INT, h->i = v->value.u32;
-		break;
-	case AMQP_FIELD_KIND_I64:
-		h->kind = DLQ_H_INT, h->i = v->value.i64;
-		break;
-	case AMQP_FIELD_KIND_U64:
-	case AMQP_FIELD_KIND_TIMESTAMP:
-		/* Saturated, not wrapped negative: a huge count stays huge. */
-		h->kind = DLQ_H_INT;
-		h->i = v->value.u64 > INT64_MAX ? INT64_MAX : (int64_t)v->value.u64;
-		break;
-	case AMQP_FIELD_KIND_F32:
-		h->kind = DLQ_H_FLOAT, h->f = v->value.f32;
-		break;
-	case AMQP_FIELD_KIND_F64:
-		h->kind = DLQ_H_FLOAT, h->f = v->value.f64;
-		break;
-	default:
-		break;
-	}
-}
-
-static size_t flatten_props(const amqp_basic_properties_t *p, struct dlq_header *out)
-{
-	size_t n = 0;
-
-#define STR(field, flag)                                                   \
-	if (p->_flags & (flag)) {                                          \
-		out[n++] = (struct dlq_header){ .key = #field,             \
-						.key_len = strlen(#field), \
-						.kind = DLQ_H_STRING,      \
-						.s = p->field.bytes,       \
-						.s_len = p->field.len };   \
-	}
-#define INT(field, flag)                                                   \
-	if (p->_flags & (flag)) {                                          \
-		out[n++] = (struct dlq_header){ .key = #field,             \
-						.key_len = strlen(#field), \
-						.kind = DLQ_H_INT,         \
-						.i = (int64_t)p->field };  \
-	}
-	STR(content_type, AMQP_BASIC_CONTENT_TYPE_FLAG);
-	STR(content_encoding, AMQP_BASIC_CONTENT_ENCODING_FLAG);
-	INT(delivery_mode, AMQP_BASIC_DELIVERY_MODE_FLAG);
-	INT(priority, AMQP_BASIC_PRIORITY_FLAG);
-	STR(correlation_id, AMQP_BASIC_CORRELATION_ID_FLAG);
-	STR(reply_to, AMQP_BASIC_REPLY_TO_FLAG);
-	STR(expiration, AMQP_BASIC_EXPIRATION_FLAG);
-	STR(message_id, AMQP_BASIC_MESSAGE_ID_FLAG);
-	INT(timestamp, AMQP_BASIC_TIMESTAMP_FLAG);
-	STR(type, AMQP_BASIC_TYPE_FLAG);
-	STR(user_id, AMQP_BASIC_USER_ID_FLAG);
-	STR(app_id, AMQP_BASIC_APP_ID_FLAG);
-#undef STR
-#undef INT
-	return n;
-}
-
 static int fill(struct dlqscan *s)
 {
 	const amqp_basic_properties_t *p = &s->env.message.properties;
-	size_t n = (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? (size_t)p->headers.num_entries : 0;
+	struct copy_source src;
 
-	if (n > s->hdrs_cap) {
-		struct dlq_header *h = realloc(s->hdrs, n * sizeof(*h));
-		if (!h)
-			return -ENOMEM;
-		s->hdrs = h;
-		s->hdrs_cap = n;
-	}
-	for (size_t i = 0; i < n; i++)
-		flatten(&s->hdrs[i], p->headers.entries[i].key, &p->headers.entries[i].value);
+	if (amqpmsg_source(p, s->env.message.body.bytes, s->env.message.body.len, &s->hdrs,
+			   &s->hdrs_cap, &src) < 0)
+		return -ENOMEM;
 	s->d = (struct dlqscan_delivery){
 		.tag = s->env.delivery_tag,
-		.msg = { .body = s->env.message.body.bytes,
-			 .len = s->env.message.body.len,
-			 .headers = s->hdrs,
-			 .n_headers = n,
+		.msg = { .body = src.body,
+			 .len = src.len,
+			 .headers = src.headers,
+			 .n_headers = src.n_headers,
 			 .props = s->props,
-			 .n_props = flatten_props(p, s->props) },
+			 .n_props = amqpmsg_props(p, s->props) },
+		.source = src,
 		.priv = &s->env,
 	};
 	return 0;
@@ -349,55 +257,19 @@ int dlqscan_ack(struct dlqscan *s, uint64_t tag, char *err, size_t errlen)
 	return 0;
 }
 
-static bool in_set(amqp_bytes_t k, const struct dlq_header *set, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (k.len == set[i].key_len && memcmp(k.bytes, set[i].key, k.len) == 0)
-			return true;
-	return false;
-}
-
-int64_t dlqscan_publish(struct dlqscan *s, const char *queue, const struct dlqscan_delivery *d,
-			const void *body, size_t len, const struct dlq_header *set, size_t n_set,
-			bool (*drop)(const char *key, size_t key_len), char *err, size_t errlen)
+int64_t dlqscan_publish(struct dlqscan *s, const struct dlqscan_delivery *d, const struct copy *c,
+			char *err, size_t errlen)
 {
 	const amqp_envelope_t *env = d->priv;
-	amqp_basic_properties_t props = env->message.properties;
-	const amqp_table_t *orig = (props._flags & AMQP_BASIC_HEADERS_FLAG)
-					   ? &env->message.properties.headers
-					   : &amqp_empty_table;
-	_cleanup_free_ amqp_table_entry_t *e =
-		calloc((size_t)orig->num_entries + n_set + 1, sizeof(*e));
-	size_t n = 0;
+	_cleanup_free_ amqp_table_entry_t *e = NULL;
+	amqp_basic_properties_t props;
 	int r;
 
-	if (!e)
-		return -ENOMEM;
-	for (int i = 0; i < orig->num_entries; i++) {
-		amqp_bytes_t k = orig->entries[i].key;
-		if ((drop && drop(k.bytes, k.len)) || in_set(k, set, n_set))
-			continue;
-		e[n++] = orig->entries[i];
-	}
-	for (size_t i = 0; i < n_set; i++) {
-		amqp_bytes_t k = { .len = set[i].key_len, .bytes = (void *)set[i].key };
-
-		e[n] = amqpconn_entry_bytes(
-			k, (amqp_bytes_t){ .len = set[i].s_len, .bytes = (void *)set[i].s });
-		if (set[i].kind == DLQ_H_INT)
-			e[n].value = (amqp_field_value_t){ .kind = AMQP_FIELD_KIND_I64,
-							   .value.i64 = set[i].i };
-		n++;
-	}
-	props.headers = (amqp_table_t){ .num_entries = (int)n, .entries = e };
-	props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-	props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-	if (!body) {
-		body = env->message.body.bytes;
-		len = env->message.body.len;
-	}
-	r = amqp_basic_publish(s->pub, CH, amqp_empty_bytes, amqp_cstring_bytes(queue), 1, 0,
-			       &props, (amqp_bytes_t){ .len = len, .bytes = (void *)body });
+	if (amqpmsg_publish_props(&env->message.properties, c, NULL, 0, &props, &e) < 0)
+		return error_set(err, errlen, -ENOMEM, "out of memory");
+	r = amqp_basic_publish(s->pub, CH, amqp_cstring_bytes(c->exchange),
+			       amqp_cstring_bytes(c->routing_key), 1, 0, &props,
+			       (amqp_bytes_t){ .len = c->len, .bytes = (void *)c->body });
 	if (r != AMQP_STATUS_OK)
 		return error_set(err, errlen, amqpconn_errno(r), "basic.publish: %s",
 				 amqp_error_string2(r));

@@ -99,16 +99,16 @@ static int64_t publish_copy(struct ctl *c, const struct dlqscan_delivery *d,
 			    const struct dlq_record *r, const struct envelope *env, char *err,
 			    size_t errlen)
 {
-	struct dlq_replay rp;
+	struct copy cp;
 	int64_t seq;
 	int k;
 
-	k = dlqrecord_replay(env, r, now_realtime_usec(), &rp);
+	k = copy_replay(c->config->pipeline.queue, &d->source, env, r->replay_count,
+			now_realtime_usec(), &cp);
 	if (k < 0)
 		return error_set(err, errlen, k, "out of memory");
-	seq = dlqscan_publish(c->scan, c->config->pipeline.queue, d, rp.body, rp.len, rp.set,
-			      rp.n_set, dlqrecord_replay_drops, err, errlen);
-	dlqrecord_replay_done(&rp);
+	seq = dlqscan_publish(c->scan, d, &cp, err, errlen);
+	copy_done(&cp);
 	return seq;
 }
 

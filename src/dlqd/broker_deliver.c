@@ -113,7 +113,8 @@ int deliver_begin(struct link *l, const amqp_basic_properties_t *p, uint64_t siz
 		m->props = props_clone(p);
 	}
 	if (!m || !m->body || !m->props ||
-	    amqpmsg_source(&m->props->p, m->body, m->len, &m->headers, &m->source) < 0) {
+	    amqpmsg_source(&m->props->p, m->body, m->len, &m->headers, &(size_t){ 0 }, &m->source) <
+		    0) {
 		broker_msg_free(m);
 		link_fail(l, -ENOMEM, "out of memory for a %" PRIu64 "-byte delivery", size);
 		return -ENOMEM;

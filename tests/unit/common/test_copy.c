@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -586,6 +587,170 @@ static void test_golden(void **state)
 	check_golden("minimal.in.json", "minimal.retry.out.json", &retry);
 }
 
+/* ---- complete copies: exchange, routing key, properties, headers, body ---- */
+
+#define H(k, kind_, ...)                                                                      \
+	{                                                                                     \
+		.key = k, .key_len = sizeof(k) - 1, .kind = kind_, .raw = "orig", __VA_ARGS__ \
+	}
+#define HSTR(k, v) H(k, HEADER_STRING, .s = v, .s_len = sizeof(v) - 1)
+#define HINT(k, v) H(k, HEADER_INT, .i = v)
+
+/* What an earlier hop left on the message, plus the producer's own. */
+static const struct header src_headers[] = {
+	HSTR("tenant", "acme"),
+	HINT("x-dlqd-attempt", 2),
+	HINT("x-dlqd-publish-seq", 77),
+	HSTR("x-dlqd-error-code", "UPSTREAM_TIMEOUT"),
+	HSTR("x-dlqd-original-user-id", "svc-billing"),
+	HSTR("x-dlqd-dead-lettered-at", "2026-03-17T03:00:00Z"),
+	HINT("x-dlqd-replay-count", 1),
+	H("routing", HEADER_OTHER),
+};
+
+static void render_header(struct buf *b, const struct header *h)
+{
+	buf_printf(b, "header %s %.*s = ", h->raw ? "kept" : "set ", (int)h->key_len, h->key);
+	if (h->kind == HEADER_INT)
+		buf_printf(b, "int %" PRId64 "\n", h->i);
+	else if (h->kind == HEADER_STRING)
+		buf_printf(b, "string \"%.*s\"\n", (int)h->s_len, h->s);
+	else
+		buf_printf(b, "(kept as it came)\n");
+}
+
+/* The copy as text: one line per decision, then the body. */
+static char *render(const struct copy *c)
+{
+	struct buf b;
+
+	buf_init(&b, 1 << 20);
+	buf_printf(&b, "exchange \"%s\"\nrouting_key \"%s\"\n", c->exchange, c->routing_key);
+	buf_printf(&b, "drop_props%s%s\n",
+		   c->drop_props & COPY_DROP_EXPIRATION ? " expiration" : "",
+		   c->drop_props & COPY_DROP_USER_ID ? " user_id" : "");
+	for (size_t i = 0; i < c->n_headers; i++)
+		render_header(&b, &c->headers[i]);
+	buf_printf(&b, "body ");
+	buf_append(&b, c->body, c->len);
+	buf_printf(&b, "\n");
+	return buf_steal(&b, NULL);
+}
+
+static void check_golden_copy(const char *name, const struct copy *c)
+{
+	_cleanup_free_ char *path = data_path(name), *want = NULL, *got = render(c);
+	size_t want_len;
+
+	if (getenv("DLQD_UPDATE_GOLDEN")) {
+		FILE *fp = fopen(path, "w");
+		assert_non_null(fp);
+		fputs(got, fp);
+		assert_int_equal(fclose(fp), 0);
+	}
+	assert_int_equal(read_file_max(path, 1 << 20, &want, &want_len), 0);
+	if (strcmp(got, want) != 0)
+		fail_msg("%s differs:\n got: %s\nwant: %s", path, got, want);
+}
+
+static char *read_data(const char *name, size_t *len)
+{
+	_cleanup_free_ char *path = data_path(name);
+	char *text = NULL;
+
+	assert_int_equal(read_file_max(path, 1 << 20, &text, len), 0);
+	return text;
+}
+
+static void test_golden_copies(void **state)
+{
+	_cleanup_free_ char *full = NULL, *dlq = NULL;
+	size_t full_len, dlq_len;
+	_cleanup_(envelope_freep) struct envelope *e = NULL, *d = NULL;
+	static const char invalid_body[] = "{\"message_id\": 7, \"payload\": [1e400]}";
+	struct copy_source src = {
+		.headers = src_headers,
+		.n_headers = ARRAY_SIZE(src_headers),
+		.expiration = "60000",
+		.expiration_len = 5,
+		.user_id = "svc-billing",
+		.user_id_len = 11,
+	};
+	struct failure retry = { .error_code = "UPSTREAM_THROTTLED",
+				 .error_class = ERROR_CLASS_TRANSIENT,
+				 .attempt = 3,
+				 .now_usec = T0 + 150 * USEC_PER_SEC,
+				 .next_retry_at_usec = T0 + 168 * USEC_PER_SEC,
+				 .lane_ms = 18000 };
+	struct failure dead = { .error_code = "AUTH_REVOKED",
+				.error_class = ERROR_CLASS_NON_RETRYABLE,
+				.attempt = 3,
+				.now_usec = T0 + 150 * USEC_PER_SEC };
+	struct failure reject = { .error_code = ERROR_CODE_INVALID_ENVELOPE,
+				  .error_class = ERROR_CLASS_NON_RETRYABLE,
+				  .attempt = 1,
+				  .now_usec = T0,
+				  .detail = "message_id: expected string, got integer" };
+	struct copy c;
+
+	full = read_data("full.in.json", &full_len);
+	e = decode_ok(full);
+	src.body = full;
+	src.len = full_len;
+	assert_int_equal(copy_failure("jobs", &src, e, &retry, &c), 0);
+	check_golden_copy("full.retry.copy", &c);
+	copy_done(&c);
+	assert_int_equal(copy_failure("jobs", &src, e, &dead, &c), 0);
+	check_golden_copy("full.dlq.copy", &c);
+	copy_done(&c);
+
+	/* Not an envelope: the bytes go unchanged, the reason in a header. */
+	src.body = invalid_body;
+	src.len = sizeof(invalid_body) - 1;
+	src.expiration = NULL;
+	assert_int_equal(copy_failure("jobs", &src, NULL, &reject, &c), 0);
+	assert_ptr_equal(c.body, invalid_body);
+	check_golden_copy("invalid.dlq.copy", &c);
+	copy_done(&c);
+	assert_int_equal(copy_replay("jobs", &src, NULL, 1, T0, &c), 0);
+	assert_ptr_equal(c.body, invalid_body);
+	check_golden_copy("invalid.replay.copy", &c);
+	copy_done(&c);
+
+	/* A DLQ copy replayed: attempt 0, replay_count + 1, the history kept. */
+	dlq = read_data("full.dlq.out.json", &dlq_len);
+	d = decode_ok(dlq);
+	src.body = dlq;
+	src.len = dlq_len;
+	src.user_id = NULL;
+	assert_int_equal(copy_replay("jobs", &src, d, 4, T0 + 3600 * USEC_PER_SEC, &c), 0);
+	check_golden_copy("full.replay.copy", &c);
+	copy_done(&c);
+}
+
+static void test_replay_count_saturates(void **state)
+{
+	static const char body[] =
+		"{\"message_id\":\"a\",\"next_retry_at\":\"2026-01-01T00:00:00Z\","
+		"\"payload\":{\"k\":1},\"replay_count\":99999999999999999999}";
+	_cleanup_(envelope_freep) struct envelope *e = decode_ok(body);
+	struct copy_source src = { .body = body, .len = strlen(body) };
+	struct copy c;
+
+	assert_int_equal(e->replay_count, ENVELOPE_REPLAY_COUNT_MAX);
+	assert_int_equal(copy_replay("q", &src, e, e->replay_count, 0, &c), 0);
+	assert_int_equal(c.n_headers, 3);
+	assert_int_equal(c.headers[1].i, INT64_MAX);
+	assert_string_equal(c.exchange, "");
+	assert_string_equal(c.routing_key, "q");
+	assert_memory_equal(c.body,
+			    "{\"message_id\":\"a\",\"payload\":{\"k\":1},"
+			    "\"replay_count\":9223372036854775807,\"attempt\":0,"
+			    "\"replayed_at\":\"1970-01-01T00:00:00Z\"}",
+			    c.len);
+	copy_done(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -597,6 +762,8 @@ int main(void)
 		cmocka_unit_test(test_encode_errors_bounded),
 		cmocka_unit_test(test_encode_twice),
 		cmocka_unit_test(test_golden),
+		cmocka_unit_test(test_golden_copies),
+		cmocka_unit_test(test_replay_count_saturates),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
