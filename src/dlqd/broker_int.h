@@ -24,6 +24,7 @@
 #include <systemd/sd-event.h>
 
 #include "common/amqpconn.h"
+#include "common/amqpmsg.h"
 #include "common/topology.h"
 #include "common/util.h"
 #include "dlqd/broker.h"
@@ -149,6 +150,19 @@ struct broker {
 static inline bool key_is(amqp_bytes_t k, const char *s)
 {
 	return k.len == strlen(s) && memcmp(k.bytes, s, k.len) == 0;
+}
+
+/* The first header called key in p's headers, flattened into *h. */
+static inline bool props_header(const amqp_basic_properties_t *p, const char *key, struct header *h)
+{
+	if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+		return false;
+	for (int i = 0; i < p->headers.num_entries; i++)
+		if (key_is(p->headers.entries[i].key, key)) {
+			amqpmsg_header(h, p->headers.entries[i].key, &p->headers.entries[i].value);
+			return true;
+		}
+	return false;
 }
 
 static inline bool link_usable(const struct link *l)

@@ -115,21 +115,16 @@ void probe_method(struct link *l, const amqp_method_t *m)
 	link_fail(l, -EPROTO, "unexpected AMQP method 0x%08x on the DLQ probe channel", m->id);
 }
 
-static bool header_string(const amqp_table_t *t, const char *key, char *out, size_t size)
+/* The string header key of p into out, when there is one and it fits. */
+static bool header_string(const amqp_basic_properties_t *p, const char *key, char *out, size_t size)
 {
-	for (int i = 0; i < t->num_entries; i++) {
-		const amqp_table_entry_t *e = &t->entries[i];
-		if (!key_is(e->key, key))
-			continue;
-		if ((e->value.kind != AMQP_FIELD_KIND_UTF8 &&
-		     e->value.kind != AMQP_FIELD_KIND_BYTES) ||
-		    e->value.value.bytes.len >= size)
-			return false;
-		memcpy(out, e->value.value.bytes.bytes, e->value.value.bytes.len);
-		out[e->value.value.bytes.len] = '\0';
-		return true;
-	}
-	return false;
+	struct header h;
+
+	if (!props_header(p, key, &h) || h.kind != HEADER_STRING || h.s_len >= size)
+		return false;
+	memcpy(out, h.s, h.s_len);
+	out[h.s_len] = '\0';
+	return true;
 }
 
 void probe_header(struct link *l, const amqp_basic_properties_t *p, uint64_t size)
@@ -146,8 +141,7 @@ void probe_header(struct link *l, const amqp_basic_properties_t *p, uint64_t siz
 	pr->got = 0;
 	/* dlqd's own header first; the timestamp property for foreign copies. */
 	pr->oldest_usec = 0;
-	if ((p->_flags & AMQP_BASIC_HEADERS_FLAG) &&
-	    header_string(&p->headers, HDR_DEAD_LETTERED_AT, at, sizeof(at)) &&
+	if (header_string(p, HDR_DEAD_LETTERED_AT, at, sizeof(at)) &&
 	    parse_timestamp(at, &pr->oldest_usec) < 0)
 		pr->oldest_usec = 0;
 	if (!pr->oldest_usec && (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) && p->timestamp > 0 &&

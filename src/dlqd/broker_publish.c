@@ -63,26 +63,9 @@ void publish_confirmed(struct broker *b, uint64_t tag, bool multiple, bool ack)
 
 int64_t publish_return_seq(const amqp_basic_properties_t *p)
 {
-	if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
-		return -1;
-	for (int i = 0; i < p->headers.num_entries; i++) {
-		const amqp_table_entry_t *e = &p->headers.entries[i];
-		if (!key_is(e->key, HDR_PUBLISH_SEQ))
-			continue;
-		switch (e->value.kind) {
-		case AMQP_FIELD_KIND_I64:
-			return e->value.value.i64;
-		case AMQP_FIELD_KIND_U64:
-			return (int64_t)e->value.value.u64;
-		case AMQP_FIELD_KIND_I32:
-			return e->value.value.i32;
-		case AMQP_FIELD_KIND_U32:
-			return e->value.value.u32;
-		default:
-			return -1;
-		}
-	}
-	return -1;
+	struct header h;
+
+	return props_header(p, HDR_PUBLISH_SEQ, &h) && h.kind == HEADER_INT ? h.i : -1;
 }
 
 void publish_returned(struct broker *b, const struct incoming *in)
