@@ -49,8 +49,36 @@ void daemon_check_drained(struct daemon *d)
 	if (d->draining && d->n_jobs == 0) {
 		log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "drain-done", .attempt = -1 },
 			 "drained: every in-flight message settled");
-		sd_event_exit(d->event, 0);
+		daemon_exit(d);
 	}
+}
+
+void daemon_exit(struct daemon *d)
+{
+	int r = sd_event_exit(d->event, 0);
+
+	if (r < 0)
+		log_error_errno(r, "cannot stop the event loop: %m, ignoring");
+}
+
+uint64_t daemon_now(struct daemon *d)
+{
+	uint64_t now;
+
+	/* Fails only on a loop that is not ours; the clock is as good. */
+	return sd_event_now(d->event, CLOCK_MONOTONIC, &now) < 0 ? now_monotonic_usec() : now;
+}
+
+/* Re-arms a periodic timer from its own callback. A timer that cannot be
+ * re-armed stops: what it feeds (STATUS=, WATCHDOG=1, the DLQ gauges) goes
+ * stale, which the log says once; messages are not affected. */
+static int rearm(sd_event_source *s, uint64_t at, const char *what)
+{
+	int r = sd_event_source_set_time(s, at);
+
+	if (r < 0)
+		log_error_errno(r, "cannot re-arm the %s timer: %m, ignoring", what);
+	return 0;
 }
 
 /*
@@ -103,7 +131,7 @@ static int on_watchdog(sd_event_source *s, uint64_t usec, void *userdata)
 	struct daemon *d = userdata;
 
 	sd_notify(0, "WATCHDOG=1");
-	return sd_event_source_set_time(s, usec + d->watchdog_usec / 2);
+	return rearm(s, usec + d->watchdog_usec / 2, "watchdog");
 }
 
 static int setup_watchdog(struct daemon *d, uint64_t now)
@@ -118,16 +146,17 @@ static int setup_watchdog(struct daemon *d, uint64_t now)
 			      now + d->watchdog_usec / 2, 1, on_watchdog, d);
 	if (r < 0)
 		return r;
-	sd_event_source_set_priority(d->watchdog_timer, SD_EVENT_PRIORITY_IMPORTANT);
-	sd_event_source_set_description(d->watchdog_timer, "watchdog");
+	r = sd_event_source_set_priority(d->watchdog_timer, SD_EVENT_PRIORITY_IMPORTANT);
+	if (r < 0)
+		log_warning_errno(r, "cannot raise the watchdog timer's priority: %m, ignoring");
+	(void)sd_event_source_set_description(d->watchdog_timer, "watchdog"); /* debug only */
 	return sd_event_source_set_enabled(d->watchdog_timer, SD_EVENT_ON);
 }
 
 static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	notify_status(userdata);
-	sd_event_source_set_time(s, usec + STATUS_INTERVAL_USEC);
-	return 0;
+	return rearm(s, usec + STATUS_INTERVAL_USEC, "status");
 }
 
 /* Keeps the last reason the consumer link is down, for STATUS=. */
@@ -165,13 +194,14 @@ static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 		 d->n_jobs);
 	while (d->jobs)
 		job_requeue(d->jobs);
-	sd_event_exit(d->event, 0);
+	daemon_exit(d);
 	return 0;
 }
 
 static void drain_start(struct daemon *d)
 {
 	uint64_t now;
+	int r;
 
 	if (d->draining)
 		return;
@@ -187,10 +217,18 @@ static void drain_start(struct daemon *d)
 		if (j->state == JOB_BACKOFF)
 			job_requeue(j);
 	}
-	sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	now = daemon_now(d);
 	d->drain_deadline = now + d->config->shutdown.drain_timeout_usec;
-	sd_event_add_time(d->event, &d->drain_timer, CLOCK_MONOTONIC, d->drain_deadline, 0,
-			  on_drain_timeout, d);
+	r = sd_event_add_time(d->event, &d->drain_timer, CLOCK_MONOTONIC, d->drain_deadline, 0,
+			      on_drain_timeout, d);
+	if (r < 0) {
+		/* No deadline means no bound on the stop: give everything back now
+		 * (the broker keeps it) rather than wait without one. */
+		log_error_errno(r, "cannot arm the drain deadline: %m; giving the in-flight "
+				   "messages back to the broker now");
+		on_drain_timeout(NULL, now, d);
+		return;
+	}
 	notify_status(d);
 	daemon_check_drained(d);
 }
@@ -317,8 +355,7 @@ static int on_dlq_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	 * reading. Anything else: the gauges are unknown. */
 	if (r < 0 && r != -EBUSY && r != -EAGAIN)
 		metrics_set_dlq(d->metrics, -1, 0);
-	sd_event_source_set_time(s, usec + (interval ? interval : 15 * USEC_PER_SEC));
-	return 0;
+	return rearm(s, usec + (interval ? interval : 15 * USEC_PER_SEC), "DLQ probe");
 }
 
 /* --- setup ------------------------------------------------------------------ */
@@ -378,15 +415,14 @@ int daemon_new(const char *config_path, struct daemon **out)
 	    (r = sd_event_add_signal(d->event, NULL, SIGINT, on_terminate, d)) < 0 ||
 	    (r = sd_event_add_signal(d->event, NULL, SIGHUP, on_reload, d)) < 0)
 		return log_error_errno(r, "cannot watch signals: %m");
-	sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+	now = daemon_now(d);
 	r = setup_watchdog(d, now);
 	if (r < 0)
 		log_warning_errno(r, "cannot set up the watchdog: %m, ignoring");
 	r = sd_event_add_time(d->event, &d->status_timer, CLOCK_MONOTONIC,
 			      now + STATUS_INTERVAL_USEC, USEC_PER_SEC, on_status_timer, d);
-	if (r < 0)
-		return r;
-	sd_event_source_set_enabled(d->status_timer, SD_EVENT_ON);
+	if (r < 0 || (r = sd_event_source_set_enabled(d->status_timer, SD_EVENT_ON)) < 0)
+		return log_error_errno(r, "cannot arm the status timer: %m");
 
 	r = metrics_new(&d->metrics);
 	if (r < 0)
@@ -411,9 +447,8 @@ int daemon_new(const char *config_path, struct daemon **out)
 	/* The first probe a second in, once the publisher link is likely up. */
 	r = sd_event_add_time(d->event, &d->dlq_timer, CLOCK_MONOTONIC, now + USEC_PER_SEC,
 			      100 * USEC_PER_MSEC, on_dlq_timer, d);
-	if (r < 0)
-		return r;
-	sd_event_source_set_enabled(d->dlq_timer, SD_EVENT_ON);
+	if (r < 0 || (r = sd_event_source_set_enabled(d->dlq_timer, SD_EVENT_ON)) < 0)
+		return log_error_errno(r, "cannot arm the DLQ probe timer: %m");
 	*out = TAKE_PTR(d);
 	return 0;
 }

@@ -92,3 +92,7 @@ void free_retired_handlers(struct daemon *d);
 
 /* daemon.c: ends the loop once a drain has no job left. */
 void daemon_check_drained(struct daemon *d);
+/* Ends the loop (logged if it cannot). */
+void daemon_exit(struct daemon *d);
+/* The loop's CLOCK_MONOTONIC time of this iteration. */
+uint64_t daemon_now(struct daemon *d);

@@ -173,6 +173,7 @@ static void job_publish_failed(struct job *j, int r, const char *reason)
 	struct daemon *d = j->d;
 	bool dlq = j->route.action == ROUTE_DLQ;
 	uint64_t delay, now;
+	int k;
 	struct log_ctx ctx = job_log_ctx(j, dlq ? "dlq-publish-failed" : "publish-failed", NULL);
 
 	/* Our publisher link was down, lost or blocked: not the broker's verdict
@@ -206,12 +207,16 @@ static void job_publish_failed(struct job *j, int r, const char *reason)
 			     : MIN(REPUBLISH_MAX_USEC,
 				   REPUBLISH_MIN_USEC << MIN(j->publish_failures, 10u));
 	j->publish_failures++;
-	sd_event_now(d->event, CLOCK_MONOTONIC, &now);
-	if (j->backoff) {
-		sd_event_source_set_time(j->backoff, now + delay);
-		sd_event_source_set_enabled(j->backoff, SD_EVENT_ONESHOT);
-	} else if (sd_event_add_time(d->event, &j->backoff, CLOCK_MONOTONIC, now + delay, 0,
-				     on_republish, j) < 0) {
+	now = daemon_now(d);
+	if (!j->backoff)
+		k = sd_event_add_time(d->event, &j->backoff, CLOCK_MONOTONIC, now + delay, 0,
+				      on_republish, j);
+	else if ((k = sd_event_source_set_time(j->backoff, now + delay)) >= 0)
+		k = sd_event_source_set_enabled(j->backoff, SD_EVENT_ONESHOT);
+	if (k < 0) {
+		/* Without a timer it would wait forever: the broker tries again. */
+		log_error("cannot arm the republish timer of %s; giving it back to the broker",
+			  j->env ? j->env->message_id : "(invalid body)");
 		job_requeue(j);
 	}
 }
