@@ -728,6 +728,45 @@ static void test_golden_copies(void **state)
 	copy_done(&c);
 }
 
+/* Numbers no double or int64 holds, escapes, key order and whitespace: the
+ * payload and unknown members reach the handler and every copy as written. */
+static void test_golden_fidelity(void **state)
+{
+	_cleanup_free_ char *in = NULL, *payload = NULL;
+	size_t in_len, payload_len, n;
+	_cleanup_(envelope_freep) struct envelope *e = NULL;
+	struct copy_source src;
+	struct failure retry = { .error_code = "E",
+				 .error_class = ERROR_CLASS_TRANSIENT,
+				 .attempt = 1,
+				 .now_usec = T0,
+				 .next_retry_at_usec = T0 + USEC_PER_SEC,
+				 .lane_ms = 1000 };
+	struct copy c;
+	const char *p;
+
+	in = read_data("fidelity.in.json", &in_len);
+	payload = read_data("fidelity.payload.json", &payload_len);
+	e = decode_ok(in);
+	p = envelope_payload(e, &n);
+	assert_int_equal(n, payload_len);
+	assert_memory_equal(p, payload, n);
+
+	src = (struct copy_source){ .body = in, .len = in_len };
+	assert_int_equal(copy_failure("jobs", &src, e, &retry, &c), 0);
+	check_golden_copy("fidelity.retry.copy", &c);
+	assert_non_null(memmem(c.body, c.len, payload, payload_len));
+	assert_non_null(memmem(c.body, c.len, "\"x_ext\":1.10", 12));
+	copy_done(&c);
+	retry.next_retry_at_usec = 0;
+	assert_int_equal(copy_failure("jobs", &src, e, &retry, &c), 0);
+	assert_non_null(memmem(c.body, c.len, payload, payload_len));
+	copy_done(&c);
+	assert_int_equal(copy_replay("jobs", &src, e, 0, T0, &c), 0);
+	assert_non_null(memmem(c.body, c.len, payload, payload_len));
+	copy_done(&c);
+}
+
 static void test_replay_count_saturates(void **state)
 {
 	static const char body[] =
@@ -764,6 +803,7 @@ int main(void)
 		cmocka_unit_test(test_golden),
 		cmocka_unit_test(test_golden_copies),
 		cmocka_unit_test(test_replay_count_saturates),
+		cmocka_unit_test(test_golden_fidelity),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
