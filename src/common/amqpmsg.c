@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/amqpconn.h"
+#include "common/util.h"
 
 void amqpmsg_header(struct header *h, amqp_bytes_t key, const amqp_field_value_t *v)
 {
@@ -52,7 +53,8 @@ void amqpmsg_header(struct header *h, amqp_bytes_t key, const amqp_field_value_t
 		break;
 	case AMQP_FIELD_KIND_U64:
 	case AMQP_FIELD_KIND_TIMESTAMP:
-		h->kind = HEADER_INT, h->i = (int64_t)v->value.u64;
+		/* Saturate: a huge count must not read as a negative one. */
+		h->kind = HEADER_INT, h->i = (int64_t)MIN(v->value.u64, (uint64_t)INT64_MAX);
 		break;
 	case AMQP_FIELD_KIND_F32:
 		h->kind = HEADER_FLOAT, h->f = v->value.f32;

@@ -12,6 +12,8 @@
  */
 #include "common/config.h"
 
+#include "common/amqpconn.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/amqpconn.h"
 #include "common/ini.h"
 #include "common/listen_addr.h"
 #include "common/shellwords.h"
@@ -241,6 +244,13 @@ static void check_broker(struct config_parser *p)
 		else if (has_space(url))
 			config_error(p, line,
 				     "invalid url '%s' in [broker]: must not contain whitespace",
+				     url);
+		/* librabbitmq's parser is the one that connects: what it refuses
+		 * must fail --check-config, not the start. */
+		else if (amqpconn_url_endpoint(url, NULL, 0) < 0)
+			config_error(p, line,
+				     "invalid url '%s' in [broker]: librabbitmq cannot parse it "
+				     "(expected amqp[s]://[user[:password]@]host[:port][/vhost])",
 				     url);
 		else
 			url_ok = true;
