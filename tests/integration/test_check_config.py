@@ -192,6 +192,16 @@ class CheckConfig(unittest.TestCase):
         self.assertEqual(rc, 1, out)
         self.assertIn("dur-taxonomy.json", out)
 
+    def test_taxonomy_with_nul_byte(self):
+        """A NUL byte in the taxonomy and an error after it: a prompt FILE:LINE
+        answer (this hung dlqd, --check-config and reload before)."""
+        src = os.path.join(dlqtest.SOURCE_DIR, "tests", "data", "taxonomy", "bad-nul-byte.json")
+        bad = os.path.join(self.dir, "nul.json")
+        shutil.copyfile(src, bad)
+        path, rc, out = self.check(self.good().replace(self.tax, bad))
+        self.assertEqual(rc, 1, out)
+        self.assertDiag(out, bad, 18, also=r"default\.notes: unknown key")
+
     def test_version_and_help(self):
         rc, out = run("--version")
         self.assertEqual(rc, 0, out)
