@@ -26,6 +26,21 @@
 #include "common/topology.h"
 #include "common/util.h"
 
+/* AMQP headers of retry and DLQ copies (design.md Part 1), defined once. */
+#define HDR_MESSAGE_ID	     "x-dlqd-message-id"
+#define HDR_TRACE_ID	     "x-dlqd-trace-id"
+#define HDR_ATTEMPT	     "x-dlqd-attempt"
+#define HDR_ERROR_CODE	     "x-dlqd-error-code"
+#define HDR_ERROR_CLASS	     "x-dlqd-error-class"
+#define HDR_DEAD_LETTERED_AT "x-dlqd-dead-lettered-at"
+#define HDR_ERROR_DETAIL     "x-dlqd-error-detail"
+/* dlqd's own additions */
+#define HDR_PUBLISH_SEQ		"x-dlqd-publish-seq" /* matches a basic.return to its publish */
+#define HDR_ORIGINAL_EXPIRATION "x-dlqd-original-expiration"
+#define HDR_ORIGINAL_USER_ID	"x-dlqd-original-user-id"
+#define HDR_REPLAY_COUNT	"x-dlqd-replay-count"
+#define HDR_REPLAYED_AT		"x-dlqd-replayed-at"
+
 /* One AMQP header (or property), flattened by an adapter. */
 enum header_kind {
 	HEADER_STRING, /* s, s_len (bytes, not NUL-terminated) */

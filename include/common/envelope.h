@@ -20,21 +20,6 @@
 #define ENVELOPE_ID_MAX	     256     /* message_id, trace_id, schema_version */
 #define ENVELOPE_ERRORS_KEPT 10	     /* entries of the "errors" history */
 
-/* AMQP headers of retry and DLQ copies (design.md Part 1), defined once. */
-#define HDR_MESSAGE_ID	     "x-dlqd-message-id"
-#define HDR_TRACE_ID	     "x-dlqd-trace-id"
-#define HDR_ATTEMPT	     "x-dlqd-attempt"
-#define HDR_ERROR_CODE	     "x-dlqd-error-code"
-#define HDR_ERROR_CLASS	     "x-dlqd-error-class"
-#define HDR_DEAD_LETTERED_AT "x-dlqd-dead-lettered-at"
-#define HDR_ERROR_DETAIL     "x-dlqd-error-detail"
-/* dlqd's own additions */
-#define HDR_PUBLISH_SEQ		"x-dlqd-publish-seq" /* matches a basic.return to its publish */
-#define HDR_ORIGINAL_EXPIRATION "x-dlqd-original-expiration"
-#define HDR_ORIGINAL_USER_ID	"x-dlqd-original-user-id"
-#define HDR_REPLAY_COUNT	"x-dlqd-replay-count"
-#define HDR_REPLAYED_AT		"x-dlqd-replayed-at"
-
 #define ENVELOPE_REPLAY_COUNT_MAX (INT64_MAX - 1) /* so + 1 never wraps */
 
 struct jscan_doc;

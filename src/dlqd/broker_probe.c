@@ -25,7 +25,7 @@
 #include <errno.h>
 
 #include "broker_int.h"
-#include "common/envelope.h"
+#include "common/copy.h"
 #include "common/log.h"
 
 void probe_done(struct broker *b, int r)

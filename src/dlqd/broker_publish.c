@@ -18,7 +18,7 @@
 
 #include "broker_int.h"
 #include "common/amqpmsg.h"
-#include "common/envelope.h"
+#include "common/copy.h"
 #include "common/log.h"
 
 static void confirm_one(struct pending *p, bool ok)
