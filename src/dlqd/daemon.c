@@ -184,6 +184,14 @@ static void on_connection(void *userdata, bool up)
 	daemon_check_drained(d);
 }
 
+/* Ends the drain now: what is still in flight goes back to the broker. */
+static void give_back_and_exit(struct daemon *d)
+{
+	while (d->jobs)
+		job_requeue(d->jobs);
+	daemon_exit(d);
+}
+
 static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct daemon *d = userdata;
@@ -192,9 +200,7 @@ static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 		 "drain_timeout reached with %zu message(s) in flight; giving them back to the "
 		 "broker",
 		 d->n_jobs);
-	while (d->jobs)
-		job_requeue(d->jobs);
-	daemon_exit(d);
+	give_back_and_exit(d);
 	return 0;
 }
 
@@ -226,7 +232,7 @@ static void drain_start(struct daemon *d)
 		 * (the broker keeps it) rather than wait without one. */
 		log_error_errno(r, "cannot arm the drain deadline: %m; giving the in-flight "
 				   "messages back to the broker now");
-		on_drain_timeout(NULL, now, d);
+		give_back_and_exit(d);
 		return;
 	}
 	notify_status(d);
