@@ -28,7 +28,8 @@ size_t amqpmsg_props(const amqp_basic_properties_t *p, struct header *out);
 
 /*
  * The properties to publish c with: orig's (may be NULL) minus c->drop_props,
- * persistent, application/json when orig names no content type, and the
+ * persistent, application/json when c asks for it and orig names no content
+ * type, and the
  * header table of c->headers plus extra (an adapter's own, e.g. a publish
  * sequence number). *entries is malloc'd and backs the table; the values
  * point into c, orig and extra. Returns 0 or -ENOMEM.

@@ -105,8 +105,10 @@ struct copy {
 	struct header *headers; /* the complete list, in order (malloc'd) */
 	size_t n_headers;
 	unsigned drop_props; /* COPY_DROP_*; every other property is kept */
-	/* Copies are always persistent (a retry must survive a broker restart),
-	 * and say application/json when the original named no content type. */
+	/* Retry and DLQ copies say application/json when the original named no
+	 * content type; a replay keeps the properties as they are. Every copy
+	 * is persistent (a retry must survive a broker restart). */
+	bool default_content_type;
 
 	char *owned_body;
 	char stamp[TIMESTAMP_MAX]; /* dead_lettered_at / replayed_at header value */

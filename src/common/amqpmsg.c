@@ -166,7 +166,7 @@ int amqpmsg_publish_props(const amqp_basic_properties_t *orig, const struct copy
 	out->_flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
 	/* Copies are always persistent: a retry must survive a broker restart. */
 	out->delivery_mode = AMQP_DELIVERY_PERSISTENT;
-	if (!(out->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)) {
+	if (c->default_content_type && !(out->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)) {
 		out->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
 		out->content_type = amqp_cstring_bytes("application/json");
 	}

@@ -420,7 +420,7 @@ int copy_failure(const char *queue, const struct copy_source *src, const struct 
 	size_t n = 0, nd = 1;
 	int r;
 
-	*out = (struct copy){ .body = src->body, .len = src->len };
+	*out = (struct copy){ .body = src->body, .len = src->len, .default_content_type = true };
 	topology_init(&t, queue);
 	if (dlq) {
 		strscpy(out->exchange, t.dlx, sizeof(out->exchange));

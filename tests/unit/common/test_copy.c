@@ -629,6 +629,7 @@ static char *render(const struct copy *c)
 	buf_printf(&b, "drop_props%s%s\n",
 		   c->drop_props & COPY_DROP_EXPIRATION ? " expiration" : "",
 		   c->drop_props & COPY_DROP_USER_ID ? " user_id" : "");
+	buf_printf(&b, "default_content_type %s\n", c->default_content_type ? "yes" : "no");
 	for (size_t i = 0; i < c->n_headers; i++)
 		render_header(&b, &c->headers[i]);
 	buf_printf(&b, "body ");
