@@ -412,12 +412,14 @@ static int failure_body(const struct envelope *env, const struct failure *f, str
 int copy_failure(const char *queue, const struct copy_source *src, const struct envelope *env,
 		 const struct failure *f, struct copy *out)
 {
-	const char *drop[4] = { HDR_PUBLISH_SEQ, NULL, NULL, NULL };
+	/* A stale x-dlqd-error-detail (a body that was too large, replayed
+	 * since) would contradict this copy's code: only a reject sets one. */
+	const char *drop[5] = { HDR_PUBLISH_SEQ, HDR_ERROR_DETAIL, NULL, NULL, NULL };
 	struct header set[COPY_HEADERS_SET];
 	bool dlq = f->next_retry_at_usec == 0;
 	const char *cls = class_name(f->error_class), *code = f->error_code ? f->error_code : "";
 	struct topology t;
-	size_t n = 0, nd = 1;
+	size_t n = 0, nd = 2;
 	int r;
 
 	*out = (struct copy){ .body = src->body, .len = src->len, .default_content_type = true };
@@ -490,7 +492,8 @@ int copy_replay(const char *queue, const struct copy_source *src, const struct e
 		uint64_t replay_count, uint64_t now_usec, struct copy *out)
 {
 	/* Stale once the message leaves the DLQ; dlqd sets them anew. */
-	static const char *const drop[] = { HDR_DEAD_LETTERED_AT, HDR_PUBLISH_SEQ, NULL };
+	static const char *const drop[] = { HDR_DEAD_LETTERED_AT, HDR_PUBLISH_SEQ, HDR_ERROR_DETAIL,
+					    NULL };
 	uint64_t count = MIN(replay_count, (uint64_t)ENVELOPE_REPLAY_COUNT_MAX) + 1;
 	struct header set[3];
 	size_t n = 0;

@@ -15,8 +15,9 @@
  *  - trace_id, schema_version: optional strings, same limits as message_id
  *    but may be empty. They end up in AMQP headers, HTTP headers and journal
  *    fields, hence the control-character ban.
- *  - attempt, max_attempt: optional integers 0..ENVELOPE_ATTEMPT_MAX written
- *    without fraction or exponent ("2.0" and "1e3" are refused).
+ *  - attempt, max_attempt: optional integers written without fraction or
+ *    exponent ("2.0" and "1e3" are refused): max_attempt 0..ENVELOPE_ATTEMPT_MAX,
+ *    attempt one more (the copy of a message exhausted at that bound).
  *  - first_seen_at, next_retry_at: optional RFC 3339 timestamps (strings).
  *  - error_code, error_class, dead_lettered_at (strings), last_error
  *    (object), errors (array) written by an earlier copy: only their JSON
@@ -28,6 +29,7 @@
 #include "common/envelope.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -133,8 +135,8 @@ static int64_t count_value(const char *p, size_t n, int64_t max)
 	return v;
 }
 
-static int check_count(struct envelope *e, const char *key, uint32_t *out, bool *present, char *why,
-		       size_t why_len)
+static int check_count(struct envelope *e, const char *key, int64_t max, uint32_t *out,
+		       bool *present, char *why, size_t why_len)
 {
 	const struct jscan_member *m = get_optional(e, key);
 	const char *text;
@@ -146,12 +148,12 @@ static int check_count(struct envelope *e, const char *key, uint32_t *out, bool 
 		return 0;
 	text = e->body + m->value.off;
 	if (m->kind != JSCAN_NUMBER)
-		return invalid(why, why_len, "%s: must be an integer 0..%d, got %s", key,
-			       ENVELOPE_ATTEMPT_MAX, type_name(e, m));
+		return invalid(why, why_len, "%s: must be an integer 0..%" PRId64 ", got %s", key,
+			       max, type_name(e, m));
 	v = count_value(text, m->value.len, INT64_MAX);
-	if (v < 0 || v > ENVELOPE_ATTEMPT_MAX)
-		return invalid(why, why_len, "%s: must be an integer 0..%d, got %.*s%s", key,
-			       ENVELOPE_ATTEMPT_MAX, (int)MIN(m->value.len, 40u), text,
+	if (v < 0 || v > max)
+		return invalid(why, why_len, "%s: must be an integer 0..%" PRId64 ", got %.*s%s",
+			       key, max, (int)MIN(m->value.len, 40u), text,
 			       m->value.len > 40 ? "..." : "");
 	*out = (uint32_t)v;
 	if (present)
@@ -242,9 +244,12 @@ static int check_fields(struct envelope_impl *impl, uint64_t now_usec, char *why
 	if ((r = check_id(e, "trace_id", false, impl->trace_id, &e->trace_id, why, why_len)) < 0 ||
 	    (r = check_id(e, "schema_version", false, impl->schema_version, &e->schema_version, why,
 			  why_len)) < 0 ||
-	    (r = check_count(e, "attempt", &e->attempt, NULL, why, why_len)) < 0 ||
-	    (r = check_count(e, "max_attempt", &e->max_attempt, &e->has_max_attempt, why,
+	    /* A copy of a message exhausted at max_attempt ENVELOPE_ATTEMPT_MAX
+	     * says one more: dlqd and dlqctl must read their own copies. */
+	    (r = check_count(e, "attempt", ENVELOPE_ATTEMPT_MAX + 1, &e->attempt, NULL, why,
 			     why_len)) < 0 ||
+	    (r = check_count(e, "max_attempt", ENVELOPE_ATTEMPT_MAX, &e->max_attempt,
+			     &e->has_max_attempt, why, why_len)) < 0 ||
 	    (r = check_timestamp(e, "first_seen_at", &e->first_seen_at_usec, &e->has_first_seen_at,
 				 why, why_len)) < 0 ||
 	    (r = check_timestamp(e, "next_retry_at", &ignored, &present, why, why_len)) < 0 ||

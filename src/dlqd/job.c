@@ -354,9 +354,16 @@ void job_on_delivery(void *userdata, struct broker_msg *m)
 		return;
 	}
 	r = envelope_decode(m->body, m->len, now_realtime_usec(), &j->env, why, sizeof(why));
+	if (r == -ENOMEM) {
+		/* Not the body's fault: a valid job must not land in the DLQ for it. */
+		log_error("out of memory decoding a %zu-byte body; giving it back to the broker",
+			  m->len);
+		job_requeue(j);
+		return;
+	}
 	if (r < 0) {
 		router_reject(ERROR_CODE_INVALID_ENVELOPE, &j->route);
-		snprintf(j->detail, sizeof(j->detail), "%s", r == -ENOMEM ? "out of memory" : why);
+		snprintf(j->detail, sizeof(j->detail), "%s", why);
 		job_route(j);
 		return;
 	}

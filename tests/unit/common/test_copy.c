@@ -605,6 +605,7 @@ static const struct header src_headers[] = {
 	HSTR("x-dlqd-original-user-id", "svc-billing"),
 	HSTR("x-dlqd-dead-lettered-at", "2026-03-17T03:00:00Z"),
 	HINT("x-dlqd-replay-count", 1),
+	HSTR("x-dlqd-error-detail", "body of 2000000 bytes exceeds [pipeline] max_message_size"),
 	H("routing", HEADER_OTHER),
 };
 
