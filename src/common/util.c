@@ -395,12 +395,16 @@ void diag_addv(struct diag *d, const char *file, unsigned line, const char *fmt,
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (asprintf(&s, "%s:%u: %s", file ? file : "-", line, msg) < 0)
 		return;
-	n = realloc(d->lines, (d->n + 1) * sizeof(*n));
-	if (!n) {
-		free(s);
-		return;
+	/* The array doubles at each power of two (from 8): a file with tens of
+	 * thousands of errors must not cost a copy of the list per error. */
+	if (d->n < 8 ? d->n == 0 : (d->n & (d->n - 1)) == 0) {
+		n = realloc(d->lines, MAX(d->n * 2, (size_t)8) * sizeof(*n));
+		if (!n) {
+			free(s);
+			return;
+		}
+		d->lines = n;
 	}
-	d->lines = n;
 	d->lines[d->n++] = s;
 }
 
