@@ -47,6 +47,9 @@ struct config {
 		enum queue_type queue_type;
 		bool declare;
 		uint64_t max_message_size; /* bigger bodies go to the DLQ unread */
+		/* A delivery the broker makes again this many times without dlqd
+		 * having settled it goes to the DLQ as POISON_MESSAGE; 0 = off. */
+		uint32_t max_redeliveries;
 	} pipeline;
 
 	struct {

@@ -5,11 +5,14 @@
  * order, exchange and routing key, and which properties to keep. The AMQP
  * adapters (broker for dlqd, dlqscan for dlqctl) only transmit it.
  *
- * Three kinds of copy (design.md Part 1, "Envelope"; docs/envelope.md):
+ * Four kinds of copy (design.md Part 1, "Envelope"; docs/envelope.md):
  *  - retry: to <queue>.retry with the lane as routing key;
  *  - DLQ: to <queue>.dlx with routing key <error_class>.<error_code>; a
  *    body that is not an envelope goes there with its bytes unchanged;
- *  - replay (dlqctl): back to <queue> through the default exchange.
+ *  - replay (dlqctl): back to <queue> through the default exchange;
+ *  - redelivery (dlqd's poison guard, classic main queues): back to <queue>
+ *    through the default exchange, everything as it came plus the count of
+ *    redeliveries in HDR_REDELIVERIES.
  * Envelope bodies are spliced, never re-encoded: every member keeps the
  * producer's bytes except those the copy sets, and new members go at the
  * end. Pure: no I/O, no logging.
@@ -40,6 +43,11 @@
 #define HDR_ORIGINAL_USER_ID	"x-dlqd-original-user-id"
 #define HDR_REPLAY_COUNT	"x-dlqd-replay-count"
 #define HDR_REPLAYED_AT		"x-dlqd-replayed-at"
+/* Times a classic main queue redelivered the message unsettled (the poison
+ * guard); also on a POISON_MESSAGE DLQ copy, as evidence. */
+#define HDR_REDELIVERIES "x-dlqd-redeliveries"
+/* The broker's count on a quorum queue (RabbitMQ 3.10 and later). */
+#define HDR_DELIVERY_COUNT "x-delivery-count"
 
 /* One AMQP header (or property), flattened by an adapter. */
 enum header_kind {
@@ -87,6 +95,7 @@ struct failure {
 	uint64_t lane_ms;	     /* retry: the delay lane */
 	const struct result *result; /* evidence; may be NULL */
 	const char *detail;	     /* why the body is not an envelope, or NULL */
+	uint64_t redeliveries;	     /* POISON_MESSAGE: the count, set as HDR_REDELIVERIES */
 };
 
 /* Properties a copy does not keep (their values move into headers). */
@@ -135,6 +144,18 @@ int copy_failure(const char *queue, const struct copy_source *src, const struct 
  */
 int copy_replay(const char *queue, const struct copy_source *src, const struct envelope *env,
 		uint64_t replay_count, uint64_t now_usec, struct copy *out);
+
+/*
+ * The redelivery copy of a delivery the classic main queue redelivered
+ * unsettled (dlqd's poison guard): to <queue> through the default exchange,
+ * the body and every property as they came (user_id excepted: it moves to
+ * HDR_ORIGINAL_USER_ID, as the broker refuses a foreign one), every header
+ * kept but HDR_PUBLISH_SEQ, and HDR_REDELIVERIES = redeliveries. The copy
+ * arrives without the redelivered flag, so it is handled as usual; if it is
+ * redelivered in turn, its header says how often this happened before.
+ */
+int copy_redelivery(const char *queue, const struct copy_source *src, uint64_t redeliveries,
+		    struct copy *out);
 
 void copy_done(struct copy *c);
 

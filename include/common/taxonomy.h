@@ -25,6 +25,7 @@ enum error_class {
 #define ERROR_CODE_INVALID_ENVELOPE  "INVALID_ENVELOPE"
 #define ERROR_CODE_RETRY_EXHAUSTED   "RETRY_EXHAUSTED"
 #define ERROR_CODE_MESSAGE_TOO_LARGE "MESSAGE_TOO_LARGE"
+#define ERROR_CODE_POISON_MESSAGE    "POISON_MESSAGE"
 
 const char *error_class_to_string(enum error_class c);
 enum error_class error_class_from_string(const char *s); /* _INVALID if unknown */

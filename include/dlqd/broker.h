@@ -79,6 +79,8 @@ uint64_t broker_generation(const struct broker *b);
  * copies must go where the running connections declared them.
  */
 const char *broker_queue(const struct broker *b);
+/* Whether the main queue is a quorum queue (also fixed at broker_new()). */
+bool broker_quorum(const struct broker *b);
 const char *broker_retry_exchange(const struct broker *b);
 const char *broker_dlx(const struct broker *b);
 

@@ -40,6 +40,8 @@ void metrics_dead_lettered(struct metrics *m, const char *error_code, const char
 void metrics_escalated(struct metrics *m, const char *error_code, const char *error_class);
 void metrics_dlq_publish_failed(struct metrics *m);
 void metrics_reconnected(struct metrics *m);
+/* A POISON_MESSAGE DLQ copy was confirmed (dlqd_poison_messages_total). */
+void metrics_poison(struct metrics *m);
 
 /* One handler run took usec microseconds (dlqd_handler_duration_seconds). */
 void metrics_handler_duration(struct metrics *m, uint64_t usec);

@@ -48,3 +48,29 @@ void router_decide(const struct taxonomy *t, const struct envelope *e, const str
 void router_reject(const char *error_code, struct route *out);
 
 const char *route_action_to_string(enum route_action a);
+
+/* What to do with a delivery the broker flagged redelivered. */
+enum poison_action {
+	POISON_HANDLE,	/* as any delivery: the guard is off, or the count is low */
+	POISON_RECOUNT, /* classic: publish it again to the main queue with
+			 * x-dlqd-redeliveries = *redeliveries, then ack it */
+	POISON_DLQ,	/* POISON_MESSAGE / NON_RETRYABLE at once (router_reject) */
+};
+
+/*
+ * The poison guard (design.md Part 1, "Poison"), for a delivery with the
+ * redelivered flag only: a delivery without it is never looked at.
+ *
+ * count is the header the queue type offers, -1 when absent or not an
+ * integer: on a quorum main queue the broker's x-delivery-count (the
+ * deliveries before this one that were not settled; absent reads as 1),
+ * on a classic one dlqd's own x-dlqd-redeliveries (the redeliveries
+ * counted so far; absent reads as 0, and this redelivery adds one).
+ * *redeliveries gets the redelivery count this delivery stands for (the
+ * evidence). With max_redeliveries 0 the guard is off: POISON_HANDLE.
+ * Otherwise a count that reached max_redeliveries is POISON_DLQ; below it,
+ * quorum is POISON_HANDLE (the broker keeps counting) and classic is
+ * POISON_RECOUNT (the count must travel with the message).
+ */
+enum poison_action router_poison(bool quorum, int64_t count, uint32_t max_redeliveries,
+				 uint64_t *redeliveries);

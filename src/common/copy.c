@@ -414,12 +414,16 @@ int copy_failure(const char *queue, const struct copy_source *src, const struct 
 {
 	/* A stale x-dlqd-error-detail (a body that was too large, replayed
 	 * since) would contradict this copy's code: only a reject sets one. */
-	const char *drop[5] = { HDR_PUBLISH_SEQ, HDR_ERROR_DETAIL, NULL, NULL, NULL };
+	/* The redelivery count restarts once dlqd settled the message: only a
+	 * POISON_MESSAGE copy carries one, as evidence. */
+	const char *drop[6] = {
+		HDR_PUBLISH_SEQ, HDR_ERROR_DETAIL, HDR_REDELIVERIES, NULL, NULL, NULL
+	};
 	struct header set[COPY_HEADERS_SET];
 	bool dlq = f->next_retry_at_usec == 0;
 	const char *cls = class_name(f->error_class), *code = f->error_code ? f->error_code : "";
 	struct topology t;
-	size_t n = 0, nd = 2;
+	size_t n = 0, nd = 3;
 	int r;
 
 	*out = (struct copy){ .body = src->body, .len = src->len, .default_content_type = true };
@@ -446,6 +450,9 @@ int copy_failure(const char *queue, const struct copy_source *src, const struct 
 	}
 	if (f->detail && f->detail[0])
 		set_str(set, &n, HDR_ERROR_DETAIL, f->detail, strlen(f->detail));
+	if (f->redeliveries)
+		set_int(set, &n, HDR_REDELIVERIES,
+			(int64_t)MIN(f->redeliveries, (uint64_t)INT64_MAX));
 	/* The properties a copy cannot keep travel as headers instead. */
 	if (src->expiration) {
 		set_str(set, &n, HDR_ORIGINAL_EXPIRATION, src->expiration, src->expiration_len);
@@ -493,7 +500,7 @@ int copy_replay(const char *queue, const struct copy_source *src, const struct e
 {
 	/* Stale once the message leaves the DLQ; dlqd sets them anew. */
 	static const char *const drop[] = { HDR_DEAD_LETTERED_AT, HDR_PUBLISH_SEQ, HDR_ERROR_DETAIL,
-					    NULL };
+					    HDR_REDELIVERIES, NULL };
 	uint64_t count = MIN(replay_count, (uint64_t)ENVELOPE_REPLAY_COUNT_MAX) + 1;
 	struct header set[3];
 	size_t n = 0;
@@ -507,6 +514,29 @@ int copy_replay(const char *queue, const struct copy_source *src, const struct e
 	set_str(set, &n, HDR_REPLAYED_AT, out->stamp, strlen(out->stamp));
 	if ((r = headers(src, set, n, drop, out)) < 0 ||
 	    (env && (r = replay_body(env, count, out->stamp, out)) < 0)) {
+		copy_done(out);
+		return r;
+	}
+	return 0;
+}
+
+int copy_redelivery(const char *queue, const struct copy_source *src, uint64_t redeliveries,
+		    struct copy *out)
+{
+	/* A header the copy sets replaces the original's of that name. */
+	static const char *const drop[] = { HDR_PUBLISH_SEQ, NULL };
+	struct header set[2];
+	size_t n = 0;
+	int r;
+
+	*out = (struct copy){ .body = src->body, .len = src->len };
+	snprintf(out->routing_key, sizeof(out->routing_key), "%s", queue);
+	set_int(set, &n, HDR_REDELIVERIES, (int64_t)MIN(redeliveries, (uint64_t)INT64_MAX));
+	if (src->user_id) {
+		set_str(set, &n, HDR_ORIGINAL_USER_ID, src->user_id, src->user_id_len);
+		out->drop_props |= COPY_DROP_USER_ID;
+	}
+	if ((r = headers(src, set, n, drop, out)) < 0) {
 		copy_done(out);
 		return r;
 	}

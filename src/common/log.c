@@ -52,6 +52,8 @@ static const struct {
 	{ "dead-letter", "a6c8d65bca5948768157b4a6e3f0fa8c" },
 	{ "invalid-envelope", "8e506a84fa9140c7a9a386df7bc90c5d" },
 	{ "escalation", "fa5942a1b5074b94a88a401a7c72473b" },
+	{ "poison", "fd1cdff84a874b96b50126ff7e8e1c10" },
+	{ "redelivered", "6a55a48e50964de6b284b505f16fb551" },
 	{ "dlq-publish-failed", "b56b7cb86bfc41b396160096f95baffb" },
 	{ "publish-failed", "6c1c677df523489382ccc28366307619" },
 	{ "reload", "c0305c90343c4144aa5819cf0e9138f7" },

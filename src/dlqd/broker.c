@@ -96,6 +96,11 @@ bool broker_is_up(const struct broker *b)
 	return link_usable(&b->consumer);
 }
 
+bool broker_quorum(const struct broker *b)
+{
+	return b->quorum;
+}
+
 const char *broker_queue(const struct broker *b)
 {
 	return b->names.queue;

@@ -39,8 +39,12 @@ struct job {
 	struct route route;
 	char error_code[64];
 	char cause_code[64];
-	char detail[256]; /* why the body is not an envelope */
-	struct copy copy; /* what to publish after a failure (copy.h) */
+	char detail[256]; /* why the body is not an envelope, or is poison */
+	/* The poison guard's verdict on a redelivered delivery (router.h);
+	 * POISON_HANDLE for every other one. */
+	enum poison_action guard;
+	uint64_t redeliveries; /* the count router_poison() read, when redelivered */
+	struct copy copy;      /* what to publish after a failure (copy.h) */
 	uint64_t next_retry_at_usec;
 	uint64_t publish_id;
 	bool publish_pending;

@@ -5,6 +5,13 @@
  * then ack (design.md Part 1: nothing is acked before its copy is safe).
  * A refused copy is published again with backoff; a delivery whose
  * connection is gone is dropped here and redelivered by the broker.
+ *
+ * A delivery the broker flagged redelivered meets the poison guard first
+ * (router_poison()), before anything else touches its body: at
+ * [pipeline] max_redeliveries it goes to the DLQ as POISON_MESSAGE, bytes
+ * unchanged; below it a classic queue's delivery is published again to the
+ * main queue with its count (copy_redelivery()) and acked once that copy is
+ * confirmed. A delivery without the flag costs nothing more.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -118,6 +125,17 @@ static void log_settled(struct job *j)
 	char extra[256];
 	struct log_ctx ctx;
 
+	if (j->guard == POISON_RECOUNT) {
+		snprintf(extra, sizeof(extra), "redeliveries=%" PRIu64 " max_redeliveries=%" PRIu32,
+			 j->redeliveries, d->config->pipeline.max_redeliveries);
+		ctx = job_log_ctx(j, "redelivered", extra);
+		ctx.attempt = -1;
+		log_full(LOG_NOTICE, 0, &ctx,
+			 "a message came back unsettled (redelivery %" PRIu64 " of at most %" PRIu32
+			 "); published it again to the main queue with its count",
+			 j->redeliveries, d->config->pipeline.max_redeliveries);
+		return;
+	}
 	if (j->route.action == ROUTE_RETRY) {
 		char at[TIMESTAMP_MAX];
 		metrics_retried(d->metrics, j->error_code,
@@ -138,7 +156,14 @@ static void log_settled(struct job *j)
 			      error_class_to_string(j->route.error_class));
 	snprintf(extra, sizeof(extra), "cause_code=%s", j->cause_code);
 	ctx = job_log_ctx(j, "dead-letter", j->cause_code[0] ? extra : NULL);
-	if (!j->env) {
+	if (j->guard == POISON_DLQ) {
+		metrics_poison(d->metrics);
+		snprintf(extra, sizeof(extra), "redeliveries=%" PRIu64, j->redeliveries);
+		ctx.event = "poison";
+		ctx.extra = extra;
+		log_full(LOG_ERR, 0, &ctx, "dead-lettered a poison message (%s): %s", j->error_code,
+			 j->detail);
+	} else if (!j->env) {
 		ctx.event = "invalid-envelope";
 		log_full(LOG_WARNING, 0, &ctx, "dead-lettered a body dlqd could not take (%s): %s",
 			 j->error_code, j->detail);
@@ -172,6 +197,7 @@ static void job_publish_failed(struct job *j, int r, const char *reason)
 {
 	struct daemon *d = j->d;
 	bool dlq = j->route.action == ROUTE_DLQ;
+	const char *what = dlq ? "DLQ" : j->guard == POISON_RECOUNT ? "redelivery" : "retry";
 	uint64_t delay, now;
 	int k;
 	struct log_ctx ctx = job_log_ctx(j, dlq ? "dlq-publish-failed" : "publish-failed", NULL);
@@ -194,7 +220,7 @@ static void job_publish_failed(struct job *j, int r, const char *reason)
 	log_full(dlq ? (link_trouble ? LOG_ERR : LOG_CRIT) : (link_trouble ? LOG_WARNING : LOG_ERR),
 		 r, &ctx,
 		 "%s copy of %s was not accepted by the broker (%s); keeping the message unacked",
-		 dlq ? "DLQ" : "retry", j->env ? j->env->message_id : "(invalid body)",
+		 what, j->env ? j->env->message_id : "(not decoded)",
 		 reason		? reason
 		 : r == -EAGAIN ? "the broker blocks publishing (resource alarm)"
 				: strerror(-r));
@@ -290,6 +316,7 @@ static void job_route(struct job *j)
 		.lane_ms = j->route.lane_ms,
 		.result = j->env ? &j->result : NULL,
 		.detail = j->detail,
+		.redeliveries = j->guard == POISON_DLQ ? j->redeliveries : 0,
 	};
 	if (j->route.action == ROUTE_RETRY) {
 		j->next_retry_at_usec = now + j->route.delay_usec;
@@ -323,6 +350,47 @@ static void on_handler_done(struct handler_job *hj, const struct result *r)
 	job_handled(j, r);
 }
 
+/*
+ * The poison guard for a delivery the broker flagged redelivered (see the
+ * file comment and router_poison()). Returns true when it took the job
+ * over, false when the delivery is to be handled as usual.
+ */
+static bool job_poison_guard(struct job *j)
+{
+	struct daemon *d = j->d;
+	const struct copy_source *src = &j->msg->source;
+	bool quorum = broker_quorum(d->broker);
+	const char *name = quorum ? HDR_DELIVERY_COUNT : HDR_REDELIVERIES;
+	const struct header *h = header_find(src->headers, src->n_headers, name);
+	uint32_t bound = d->config->pipeline.max_redeliveries;
+	int64_t count = h && h->kind == HEADER_INT && h->i >= 0 ? h->i : -1;
+
+	j->guard = router_poison(quorum, count, bound, &j->redeliveries);
+	switch (j->guard) {
+	case POISON_HANDLE:
+		return false;
+	case POISON_DLQ:
+		router_reject(ERROR_CODE_POISON_MESSAGE, &j->route);
+		snprintf(j->detail, sizeof(j->detail),
+			 "redelivered %" PRIu64 " times without dlqd settling it (%s %" PRIu64
+			 "); [pipeline] max_redeliveries is %" PRIu32,
+			 j->redeliveries, name, quorum ? j->redeliveries : j->redeliveries - 1,
+			 bound);
+		job_route(j);
+		return true;
+	case POISON_RECOUNT:
+		if (copy_redelivery(broker_queue(d->broker), src, j->redeliveries, &j->copy) < 0) {
+			log_error("out of memory building a redelivery copy; giving it back to "
+				  "the broker");
+			job_requeue(j);
+			return true;
+		}
+		job_publish(j);
+		return true;
+	}
+	return false;
+}
+
 void job_on_delivery(void *userdata, struct broker_msg *m)
 {
 	struct daemon *d = userdata;
@@ -345,6 +413,8 @@ void job_on_delivery(void *userdata, struct broker_msg *m)
 	metrics_consumed(d->metrics);
 	metrics_set_in_flight(d->metrics, d->n_jobs);
 
+	if (m->redelivered && job_poison_guard(j))
+		return;
 	if (m->len > d->config->pipeline.max_message_size) {
 		router_reject(ERROR_CODE_MESSAGE_TOO_LARGE, &j->route);
 		snprintf(j->detail, sizeof(j->detail),

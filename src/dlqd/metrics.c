@@ -55,7 +55,7 @@ static const struct {
 };
 
 struct metrics {
-	uint64_t consumed, succeeded, dlq_publish_failures, reconnects;
+	uint64_t consumed, succeeded, dlq_publish_failures, reconnects, poison;
 	struct labelled retried, dead_lettered, escalations;
 
 	/* Per bucket, not cumulative; the last one is +Inf. */
@@ -220,6 +220,11 @@ void metrics_dlq_publish_failed(struct metrics *m)
 	m->dlq_publish_failures++;
 }
 
+void metrics_poison(struct metrics *m)
+{
+	m->poison++;
+}
+
 void metrics_reconnected(struct metrics *m)
 {
 	m->reconnects++;
@@ -381,7 +386,11 @@ static int render(const struct metrics *m, struct buf *b)
 			"1 while the broker connection is up, else 0.")) < 0 ||
 	    (r = buf_printf(b, "dlqd_broker_connected %d\n", m->broker_connected ? 1 : 0)) < 0 ||
 	    (r = counter(b, "dlqd_broker_reconnects_total",
-			 "Broker connections re-established after a loss.", m->reconnects)) < 0)
+			 "Broker connections re-established after a loss.", m->reconnects)) < 0 ||
+	    (r = counter(b, "dlqd_poison_messages_total",
+			 "Messages dead-lettered as POISON_MESSAGE: redelivered [pipeline] "
+			 "max_redeliveries times without dlqd settling them.",
+			 m->poison)) < 0)
 		return r;
 
 	/* Extensions (docs/metrics.md): not in the contract, named to not clash. */

@@ -17,6 +17,12 @@
  *    backoff_lane_ms() picks. attempt' > bound: ROUTE_DLQ as RETRY_EXHAUSTED /
  *    PERSISTENT, so an exhausted copy has attempt = bound + 1.
  *  - escalate and rule come from the matching taxonomy rule.
+ *
+ * router_poison() is the poison guard, asked only for a delivery the broker
+ * flagged redelivered, before anything else (even decoding) touches it: a
+ * message that crashed dlqd max_redeliveries times is not run again. Its
+ * route is router_reject(POISON_MESSAGE): NON_RETRYABLE, attempt 1, the
+ * bytes unchanged.
  */
 #include "dlqd/router.h"
 
@@ -94,4 +100,23 @@ void router_decide(const struct taxonomy *t, const struct envelope *e, const str
 	out->action = ROUTE_RETRY;
 	out->delay_usec = backoff_delay_usec(cl.policy, attempt, u01, r->retry_after_usec);
 	out->lane_ms = backoff_lane_ms(out->delay_usec);
+}
+
+enum poison_action router_poison(bool quorum, int64_t count, uint32_t max_redeliveries,
+				 uint64_t *redeliveries)
+{
+	uint64_t n;
+
+	if (quorum)
+		/* The broker's own count; a redelivery is at least the first. */
+		n = count < 1 ? 1 : (uint64_t)count;
+	else
+		/* Ours, plus this redelivery; saturating, never wrapping. */
+		n = count < 0 ? 1 : (uint64_t)count + (count < INT64_MAX ? 1 : 0);
+	*redeliveries = n;
+	if (max_redeliveries == 0)
+		return POISON_HANDLE;
+	if (n >= max_redeliveries)
+		return POISON_DLQ;
+	return quorum ? POISON_HANDLE : POISON_RECOUNT;
 }

@@ -190,6 +190,7 @@ CONTRACT = {
     "dlqd_dlq_messages": "gauge", "dlqd_dlq_oldest_message_age_seconds": "gauge",
     "dlqd_dlq_publish_failures_total": "counter", "dlqd_broker_connected": "gauge",
     "dlqd_broker_reconnects_total": "counter", "dlqd_build_info": "gauge",
+    "dlqd_poison_messages_total": "counter",
 }
 EXTENSIONS = {"dlqd_escalations_total": "counter", "dlqd_queue_info": "gauge"}
 
@@ -209,6 +210,7 @@ def assert_counters(tc, s, counters):
     eq(s.value("dlqd_messages_in_flight"), 0)
     eq(s.value("dlqd_broker_connected"), 1)
     eq(s.value("dlqd_broker_reconnects_total"), 0)
+    eq(s.value("dlqd_poison_messages_total"), 0)
     eq(s.value("dlqd_dlq_messages"), counters["dlq_total"])
 
 

@@ -153,6 +153,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c->pipeline.queue_type, QUEUE_CLASSIC);
 	assert_true(c->pipeline.declare);
 	assert_int_equal(c->pipeline.max_message_size, 16 * 1024 * 1024);
+	assert_int_equal(c->pipeline.max_redeliveries, 3);
 	assert_int_equal(c->handler.type, HANDLER_HTTP);
 	assert_string_equal(c->handler.url, "http://127.0.0.1:8080/jobs");
 	assert_null(c->handler.command);
@@ -190,6 +191,7 @@ static void test_every_key(void **state)
 	assert_int_equal(c->pipeline.queue_type, QUEUE_QUORUM);
 	assert_false(c->pipeline.declare);
 	assert_int_equal(c->pipeline.max_message_size, 1024 * 1024);
+	assert_int_equal(c->pipeline.max_redeliveries, 0);
 	assert_int_equal(c->handler.type, HANDLER_EXEC);
 	assert_string_equal(c->handler.url, "https://ignored.example.com/");
 	assert_string_equal(c->handler.command,
@@ -230,6 +232,7 @@ static void test_sample_config(void **state)
 	assert_string_equal(c->pipeline.queue, "jobs");
 	assert_int_equal(c->pipeline.queue_type, QUEUE_CLASSIC);
 	assert_true(c->pipeline.declare);
+	assert_int_equal(c->pipeline.max_redeliveries, 3);
 	assert_int_equal(c->handler.type, HANDLER_HTTP);
 	assert_string_equal(c->handler.url, "http://127.0.0.1:8080/jobs");
 	assert_string_equal(c->handler.command, "/usr/local/bin/run-job --flag");
@@ -367,6 +370,15 @@ static void test_value_diags(void **state)
 	expect_one("[pipeline]\nmax_message_size = 1025MiB\n",
 		   "t.conf:9: value '1025MiB' for 'max_message_size' in [pipeline] is out of "
 		   "range (allowed: 1KiB to 1GiB)");
+	expect_one("[pipeline]\nmax_redeliveries = 1001\n",
+		   "t.conf:9: value '1001' for 'max_redeliveries' in [pipeline] is out of "
+		   "range (allowed: 0 (off) to 1000)");
+	expect_one("[pipeline]\nmax_redeliveries = three\n",
+		   "t.conf:9: invalid number 'three' for 'max_redeliveries' in [pipeline]: "
+		   "expected an integer from 0 (off) to 1000");
+	expect_one("[pipeline]\nmax_redeliveries = -1\n",
+		   "t.conf:9: invalid number '-1' for 'max_redeliveries' in [pipeline]: "
+		   "expected an integer from 0 (off) to 1000");
 	expect_one("[pipeline]\ndeclare = maybe\n",
 		   "t.conf:9: invalid boolean 'maybe' for 'declare' in [pipeline]: expected "
 		   "true or false (or yes/no, on/off, 1/0)");
@@ -1009,6 +1021,8 @@ static void test_restart_key_changed(void **state)
 		{ "[handler]\ntimeout = 3s\n", NULL },
 		{ "[shutdown]\ndrain_timeout = 1s\n", NULL },
 		{ "[metrics]\ndlq_poll_interval = 1s\n", NULL },
+		{ "[pipeline]\nmax_redeliveries = 0\n", NULL },
+		{ "[pipeline]\nmax_redeliveries = 10\n", NULL },
 		{ "[broker]\nprefetch = 7\n", "[broker] prefetch" },
 		{ "[broker]\nheartbeat = 7s\n", "[broker] heartbeat" },
 		{ "[broker]\ntls_verify_peer = false\n", "[broker] tls_verify_peer" },

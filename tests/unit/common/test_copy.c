@@ -792,6 +792,88 @@ static void test_replay_count_saturates(void **state)
 	copy_done(&c);
 }
 
+/* What a classic main queue redelivers: dlqd's count from an earlier
+ * redelivery copy, a stale publish sequence, the producer's own headers. */
+static const struct header redelivered_headers[] = {
+	HSTR("tenant", "acme"),
+	HINT("x-dlqd-publish-seq", 77),
+	HINT("x-dlqd-redeliveries", 1),
+	H("routing", HEADER_OTHER),
+};
+
+/*
+ * The poison guard's copies (golden): the redelivery copy goes back to the
+ * main queue as it came, with the new count; the POISON_MESSAGE copy keeps
+ * the bytes unchanged (not decoded) with the count as evidence; every other
+ * copy drops a stale count (it restarts once dlqd settled the message).
+ */
+static void test_golden_poison(void **state)
+{
+	_cleanup_free_ char *full = NULL;
+	size_t full_len;
+	_cleanup_(envelope_freep) struct envelope *e = NULL;
+	struct copy_source src = {
+		.headers = redelivered_headers,
+		.n_headers = ARRAY_SIZE(redelivered_headers),
+		.expiration = "60000",
+		.expiration_len = 5,
+		.user_id = "svc-billing",
+		.user_id_len = 11,
+	};
+	struct failure poison = {
+		.error_code = ERROR_CODE_POISON_MESSAGE,
+		.error_class = ERROR_CLASS_NON_RETRYABLE,
+		.attempt = 1,
+		.now_usec = T0,
+		.detail = "redelivered 3 times without dlqd settling it (x-dlqd-redeliveries 2); "
+			  "[pipeline] max_redeliveries is 3",
+		.redeliveries = 3,
+	};
+	struct failure retry = { .error_code = "UPSTREAM_THROTTLED",
+				 .error_class = ERROR_CLASS_TRANSIENT,
+				 .attempt = 1,
+				 .now_usec = T0,
+				 .next_retry_at_usec = T0 + 2 * USEC_PER_SEC,
+				 .lane_ms = 2000 };
+	struct copy c;
+
+	full = read_data("full.in.json", &full_len);
+	src.body = full;
+	src.len = full_len;
+
+	assert_int_equal(copy_redelivery("jobs", &src, 2, &c), 0);
+	assert_ptr_equal(c.body, full); /* the bytes as they came */
+	assert_int_equal(c.len, full_len);
+	check_golden_copy("full.redelivery.copy", &c);
+	copy_done(&c);
+
+	assert_int_equal(copy_failure("jobs", &src, NULL, &poison, &c), 0);
+	assert_ptr_equal(c.body, full);
+	check_golden_copy("full.poison.copy", &c);
+	copy_done(&c);
+
+	/* Settled otherwise: no count travels on. */
+	e = decode_ok(full);
+	assert_int_equal(copy_failure("jobs", &src, e, &retry, &c), 0);
+	assert_null(header_find(c.headers, c.n_headers, HDR_REDELIVERIES));
+	copy_done(&c);
+	assert_int_equal(copy_replay("jobs", &src, e, 0, T0, &c), 0);
+	assert_null(header_find(c.headers, c.n_headers, HDR_REDELIVERIES));
+	copy_done(&c);
+
+	/* Without a user_id nothing moves; a huge count saturates. */
+	src.user_id = NULL;
+	assert_int_equal(copy_redelivery("q", &src, UINT64_MAX, &c), 0);
+	assert_string_equal(c.exchange, "");
+	assert_string_equal(c.routing_key, "q");
+	assert_int_equal(c.drop_props, 0);
+	assert_false(c.default_content_type);
+	assert_int_equal(c.n_headers, 3);
+	assert_null(header_find(c.headers, c.n_headers, HDR_PUBLISH_SEQ));
+	assert_int_equal(header_find(c.headers, c.n_headers, HDR_REDELIVERIES)->i, INT64_MAX);
+	copy_done(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -805,6 +887,7 @@ int main(void)
 		cmocka_unit_test(test_golden),
 		cmocka_unit_test(test_golden_copies),
 		cmocka_unit_test(test_replay_count_saturates),
+		cmocka_unit_test(test_golden_poison),
 		cmocka_unit_test(test_golden_fidelity),
 	};
 

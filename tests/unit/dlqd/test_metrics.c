@@ -35,6 +35,7 @@ static const struct {
 	{ "dlqd_dlq_publish_failures_total", "counter" },
 	{ "dlqd_broker_connected", "gauge" },
 	{ "dlqd_broker_reconnects_total", "counter" },
+	{ "dlqd_poison_messages_total", "counter" },
 	{ "dlqd_build_info", "gauge" },
 	{ "dlqd_escalations_total", "counter" },
 	{ "dlqd_queue_info", "gauge" },
@@ -207,6 +208,7 @@ static void test_every_metric(void **state)
 	assert_line(t, "dlqd_dlq_publish_failures_total 0");
 	assert_line(t, "dlqd_broker_connected 0");
 	assert_line(t, "dlqd_broker_reconnects_total 0");
+	assert_line(t, "dlqd_poison_messages_total 0");
 	snprintf(line, sizeof(line), "dlqd_build_info{version=\"%s\"} 1", DLQD_VERSION);
 	assert_line(t, line);
 	assert_no_line_prefix(t, "dlqd_escalations_total{");
@@ -237,6 +239,7 @@ static void test_counters_and_labels(void **state)
 	metrics_dlq_publish_failed(m);
 	metrics_reconnected(m);
 	metrics_reconnected(m);
+	metrics_poison(m);
 	metrics_set_in_flight(m, 17);
 	metrics_set_broker_connected(m, true);
 	metrics_set_dlq(m, 5, 12.5);
@@ -259,6 +262,7 @@ static void test_counters_and_labels(void **state)
 			      "dlqd_messages_dead_lettered_total{error_code=\"UPSTREAM_TIMEOUT\"");
 	assert_line(t, "dlqd_dlq_publish_failures_total 1");
 	assert_line(t, "dlqd_broker_reconnects_total 2");
+	assert_line(t, "dlqd_poison_messages_total 1");
 	assert_line(t, "dlqd_messages_in_flight 17");
 	assert_line(t, "dlqd_broker_connected 1");
 	assert_line(t, "dlqd_dlq_messages 5");

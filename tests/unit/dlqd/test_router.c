@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
 
 #include <cmocka.h>
@@ -138,6 +139,65 @@ static void test_reject(void **state)
 	assert_dlq(&o, ERROR_CODE_MESSAGE_TOO_LARGE, ERROR_CLASS_NON_RETRYABLE, 1, 0);
 	assert_string_equal(o.cause_code, ERROR_CODE_MESSAGE_TOO_LARGE);
 	assert_int_equal(o.cause_class, ERROR_CLASS_NON_RETRYABLE);
+	assert_int_equal(o.rule, -1);
+	assert_false(o.escalate);
+}
+
+/* The poison guard: what a redelivered delivery's count means, per queue type. */
+static void test_poison(void **state)
+{
+	static const struct {
+		bool quorum;
+		int64_t count; /* the header, -1 absent */
+		uint32_t bound;
+		enum poison_action want;
+		uint64_t redeliveries;
+	} cases[] = {
+		/* Classic: dlqd's own header, plus this redelivery. */
+		{ false, -1, 3, POISON_RECOUNT, 1 },
+		{ false, 0, 3, POISON_RECOUNT, 1 },
+		{ false, 1, 3, POISON_RECOUNT, 2 },
+		{ false, 2, 3, POISON_DLQ, 3 },
+		{ false, 7, 3, POISON_DLQ, 8 },
+		{ false, -1, 1, POISON_DLQ, 1 },
+		{ false, INT64_MAX, 3, POISON_DLQ, INT64_MAX }, /* saturates */
+		{ false, 999, 1000, POISON_DLQ, 1000 },
+		{ false, 998, 1000, POISON_RECOUNT, 999 },
+		/* Quorum: the broker's x-delivery-count; a redelivery is at least 1. */
+		{ true, -1, 3, POISON_HANDLE, 1 },
+		{ true, 0, 3, POISON_HANDLE, 1 },
+		{ true, 1, 3, POISON_HANDLE, 1 },
+		{ true, 2, 3, POISON_HANDLE, 2 },
+		{ true, 3, 3, POISON_DLQ, 3 },
+		{ true, 4, 3, POISON_DLQ, 4 },
+		{ true, -1, 1, POISON_DLQ, 1 },
+		{ true, INT64_MAX, 1000, POISON_DLQ, INT64_MAX },
+		/* 0 turns the guard off: handled as any delivery, never republished. */
+		{ false, -1, 0, POISON_HANDLE, 1 },
+		{ false, 1000000, 0, POISON_HANDLE, 1000001 },
+		{ true, 1000000, 0, POISON_HANDLE, 1000000 },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		uint64_t n = 0xdeadbeef;
+		enum poison_action got =
+			router_poison(cases[i].quorum, cases[i].count, cases[i].bound, &n);
+
+		if (got != cases[i].want || n != cases[i].redeliveries)
+			fail_msg("case %zu: got action %d count %" PRIu64 ", want %d %" PRIu64, i,
+				 got, n, cases[i].want, cases[i].redeliveries);
+	}
+}
+
+/* A poison message's route: as a reject, NON_RETRYABLE at attempt 1. */
+static void test_poison_route(void **state)
+{
+	struct route o;
+
+	memset(&o, 0xa5, sizeof(o));
+	router_reject(ERROR_CODE_POISON_MESSAGE, &o);
+	assert_dlq(&o, ERROR_CODE_POISON_MESSAGE, ERROR_CLASS_NON_RETRYABLE, 1, 0);
+	assert_string_equal(ERROR_CODE_POISON_MESSAGE, "POISON_MESSAGE");
 	assert_int_equal(o.rule, -1);
 	assert_false(o.escalate);
 }
@@ -424,6 +484,8 @@ int main(void)
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_attempt_saturates),
 		cmocka_unit_test(test_delay_matches_backoff),
+		cmocka_unit_test(test_poison),
+		cmocka_unit_test(test_poison_route),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
