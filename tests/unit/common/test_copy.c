@@ -21,21 +21,7 @@
 #include "common/copy.h"
 #include "common/envelope.h"
 #include "common/util.h"
-
-/* 2026-03-17T03:10:00Z */
-#define T0 (UINT64_C(1773717000) * USEC_PER_SEC)
-
-static struct envelope *decode_ok(const char *body)
-{
-	struct envelope *e = NULL;
-	char why[256] = "";
-	int r = envelope_decode(body, strlen(body), T0, &e, why, sizeof(why));
-
-	if (r != 0)
-		fail_msg("decode of %s failed: %d %s", body, r, why);
-	assert_non_null(e);
-	return e;
-}
+#include "envelope_test.h"
 
 static json_t *parse_strict(const char *s, size_t len)
 {
@@ -45,17 +31,6 @@ static json_t *parse_strict(const char *s, size_t len)
 	if (!j)
 		fail_msg("output is not strict JSON: %s: %.300s", err.text, s);
 	return j;
-}
-
-/* The payload span as a C string the test owns. */
-static char *payload_dup(const struct envelope *e, size_t *len)
-{
-	size_t n;
-	const char *p = envelope_payload(e, &n);
-
-	if (len)
-		*len = n;
-	return strndup(p, n);
 }
 
 /* The body of the copy copy_failure() builds, as a C string. */

@@ -17,21 +17,7 @@
 
 #include "common/envelope.h"
 #include "common/util.h"
-
-/* 2026-03-17T03:10:00Z */
-#define T0 (UINT64_C(1773717000) * USEC_PER_SEC)
-
-static struct envelope *decode_ok(const char *body)
-{
-	struct envelope *e = NULL;
-	char why[256] = "";
-	int r = envelope_decode(body, strlen(body), T0, &e, why, sizeof(why));
-
-	if (r != 0)
-		fail_msg("decode of %s failed: %d %s", body, r, why);
-	assert_non_null(e);
-	return e;
-}
+#include "envelope_test.h"
 
 static void expect_invalid_n(const char *body, size_t len, const char *want)
 {
@@ -65,17 +51,6 @@ static void expect_invalid_prefix(const char *body, size_t len, const char *pref
 		fail_msg("why \"%s\" does not start with \"%s\"", why, prefix);
 	for (const char *p = why; *p; p++)
 		assert_true(*p >= 0x20 && *p < 0x7f);
-}
-
-/* The payload span as a C string the test owns. */
-static char *payload_dup(const struct envelope *e, size_t *len)
-{
-	size_t n;
-	const char *p = envelope_payload(e, &n);
-
-	if (len)
-		*len = n;
-	return strndup(p, n);
 }
 
 /* ---- decoding: valid bodies ---- */
