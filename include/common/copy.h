@@ -9,7 +9,9 @@
  *  - retry: to <queue>.retry with the lane as routing key;
  *  - DLQ: to <queue>.dlx with routing key <error_class>.<error_code>; a
  *    body that is not an envelope goes there with its bytes unchanged;
- *  - replay (dlqctl): back to <queue> through the default exchange.
+ *  - replay (dlqctl): back to <queue> through the default exchange;
+ *  - deferred retry: a retry the retry budget did not admit, back to a
+ *    delay lane unchanged but for next_retry_at (no attempt counted).
  * Envelope bodies are spliced, never re-encoded: every member keeps the
  * producer's bytes except those the copy sets, and new members go at the
  * end. Pure: no I/O, no logging.
@@ -40,6 +42,7 @@
 #define HDR_ORIGINAL_USER_ID	"x-dlqd-original-user-id"
 #define HDR_REPLAY_COUNT	"x-dlqd-replay-count"
 #define HDR_REPLAYED_AT		"x-dlqd-replayed-at"
+#define HDR_BUDGET_DEFERRED	"x-dlqd-budget-deferred" /* times the retry budget put it back */
 
 /* One AMQP header (or property), flattened by an adapter. */
 enum header_kind {
@@ -135,6 +138,19 @@ int copy_failure(const char *queue, const struct copy_source *src, const struct 
  */
 int copy_replay(const char *queue, const struct copy_source *src, const struct envelope *env,
 		uint64_t replay_count, uint64_t now_usec, struct copy *out);
+
+/*
+ * The deferred copy of a retry (attempt > 0) that the retry budget did not
+ * admit: to <queue>.retry with the lane as routing key, like a retry copy,
+ * but nothing happened to it: the body keeps every byte (attempt,
+ * last_error, errors included) except next_retry_at, set to
+ * next_retry_at_usec; the headers set message id, trace id, the unchanged
+ * attempt and x-dlqd-budget-deferred (how many times so far, + 1), and keep
+ * every other header of src (its error code and class among them). env must
+ * not be NULL. Returns 0 or -ENOMEM; release with copy_done().
+ */
+int copy_defer(const char *queue, const struct copy_source *src, const struct envelope *env,
+	       uint64_t lane_ms, uint64_t next_retry_at_usec, struct copy *out);
 
 void copy_done(struct copy *c);
 
