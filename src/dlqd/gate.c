@@ -139,7 +139,9 @@ static void arm_timer(struct daemon *d)
 	uint64_t at = breaker_next_change_usec(&d->breaker);
 	int r;
 
-	if (at == USEC_INFINITY) {
+	/* Due with nothing held: the next delivery is the probe (breaker_admit()
+	 * turns it half-open then); a timer in the past would only spin. */
+	if (at == USEC_INFINITY || (at <= daemon_now(d) && !d->held_head)) {
 		if (d->breaker_timer)
 			(void)sd_event_source_set_enabled(d->breaker_timer, SD_EVENT_OFF);
 		return;
@@ -167,11 +169,14 @@ static void log_state(struct daemon *d, enum breaker_state s, uint64_t now)
 	switch (s) {
 	case BREAKER_OPEN:
 		strscpy(d->open_code, d->trip_code, sizeof(d->open_code));
+		/* in_flight: handler calls started before it opened and still
+		 * running; they finish and settle normally. */
 		snprintf(extra, sizeof(extra),
 			 "calls=%" PRIu64 " failed=%" PRIu64 " failed_probes=%" PRIu32
-			 " open_ms=%" PRIu64,
+			 " open_ms=%" PRIu64 " in_flight=%zu",
 			 bi.calls, bi.failed, bi.failed_probes,
-			 (bi.open_until_usec - MIN(now, bi.open_until_usec)) / USEC_PER_MSEC);
+			 (bi.open_until_usec - MIN(now, bi.open_until_usec)) / USEC_PER_MSEC,
+			 d->n_running);
 		ctx.event = "breaker-open";
 		ctx.error_code = d->open_code[0] ? d->open_code : NULL;
 		if (bi.failed_probes)
