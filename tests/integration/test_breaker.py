@@ -29,6 +29,7 @@ broker and a real HTTP server, counting every message.
 """
 import os
 import re
+import signal
 import sys
 import time
 
@@ -228,6 +229,53 @@ class Breaker(dlqtest.DlqdTestCase):
         self.assertEqual(total, len(deferred))
         for e in deferred[:20]:
             self.assertIsNotNone(e.get("message_id"), e.raw)
+        self.assertStopsCleanly(d)
+
+    def test_reload_changes_every_key(self):
+        """A reload turns the breaker and the budget on, shortens the pause in
+        progress, and turns the budget off again; nothing is lost."""
+        c = self.ctx
+        fail_file = c.path("outage")
+        with open(fail_file, "w"):
+            pass
+        c.start_stub(args=["--fail-file", fail_file])
+        c.write_taxonomy(dlqtest.test_taxonomy(fast={
+            "max_attempt": 50, "initial": "100ms", "multiplier": 1.5, "max": "500ms",
+            "jitter": [0.1, 0.3]}))
+        c.write_config(prefetch=10, timeout="5s")  # both off
+        d = c.start_dlqd()
+        mids = ["r-%d" % i for i in range(20)]
+        c.broker.publish(c.q, [Msg(envelope(m), key=m) for m in mids[:10]])
+        c.wait_until(lambda: len(c.stub.records()) >= 40, 20, "40 failed calls")
+        self.assertFalse(d.events("breaker-open"), "opened while window = 0")
+        self.assertFalse(d.events("retry-deferred"), "deferred while the budget is off")
+
+        c.write_config(prefetch=10, timeout="5s", extra={
+            "breaker": {"failure_ratio": "0.5", "min_calls": 5, "window": "2s",
+                        "open_for": "30s", "max_open": "1m"},
+            "retry": {"budget_ratio": 0, "budget_min_per_second": 1, "budget_window": "1s"}})
+        d.signal(signal.SIGHUP)
+        d.wait_event("reload", count=1)
+        c.broker.publish(c.q, [Msg(envelope(m), key=m) for m in mids[10:]])
+        d.wait_event("breaker-open", timeout=20)
+        self.assertEqual(metric(c.metrics(), 'dlqd_breaker_state{state="open"}'), 1)
+        d.wait_event("retry-deferred", timeout=20)
+
+        os.unlink(fail_file)
+        t = time.monotonic()
+        c.write_config(prefetch=10, timeout="5s", extra={
+            "breaker": {"failure_ratio": "0.9", "min_calls": 50, "window": "5s",
+                        "open_for": "200ms", "max_open": "400ms"},
+            "retry": {"budget_ratio": 0.5, "budget_min_per_second": 0, "budget_window": "2s"}})
+        d.signal(signal.SIGHUP)
+        d.wait_event("reload", count=2)
+        d.wait_event("breaker-close", timeout=10)
+        note("closed %.1fs after the reload that shortened a 30 s pause" % (time.monotonic() - t))
+        self.assertLess(time.monotonic() - t, 10)
+        self.wait_all(c, mids, 60)
+        ok, dlq = self.account(c, mids)
+        self.assertFalse(dlq, "dead-lettered: %s" % list(dlq)[:5])
+        self.assertFalse(d.events("reload-failed"))
         self.assertStopsCleanly(d)
 
 

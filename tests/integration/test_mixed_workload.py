@@ -93,7 +93,9 @@ class MixedWorkload(dlqtest.DlqdTestCase):
     def test_mixed_workload(self):
         c = self.ctx
         c.start_stub()
-        c.write_config(prefetch=50, timeout="5s")
+        # With the shipped circuit breaker and retry budget: a realistic mix
+        # must come through them whole (they may delay, never lose).
+        c.write_config(prefetch=50, timeout="5s", protection=True)
         d = c.start_dlqd()
 
         msgs, expected = build()
