@@ -263,16 +263,24 @@ class Breaker(dlqtest.DlqdTestCase):
         self.assertFalse(d.events("breaker-open"), "opened while window = 0")
         self.assertFalse(d.events("retry-deferred"), "deferred while the budget is off")
 
+        # Reload 1: the budget on (one retry a second), the breaker still off.
+        c.write_config(prefetch=10, timeout="5s", extra={
+            "retry": {"budget_ratio": 0, "budget_min_per_second": 1, "budget_window": "1s"}})
+        d.signal(signal.SIGHUP)
+        d.wait_event("reload", count=1)
+        d.wait_event("retry-deferred", timeout=20)
+        self.assertFalse(d.events("breaker-open"), "opened while window = 0")
+
+        # Reload 2: the breaker on, with a long pause.
         c.write_config(prefetch=10, timeout="5s", extra={
             "breaker": {"failure_ratio": "0.5", "min_calls": 5, "window": "2s",
                         "open_for": "30s", "max_open": "1m"},
             "retry": {"budget_ratio": 0, "budget_min_per_second": 1, "budget_window": "1s"}})
         d.signal(signal.SIGHUP)
-        d.wait_event("reload", count=1)
+        d.wait_event("reload", count=2)
         c.broker.publish(c.q, [Msg(envelope(m), key=m) for m in mids[10:]])
         d.wait_event("breaker-open", timeout=20)
         self.assertEqual(metric(c.metrics(), 'dlqd_breaker_state{state="open"}'), 1)
-        d.wait_event("retry-deferred", timeout=20)
 
         os.unlink(fail_file)
         t = time.monotonic()
@@ -281,7 +289,7 @@ class Breaker(dlqtest.DlqdTestCase):
                         "open_for": "200ms", "max_open": "400ms"},
             "retry": {"budget_ratio": 0.5, "budget_min_per_second": 0, "budget_window": "2s"}})
         d.signal(signal.SIGHUP)
-        d.wait_event("reload", count=2)
+        d.wait_event("reload", count=3)
         d.wait_event("breaker-close", timeout=10)
         note("closed %.1fs after the reload that shortened a 30 s pause" % (time.monotonic() - t))
         self.assertLess(time.monotonic() - t, 10)
