@@ -9,7 +9,8 @@
  *    gate_pump() starts them in arrival order while the breaker allows:
  *    CLOSED, while fewer than breaker_limit(prefetch) handler calls are in
  *    flight (prefetch, or the ramp after a close); OPEN or HALF_OPEN, only
- *    the one message breaker_admit() lets through as the probe. A held job
+ *    the one message breaker_admit() lets through as the probe (the oldest
+ *    held first attempt, else the oldest held retry). A held job
  *    is an unacked delivery that never started: it burns no attempt, and
  *    since it holds a prefetch slot the broker sends no more than prefetch.
  *  - A job that starts is a first attempt (attempt 0: budget_first_attempt())
@@ -253,7 +254,22 @@ void gate_record(struct job *j)
 	gate_changed(d);
 }
 
-/* Starts, defers or keeps the head of the FIFO; false when it must wait. */
+/*
+ * The probe: the oldest held first attempt, else the head. A retry already
+ * failed at least once, so it says less about the downstream's health than
+ * a fresh message (one that fails whatever the downstream's state would keep
+ * the breaker open by itself).
+ */
+static struct job *probe_candidate(struct daemon *d)
+{
+	for (struct job *j = d->held_head; j; j = j->held_next)
+		if (j->env->attempt == 0)
+			return j;
+	return d->held_head;
+}
+
+/* Starts, defers or keeps a held job (the FIFO's head, or the probe); false
+ * when it must wait. */
 static bool start_one(struct daemon *d, uint64_t now)
 {
 	struct job *j = d->held_head;
@@ -263,6 +279,8 @@ static bool start_one(struct daemon *d, uint64_t now)
 		if (!breaker_admit(&d->breaker, now))
 			return false;
 		probe = breaker_state(&d->breaker) == BREAKER_HALF_OPEN;
+		if (probe)
+			j = probe_candidate(d);
 	} else {
 		if (d->n_running >= breaker_limit(&d->breaker, d->config->broker.prefetch))
 			return false;
