@@ -46,7 +46,9 @@
 
 void daemon_check_drained(struct daemon *d)
 {
-	if (d->draining && d->n_jobs == 0) {
+	/* Once: giving the held jobs back at drain start may already end it. */
+	if (d->draining && d->n_jobs == 0 && !d->drained) {
+		d->drained = true;
 		log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "drain-done", .attempt = -1 },
 			 "drained: every in-flight message settled");
 		daemon_exit(d);

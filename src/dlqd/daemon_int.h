@@ -79,6 +79,7 @@ struct daemon {
 	size_t n_spare_jobs;
 	bool ready_sent;
 	bool draining;
+	bool drained;		 /* drain-done was logged and the loop told to exit */
 	uint64_t drain_deadline; /* CLOCK_MONOTONIC */
 	sd_event_source *drain_timer, *status_timer;
 	struct metrics *metrics;

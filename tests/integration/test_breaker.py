@@ -299,6 +299,48 @@ class Breaker(dlqtest.DlqdTestCase):
         self.assertFalse(d.events("reload-failed"))
         self.assertStopsCleanly(d)
 
+    def test_status_and_drain_while_open(self):
+        """While open: STATUS= says so; held deliveries burn no attempt, and a
+        SIGTERM hands them back at once (they never started); nothing lost."""
+        c = self.ctx
+        fail_file = c.path("outage")
+        with open(fail_file, "w"):
+            pass
+        c.start_stub(args=["--fail-file", fail_file])
+        c.write_config(prefetch=10, timeout="5s", drain_timeout="20s", extra={
+            "breaker": {"failure_ratio": "0.5", "min_calls": 5, "window": "5s",
+                        "open_for": "1m", "max_open": "1m"}})
+        d = dlqtest.start_service_dlqd(c)
+        mids = ["s-%d" % i for i in range(30)]
+        c.broker.publish(c.q, [Msg(envelope(m), key=m) for m in mids])
+        d.wait_event("breaker-open")
+        got = d.notify.wait(c, "STATUS", pred=lambda v: v.startswith("Circuit open"))
+        note("STATUS=%s" % got[-1][2])
+        self.assertRegex(got[-1][2], r"^Circuit open: \d+% of the last \d+ calls failed "
+                         r"\(UPSTREAM_THROTTLED\); probing in \d+ s")
+        # The broker has prefetch (10) unacked deliveries, held, none started.
+        c.wait_until(lambda: metric(c.metrics(), "dlqd_messages_in_flight") == 10, 20,
+                     "prefetch deliveries held")
+        calls = len(c.stub.records())
+        time.sleep(1)
+        self.assertEqual(len(c.stub.records()), calls, "a handler call while open")
+        t = time.monotonic()
+        self.assertEqual(d.stop(), 0)
+        took = time.monotonic() - t
+        note("drained in %.2fs with the breaker open" % took)
+        self.assertLess(took, 5, "held deliveries were not handed back at drain start")
+        # Every job is back on the broker (main queue or a delay lane), with
+        # no more attempts than the calls the stub saw.
+        c.wait_until(lambda: not any(v for k, v in c.backlog().items() if k != c.q), 20,
+                     "delay lanes empty", check_alive=False)
+        back = c.broker.get_all(c.q)
+        seen = {}
+        for g in back:
+            b = g.json()
+            seen[b["message_id"]] = b.get("attempt", 0)
+        self.assertEqual(sorted(seen), sorted(mids), "lost or unknown jobs")
+        self.assertEqual(sum(seen.values()), calls, "attempts burned without a call")
+
 
 if __name__ == "__main__":
     dlqtest.main()
