@@ -62,8 +62,19 @@ struct config {
 	} handler;
 
 	struct {
-		char *taxonomy; /* path to the taxonomy JSON */
+		char *taxonomy;		      /* path to the taxonomy JSON */
+		double budget_ratio;	      /* retries per first attempt in a window */
+		double budget_min_per_second; /* the budget's floor; 0 = no budget */
+		uint64_t budget_window_usec;  /* 0 = no budget */
 	} retry;
+
+	struct {
+		double failure_ratio; /* open at this share of tripping failures, (0, 1] */
+		uint32_t min_calls;   /* ... out of at least this many calls */
+		uint64_t window_usec; /* 0 = no breaker */
+		uint64_t open_for_usec;
+		uint64_t max_open_usec; /* >= open_for */
+	} breaker;
 
 	struct {
 		char *listen;			 /* "host:port"; empty disables the endpoint */

@@ -13,6 +13,8 @@
  *  - redelivery (dlqd's poison guard, classic main queues): back to <queue>
  *    through the default exchange, everything as it came plus the count of
  *    redeliveries in HDR_REDELIVERIES.
+ *  - deferred retry: a retry the retry budget did not admit, back to a
+ *    delay lane unchanged but for next_retry_at (no attempt counted).
  * Envelope bodies are spliced, never re-encoded: every member keeps the
  * producer's bytes except those the copy sets, and new members go at the
  * end. Pure: no I/O, no logging.
@@ -47,7 +49,8 @@
  * guard); also on a POISON_MESSAGE DLQ copy, as evidence. */
 #define HDR_REDELIVERIES "x-dlqd-redeliveries"
 /* The broker's count on a quorum queue (RabbitMQ 3.10 and later). */
-#define HDR_DELIVERY_COUNT "x-delivery-count"
+#define HDR_DELIVERY_COUNT  "x-delivery-count"
+#define HDR_BUDGET_DEFERRED "x-dlqd-budget-deferred" /* times the retry budget put it back */
 
 /* One AMQP header (or property), flattened by an adapter. */
 enum header_kind {
@@ -156,6 +159,19 @@ int copy_replay(const char *queue, const struct copy_source *src, const struct e
  */
 int copy_redelivery(const char *queue, const struct copy_source *src, uint64_t redeliveries,
 		    struct copy *out);
+
+/*
+ * The deferred copy of a retry (attempt > 0) that the retry budget did not
+ * admit: to <queue>.retry with the lane as routing key, like a retry copy,
+ * but nothing happened to it: the body keeps every byte (attempt,
+ * last_error, errors included) except next_retry_at, set to
+ * next_retry_at_usec; the headers set message id, trace id, the unchanged
+ * attempt and x-dlqd-budget-deferred (how many times so far, + 1), and keep
+ * every other header of src (its error code and class among them). env must
+ * not be NULL. Returns 0 or -ENOMEM; release with copy_done().
+ */
+int copy_defer(const char *queue, const struct copy_source *src, const struct envelope *env,
+	       uint64_t lane_ms, uint64_t next_retry_at_usec, struct copy *out);
 
 void copy_done(struct copy *c);
 

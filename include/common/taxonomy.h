@@ -44,6 +44,13 @@ struct classification {
 	enum error_class error_class;
 	const struct policy *policy; /* never NULL */
 	bool escalate;
+	/*
+	 * This failure counts against the circuit breaker: the rule's
+	 * "breaker" when it says one, else TRANSIENT and PERSISTENT trip it and
+	 * NON_RETRYABLE never does (a bad payload says nothing about the
+	 * downstream's health).
+	 */
+	bool trips;
 	int rule; /* index of the matching rule, -1 for the default */
 };
 
@@ -64,6 +71,9 @@ void taxonomy_freep(struct taxonomy **t);
  */
 void taxonomy_classify(const struct taxonomy *t, const struct result *r,
 		       struct classification *out);
+
+/* Whether a failure of class c trips the breaker when no rule says otherwise. */
+bool taxonomy_class_trips(enum error_class c);
 
 /* The policy of a class, or of a name; NULL if unknown. */
 const struct policy *taxonomy_class_policy(const struct taxonomy *t, enum error_class c);

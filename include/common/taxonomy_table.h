@@ -43,6 +43,7 @@ struct rule {
 	enum error_class error_class;
 	const struct policy *policy; /* NULL: the class's policy */
 	bool escalate;
+	int breaker; /* -1: the class decides (TRANSIENT, PERSISTENT trip); 0 or 1: the rule's "breaker" */
 };
 
 struct taxonomy {

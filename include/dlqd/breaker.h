@@ -74,6 +74,9 @@ bool breaker_admit(struct breaker *b, uint64_t now);
  * through as the probe.
  */
 void breaker_record(struct breaker *b, uint64_t now, bool tripped, bool was_probe);
+/* A handler call of a retry (attempt > 0) that was not the probe finished:
+ * it feeds the gentle resume only, never the window (see breaker.c). */
+void breaker_record_retry(struct breaker *b, bool tripped);
 /* The probe was admitted but will never be called (given back, undecodable). */
 void breaker_cancel_probe(struct breaker *b);
 /* How many messages may be in flight now: 0 open, 1 half-open, the ramp, prefetch. */

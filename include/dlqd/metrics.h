@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "common/util.h"
+#include "dlqd/breaker.h"
 
 #define METRICS_LABEL_PAIRS_MAX 256
 #define METRICS_LABEL_VALUE_MAX 127
@@ -64,6 +65,10 @@ struct metrics_totals {
 };
 void metrics_totals(const struct metrics *m, struct metrics_totals *out);
 void metrics_set_broker_connected(struct metrics *m, bool up);
+/* dlqd_breaker_state{state} (1 for s, 0 for the others), dlqd_breaker_opened_total. */
+void metrics_set_breaker(struct metrics *m, enum breaker_state s, uint64_t opened_total);
+/* dlqd_retry_budget_deferred_total: kept by the budget, mirrored here. */
+void metrics_set_budget_deferred(struct metrics *m, uint64_t total);
 
 /*
  * Appends the whole exposition (text format 0.0.4) to out. Returns 0, or

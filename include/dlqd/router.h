@@ -29,6 +29,7 @@ struct route {
 	uint64_t delay_usec;  /* ROUTE_RETRY: computed delay */
 	uint64_t lane_ms;     /* ROUTE_RETRY: the delay lane chosen */
 	bool escalate;	      /* the rule asked for escalation */
+	bool trips;	      /* a failure that counts against the breaker (taxonomy.h) */
 	int rule;	      /* matching taxonomy rule, -1 default/none */
 };
 

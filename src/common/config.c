@@ -389,6 +389,21 @@ static void check_handler(struct config_parser *p)
 	c->handler.argv = argv;
 }
 
+/* The cap of the breaker's pauses cannot be shorter than the first one. */
+static void check_breaker(struct config_parser *p)
+{
+	const struct config *c = p->c;
+
+	if (p->bad[K_BREAKER_OPEN_FOR] || p->bad[K_BREAKER_MAX_OPEN])
+		return;
+	if (c->breaker.max_open_usec < c->breaker.open_for_usec)
+		config_error(p,
+			     key_line(p, p->key_line[K_BREAKER_MAX_OPEN] ? K_BREAKER_MAX_OPEN
+									 : K_BREAKER_OPEN_FOR),
+			     "'max_open' in [breaker] must be at least 'open_for' (the first pause "
+			     "is doubled up to max_open)");
+}
+
 static void check_metrics(struct config_parser *p)
 {
 	const char *l = p->c->metrics.listen;
@@ -479,6 +494,7 @@ static int parse_into(struct config_parser *p, const char *text, size_t len, enu
 	check_pipeline(p);
 	check_handler(p);
 	check_metrics(p);
+	check_breaker(p);
 	check_files(p, which);
 
 	if (p->oom)

@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,7 @@
 const char *const config_section_names[_SEC_MAX] = {
 	[SEC_BROKER] = "broker", [SEC_PIPELINE] = "pipeline", [SEC_HANDLER] = "handler",
 	[SEC_RETRY] = "retry",	 [SEC_METRICS] = "metrics",   [SEC_SHUTDOWN] = "shutdown",
-	[SEC_REPLAY] = "replay",
+	[SEC_REPLAY] = "replay", [SEC_BREAKER] = "breaker",
 };
 
 #define KEY(id, sec, n, t, field, lo, hi, txt)             \
@@ -78,6 +79,22 @@ const struct config_key config_keys[_K_MAX] = {
 	    shutdown.drain_timeout_usec, 0, HOUR_USEC, NULL),
 	KEY(K_REPLAY_BLOCK_SCHEMA_VERSIONS, SEC_REPLAY, "block_schema_versions", KT_LIST,
 	    replay.block_schema_versions, 0, 0, NULL),
+	KEY(K_RETRY_BUDGET_RATIO, SEC_RETRY, "budget_ratio", KT_DOUBLE, retry.budget_ratio, 0, 1000,
+	    "0 to 1000"),
+	KEY(K_RETRY_BUDGET_MIN_PER_SECOND, SEC_RETRY, "budget_min_per_second", KT_DOUBLE,
+	    retry.budget_min_per_second, 0, 1000000, "0 (no budget) to 1000000"),
+	KEY(K_RETRY_BUDGET_WINDOW, SEC_RETRY, "budget_window", KT_DURATION,
+	    retry.budget_window_usec, 0, HOUR_USEC, "0 (no budget), or 100ms to 1h"),
+	KEY(K_BREAKER_FAILURE_RATIO, SEC_BREAKER, "failure_ratio", KT_DOUBLE, breaker.failure_ratio,
+	    0, 1, "more than 0, at most 1"),
+	KEY(K_BREAKER_MIN_CALLS, SEC_BREAKER, "min_calls", KT_UINT32, breaker.min_calls, 1, 1000000,
+	    NULL),
+	KEY(K_BREAKER_WINDOW, SEC_BREAKER, "window", KT_DURATION, breaker.window_usec, 0, HOUR_USEC,
+	    "0 (no breaker), or 100ms to 1h"),
+	KEY(K_BREAKER_OPEN_FOR, SEC_BREAKER, "open_for", KT_DURATION, breaker.open_for_usec,
+	    100 * USEC_PER_MSEC, HOUR_USEC, NULL),
+	KEY(K_BREAKER_MAX_OPEN, SEC_BREAKER, "max_open", KT_DURATION, breaker.max_open_usec,
+	    100 * USEC_PER_MSEC, 24 * HOUR_USEC, NULL),
 };
 
 struct config *config_keys_defaults(void)
@@ -101,6 +118,14 @@ struct config *config_keys_defaults(void)
 	c->retry.taxonomy = strdup(CONFIG_DEFAULT_TAXONOMY);
 	c->metrics.listen = strdup(DEFAULT_LISTEN);
 	c->metrics.dlq_poll_interval_usec = 15 * USEC_PER_SEC;
+	c->retry.budget_ratio = 0.2;
+	c->retry.budget_min_per_second = 10;
+	c->retry.budget_window_usec = 10 * USEC_PER_SEC;
+	c->breaker.failure_ratio = 0.5;
+	c->breaker.min_calls = 20;
+	c->breaker.window_usec = 10 * USEC_PER_SEC;
+	c->breaker.open_for_usec = 5 * USEC_PER_SEC;
+	c->breaker.max_open_usec = 5 * 60 * USEC_PER_SEC;
 	c->replay.block_schema_versions = calloc(1, sizeof(char *));
 	if (!c->retry.taxonomy || !c->metrics.listen || !c->replay.block_schema_versions)
 		return config_free(c);
@@ -195,7 +220,7 @@ void config_keys_unknown_section(struct config_parser *p, unsigned line, const c
 		}
 	config_error(p, line,
 		     "unknown section [%s] (known: broker, pipeline, handler, retry, metrics, "
-		     "shutdown, replay)",
+		     "shutdown, replay, breaker)",
 		     name);
 }
 
@@ -386,6 +411,38 @@ static bool parse_number(struct config_parser *p, const struct config_key *k, co
 	return true;
 }
 
+/*
+ * A decimal number ("0.5", "10", "1e-3") within the key's whole-number
+ * bounds; NaN, infinities and trailing text are refused. failure_ratio must
+ * be more than 0: at 0 the first tripping failure would open the breaker.
+ */
+static bool parse_double(struct config_parser *p, int id, const char *v, unsigned line, double *out)
+{
+	const struct config_key *k = &config_keys[id];
+	const char *sec = config_section_names[k->section];
+	char range[96], *end;
+	double d;
+
+	errno = 0;
+	d = *v && !isspace((unsigned char)*v) ? strtod(v, &end) : 0;
+	if (!*v || isspace((unsigned char)*v) || *end || errno == ERANGE || !isfinite(d) ||
+	    strpbrk(v, "xXnN")) {
+		config_error(p, line,
+			     "invalid number '%s' for '%s' in [%s]: expected a decimal number "
+			     "like 0.5 (allowed: %s)",
+			     v, k->name, sec, range_text(k, range, sizeof(range)));
+		return false;
+	}
+	if (d < (double)k->min || d > (double)k->max ||
+	    (id == K_BREAKER_FAILURE_RATIO && !(d > 0))) {
+		config_error(p, line, "value '%s' for '%s' in [%s] is out of range (allowed: %s)",
+			     v, k->name, sec, range_text(k, range, sizeof(range)));
+		return false;
+	}
+	*out = d;
+	return true;
+}
+
 void config_keys_set(struct config_parser *p, int id, const char *v, unsigned line)
 {
 	const struct config_key *k = &config_keys[id];
@@ -430,12 +487,27 @@ void config_keys_set(struct config_parser *p, int id, const char *v, unsigned li
 				v);
 			return;
 		}
+		/* Below 100 ms the breaker's and the budget's buckets (a
+		 * twentieth each) would be finer than the loop's timers. */
+		if ((id == K_BREAKER_WINDOW || id == K_RETRY_BUDGET_WINDOW) && u > 0 &&
+		    u < 100 * USEC_PER_MSEC) {
+			config_error(p, line,
+				     "value '%s' for '%s' in [%s] is out of range (allowed: %s)", v,
+				     k->name, sec, k->range);
+			return;
+		}
 		*(uint64_t *)field = u;
 		return;
 	case KT_SIZE:
 		if (parse_number(p, k, v, line, &u))
 			*(uint64_t *)field = u;
 		return;
+	case KT_DOUBLE: {
+		double d;
+		if (parse_double(p, id, v, line, &d))
+			*(double *)field = d;
+		return;
+	}
 	case KT_BOOL:
 		if (parse_bool(v, &b) < 0) {
 			config_error(

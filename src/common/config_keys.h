@@ -23,6 +23,7 @@ enum section {
 	SEC_METRICS,
 	SEC_SHUTDOWN,
 	SEC_REPLAY,
+	SEC_BREAKER,
 	_SEC_MAX,
 };
 
@@ -36,7 +37,8 @@ enum key_type {
 	KT_BOOL,
 	KT_QUEUE_TYPE,
 	KT_HANDLER_TYPE,
-	KT_LIST, /* comma-separated, NULL-terminated strv */
+	KT_LIST,   /* comma-separated, NULL-terminated strv */
+	KT_DOUBLE, /* a decimal number from min to max (whole numbers) */
 };
 
 enum key_id {
@@ -64,6 +66,14 @@ enum key_id {
 	K_METRICS_DLQ_POLL_INTERVAL,
 	K_SHUTDOWN_DRAIN_TIMEOUT,
 	K_REPLAY_BLOCK_SCHEMA_VERSIONS,
+	K_RETRY_BUDGET_RATIO,
+	K_RETRY_BUDGET_MIN_PER_SECOND,
+	K_RETRY_BUDGET_WINDOW,
+	K_BREAKER_FAILURE_RATIO,
+	K_BREAKER_MIN_CALLS,
+	K_BREAKER_WINDOW,
+	K_BREAKER_OPEN_FOR,
+	K_BREAKER_MAX_OPEN,
 	_K_MAX,
 };
 

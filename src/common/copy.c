@@ -293,6 +293,14 @@ const struct header *header_find(const struct header *h, size_t n, const char *k
 	return NULL;
 }
 
+/* An integer header of src, 0 when absent, not an integer or negative. */
+static uint64_t header_count(const struct copy_source *src, const char *key)
+{
+	const struct header *h = header_find(src->headers, src->n_headers, key);
+
+	return h && h->kind == HEADER_INT && h->i > 0 ? (uint64_t)h->i : 0;
+}
+
 static void set_str(struct header *set, size_t *n, const char *key, const char *s, size_t len)
 {
 	set[(*n)++] = (struct header){
@@ -409,6 +417,22 @@ static int failure_body(const struct envelope *env, const struct failure *f, str
 	return r < 0 ? finish(NULL, &ed, out) : finish(env, &ed, out);
 }
 
+/* The properties a copy cannot keep travel as headers instead. */
+static void moved_props(const struct copy_source *src, struct header *set, size_t *n,
+			const char **drop, size_t *nd, struct copy *out)
+{
+	if (src->expiration) {
+		set_str(set, n, HDR_ORIGINAL_EXPIRATION, src->expiration, src->expiration_len);
+		out->drop_props |= COPY_DROP_EXPIRATION;
+		drop[(*nd)++] = HDR_ORIGINAL_EXPIRATION;
+	}
+	if (src->user_id) {
+		set_str(set, n, HDR_ORIGINAL_USER_ID, src->user_id, src->user_id_len);
+		out->drop_props |= COPY_DROP_USER_ID;
+		drop[(*nd)++] = HDR_ORIGINAL_USER_ID;
+	}
+}
+
 int copy_failure(const char *queue, const struct copy_source *src, const struct envelope *env,
 		 const struct failure *f, struct copy *out)
 {
@@ -453,19 +477,50 @@ int copy_failure(const char *queue, const struct copy_source *src, const struct 
 	if (f->redeliveries)
 		set_int(set, &n, HDR_REDELIVERIES,
 			(int64_t)MIN(f->redeliveries, (uint64_t)INT64_MAX));
-	/* The properties a copy cannot keep travel as headers instead. */
-	if (src->expiration) {
-		set_str(set, &n, HDR_ORIGINAL_EXPIRATION, src->expiration, src->expiration_len);
-		out->drop_props |= COPY_DROP_EXPIRATION;
-		drop[nd++] = HDR_ORIGINAL_EXPIRATION;
-	}
-	if (src->user_id) {
-		set_str(set, &n, HDR_ORIGINAL_USER_ID, src->user_id, src->user_id_len);
-		out->drop_props |= COPY_DROP_USER_ID;
-		drop[nd++] = HDR_ORIGINAL_USER_ID;
-	}
+	moved_props(src, set, &n, drop, &nd, out);
 	if ((r = headers(src, set, n, drop, out)) < 0 ||
 	    (env && (r = failure_body(env, f, out)) < 0)) {
+		copy_done(out);
+		return r;
+	}
+	return 0;
+}
+
+static int defer_body(const struct envelope *env, uint64_t next_retry_at_usec, struct copy *out)
+{
+	struct edits ed = { .n = 0 };
+	struct edit *e;
+	int r;
+
+	buf_init(&ed.text, 256);
+	e = edit_begin(&ed, "next_retry_at", EDIT_SET);
+	r = put_timestamp(&ed.text, next_retry_at_usec, true);
+	edit_end(&ed, e);
+	return r < 0 ? finish(NULL, &ed, out) : finish(env, &ed, out);
+}
+
+int copy_defer(const char *queue, const struct copy_source *src, const struct envelope *env,
+	       uint64_t lane_ms, uint64_t next_retry_at_usec, struct copy *out)
+{
+	const char *drop[5] = { HDR_PUBLISH_SEQ, HDR_ERROR_DETAIL, NULL, NULL, NULL };
+	struct header set[COPY_HEADERS_SET];
+	struct topology t;
+	size_t n = 0, nd = 2;
+	int r;
+
+	*out = (struct copy){ .body = src->body, .len = src->len, .default_content_type = true };
+	topology_init(&t, queue);
+	strscpy(out->exchange, t.retry_x, sizeof(out->exchange));
+	topology_lane(queue, lane_ms, out->routing_key);
+	set_str(set, &n, HDR_MESSAGE_ID, env->message_id, strlen(env->message_id));
+	if (env->trace_id[0])
+		set_str(set, &n, HDR_TRACE_ID, env->trace_id, strlen(env->trace_id));
+	set_int(set, &n, HDR_ATTEMPT, env->attempt);
+	set_int(set, &n, HDR_BUDGET_DEFERRED,
+		(int64_t)MIN(header_count(src, HDR_BUDGET_DEFERRED), (uint64_t)INT32_MAX) + 1);
+	moved_props(src, set, &n, drop, &nd, out);
+	if ((r = headers(src, set, n, drop, out)) < 0 ||
+	    (r = defer_body(env, next_retry_at_usec, out)) < 0) {
 		copy_done(out);
 		return r;
 	}

@@ -63,6 +63,11 @@ static const struct {
 	{ "drain-done", "5e17add74ca64fcd8a13cf787e5bf33d" },
 	{ "drain-timeout", "10ceb56b425f418d8900aad74986d713" },
 	{ "purge", "7b9f8f9e9895431996a9e689b86ee5c3" }, /* dlqctl purge: the audit trail */
+	{ "breaker-open", "17651a2105f844e18723e361768d2161" },
+	{ "breaker-half-open", "97407da1b487444cab658d8aff065493" },
+	{ "breaker-close", "b05cf3f9f7ad44858c77b10197255508" },
+	{ "breaker-limit", "6db2e9218e5944b3a8a3f1080af27c22" },
+	{ "retry-deferred", "437514edef2e41bb83cd79a04e094cf8" },
 };
 
 const char *log_message_id(const char *event)

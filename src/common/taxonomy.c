@@ -103,6 +103,8 @@ void taxonomy_classify(const struct taxonomy *t, const struct result *r, struct 
 			.error_class = ru->error_class,
 			.policy = ru->policy ? ru->policy : t->class_policy[ru->error_class],
 			.escalate = ru->escalate,
+			.trips = ru->breaker < 0 ? taxonomy_class_trips(ru->error_class)
+						 : ru->breaker > 0,
 			.rule = (int)i,
 		};
 		return;
@@ -122,6 +124,7 @@ void taxonomy_classify(const struct taxonomy *t, const struct result *r, struct 
 			.error_code = r->handler_code,
 			.error_class = k,
 			.policy = t->class_policy[k],
+			.trips = taxonomy_class_trips(k),
 			.rule = -1,
 		};
 		return;
@@ -130,8 +133,14 @@ void taxonomy_classify(const struct taxonomy *t, const struct result *r, struct 
 		.error_code = t->default_code,
 		.error_class = t->default_class,
 		.policy = t->default_policy ? t->default_policy : t->class_policy[t->default_class],
+		.trips = taxonomy_class_trips(t->default_class),
 		.rule = -1,
 	};
+}
+
+bool taxonomy_class_trips(enum error_class c)
+{
+	return c == ERROR_CLASS_TRANSIENT || c == ERROR_CLASS_PERSISTENT;
 }
 
 const struct policy *taxonomy_class_policy(const struct taxonomy *t, enum error_class c)

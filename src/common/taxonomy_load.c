@@ -329,11 +329,12 @@ static void parse_outcome(struct jsoncheck *c, const struct taxonomy *t, json_t 
 
 static int parse_rule(struct jsoncheck *c, struct taxonomy *t, json_t *o, struct rule *ru)
 {
-	static const char *const keys[] = { "when",   "error_code", "class",
-					    "policy", "escalate",   NULL };
+	static const char *const keys[] = { "when",	"error_code", "class", "policy",
+					    "escalate", "breaker",    NULL };
 	json_t *v;
 	int r;
 
+	ru->breaker = -1;
 	if (!jsoncheck_object(c, o, keys))
 		return 0;
 	if ((v = jsoncheck_enter(c, o, "when"))) {
@@ -350,6 +351,15 @@ static int parse_rule(struct jsoncheck *c, struct taxonomy *t, json_t *o, struct
 					 util_json_type_name(v));
 		else
 			ru->escalate = json_is_true(v);
+		jsoncheck_pop(c);
+	}
+	if ((v = json_object_get(o, "breaker"))) {
+		jsoncheck_key(c, "breaker");
+		if (!json_is_boolean(v))
+			jsoncheck_report(c, "expected true or false, got %s",
+					 util_json_type_name(v));
+		else
+			ru->breaker = json_is_true(v);
 		jsoncheck_pop(c);
 	}
 	return 0;

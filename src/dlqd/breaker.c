@@ -4,6 +4,14 @@
  *
  *  - window = 0 turns the breaker off: always CLOSED, admits everything,
  *    limit = prefetch, records nothing.
+ *  - Retries (messages that failed before) are not counted in the window,
+ *    only first attempts and the probe: retries are the sample of messages
+ *    that already failed, so a handful that fail whatever the downstream's
+ *    state (the tail of a workload: exhausting retries, nothing new) would
+ *    keep the share over the threshold and the breaker open on their own,
+ *    each probe burning one of their attempts. A retry that succeeds still
+ *    counts toward the gentle resume (breaker_record_retry()); one that
+ *    fails neither trips nor slows it.
  *  - CLOSED: every finished handler call is counted in a tally over the last
  *    `window` (tally.h: 20 buckets, the window to within window/20), and so
  *    is every tripping failure. Success and non-tripping failures (the caller
@@ -204,6 +212,12 @@ void breaker_record(struct breaker *b, uint64_t now, bool tripped, bool was_prob
 	default:
 		return; /* OPEN: in flight since before the trip */
 	}
+}
+
+void breaker_record_retry(struct breaker *b, bool tripped)
+{
+	if (enabled(b) && b->state == BREAKER_CLOSED && !tripped)
+		ramp_count(b, false);
 }
 
 void breaker_cancel_probe(struct breaker *b)

@@ -46,7 +46,9 @@
 
 void daemon_check_drained(struct daemon *d)
 {
-	if (d->draining && d->n_jobs == 0) {
+	/* Once: giving the held jobs back at drain start may already end it. */
+	if (d->draining && d->n_jobs == 0 && !d->drained) {
+		d->drained = true;
 		log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "drain-done", .attempt = -1 },
 			 "drained: every in-flight message settled");
 		daemon_exit(d);
@@ -103,6 +105,30 @@ static void notify_status(struct daemon *d)
 			   left + DRAIN_EXIT_SLACK_USEC, broker_queue(d->broker), d->n_jobs,
 			   (left + USEC_PER_SEC - 1) / USEC_PER_SEC, c->consumed, c->succeeded,
 			   c->retried, c->dead_lettered);
+		return;
+	}
+	if (breaker_state(&d->breaker) != BREAKER_CLOSED) {
+		struct breaker_info bi;
+		uint64_t mono = daemon_now(d);
+		breaker_info(&d->breaker, mono, &bi);
+		if (bi.state == BREAKER_OPEN)
+			sd_notifyf(0,
+				   "STATUS=Circuit open: %" PRIu64 "%% of the last %" PRIu64
+				   " calls failed (%s); probing in %" PRIu64 " s; %zu held, %zu in "
+				   "flight",
+				   bi.calls ? bi.failed * 100 / bi.calls : 0, bi.calls,
+				   d->open_code[0] ? d->open_code : "unknown",
+				   (bi.open_until_usec - MIN(mono, bi.open_until_usec) +
+				    USEC_PER_SEC - 1) /
+					   USEC_PER_SEC,
+				   d->n_held, d->n_jobs);
+		else
+			sd_notifyf(0,
+				   "STATUS=Circuit half-open: probing %s with one message (%s); "
+				   "%zu held, %zu in flight",
+				   broker_queue(d->broker),
+				   d->open_code[0] ? d->open_code : "unknown", d->n_held,
+				   d->n_jobs);
 		return;
 	}
 	if (!broker_is_up(d->broker)) {
@@ -217,6 +243,8 @@ static void drain_start(struct daemon *d)
 		 "draining %zu in-flight message(s), at most %" PRIu64 " ms", d->n_jobs,
 		 d->config->shutdown.drain_timeout_usec / USEC_PER_MSEC);
 	broker_stop_consuming(d->broker);
+	/* Held deliveries never started: the broker gives them to another worker. */
+	gate_give_back(d);
 	/* Copies waiting to be published again will not make it before exit. */
 	for (struct job *j = d->jobs, *next; j; j = next) {
 		next = j->next;
@@ -311,6 +339,7 @@ static void reload(struct daemon *d)
 	 * metrics server copy what they use), so the old one goes now. */
 	config_free(d->config);
 	d->config = TAKE_PTR(c);
+	gate_reload(d);
 	free_retired_handlers(d);
 	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "reload", .attempt = -1 },
 		 "reloaded %s and %s", d->config_path, d->config->retry.taxonomy);
@@ -450,6 +479,7 @@ int daemon_new(const char *config_path, struct daemon **out)
 	if (r < 0)
 		return log_error_errno(r, "cannot set up the broker connection: %m");
 	metrics_set_queue(d->metrics, d->config->pipeline.queue);
+	gate_init(d);
 	/* The first probe a second in, once the publisher link is likely up. */
 	r = sd_event_add_time(d->event, &d->dlq_timer, CLOCK_MONOTONIC, now + USEC_PER_SEC,
 			      100 * USEC_PER_MSEC, on_dlq_timer, d);
@@ -506,6 +536,7 @@ struct daemon *daemon_free(struct daemon *d)
 	}
 	d->metrics_server = metrics_server_free(d->metrics_server);
 	d->metrics = metrics_free(d->metrics);
+	gate_done(d);
 	sd_event_source_disable_unref(d->drain_timer);
 	sd_event_source_disable_unref(d->status_timer);
 	sd_event_source_disable_unref(d->dlq_timer);

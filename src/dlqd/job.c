@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/backoff.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon_int.h"
@@ -37,6 +38,7 @@ struct job *job_free(struct job *j)
 	d = j->d;
 	if (j->state == JOB_HANDLING && j->handler)
 		handler_cancel(j->handler, &j->hj);
+	gate_forget(j);
 	if (j->publish_pending)
 		broker_publish_forget(d->broker, j->publish_id);
 	sd_event_source_disable_unref(j->backoff);
@@ -134,6 +136,23 @@ static void log_settled(struct job *j)
 			 "a message came back unsettled (redelivery %" PRIu64 " of at most %" PRIu32
 			 "); published it again to the main queue with its count",
 			 j->redeliveries, d->config->pipeline.max_redeliveries);
+		return;
+	}
+	if (j->deferred) {
+		char at[TIMESTAMP_MAX];
+		if (!log_enabled(LOG_INFO))
+			return;
+		snprintf(extra, sizeof(extra),
+			 "delay_ms=%" PRIu64 " lane_ms=%" PRIu64 " next_retry_at=%s",
+			 j->route.delay_usec / USEC_PER_MSEC, j->route.lane_ms,
+			 format_timestamp(j->next_retry_at_usec, at));
+		ctx = job_log_ctx(j, "retry-deferred", extra);
+		ctx.error_code = NULL;
+		ctx.error_class = NULL;
+		log_full(LOG_INFO, 0, &ctx,
+			 "retry budget spent: %s goes back to a delay lane for %" PRIu64
+			 " ms, no attempt counted (attempt %u)",
+			 j->env->message_id, j->route.delay_usec / USEC_PER_MSEC, j->route.attempt);
 		return;
 	}
 	if (j->route.action == ROUTE_RETRY) {
@@ -333,13 +352,58 @@ static void job_route(struct job *j)
 	job_publish(j);
 }
 
-/* Classifies the outcome of a job's handler (or of failing to start one). */
+/*
+ * Classifies the outcome of a job's handler (or of failing to start one),
+ * tells the gate how the call went, and lets the next held job start.
+ */
 static void job_handled(struct job *j, const struct result *r)
 {
+	struct daemon *d = j->d;
+
 	j->result = *r;
 	j->state = JOB_PUBLISHING;
-	router_decide(j->d->taxonomy, j->env, &j->result, random_unit(), &j->route);
+	router_decide(d->taxonomy, j->env, &j->result, random_unit(), &j->route);
+	gate_record(j);
 	job_route(j);
+	gate_pump(d);
+}
+
+/*
+ * The retry budget is spent: the delivery goes back to a delay lane as it
+ * is (copy_defer(): attempt, history and payload unchanged, only
+ * next_retry_at new), without a handler call, and is acked once the broker
+ * confirmed the copy, like any retry. The delay is half the budget window,
+ * jittered up to three quarters of it, so deferred retries come back spread
+ * out and in a later window; the lane is backoff's nearest one.
+ */
+void job_defer(struct job *j)
+{
+	struct daemon *d = j->d;
+	uint64_t now = now_realtime_usec();
+	uint64_t half = d->config->retry.budget_window_usec / 2;
+	uint64_t delay = half + (uint64_t)((double)half * 0.5 * random_unit());
+
+	j->deferred = true;
+	j->state = JOB_PUBLISHING;
+	j->route = (struct route){
+		.action = ROUTE_RETRY,
+		.error_class = _ERROR_CLASS_INVALID,
+		.cause_class = _ERROR_CLASS_INVALID,
+		.attempt = j->env->attempt,
+		.delay_usec = delay,
+		.lane_ms = backoff_lane_ms(delay),
+		.rule = -1,
+	};
+	j->next_retry_at_usec = now + delay;
+	if (copy_defer(broker_queue(d->broker), &j->msg->source, j->env, j->route.lane_ms,
+		       j->next_retry_at_usec, &j->copy) < 0) {
+		log_error("out of memory building the deferred copy of %s; giving it back to the "
+			  "broker",
+			  j->env->message_id);
+		job_requeue(j);
+		return;
+	}
+	job_publish(j);
 }
 
 static void on_handler_done(struct handler_job *hj, const struct result *r)
@@ -450,6 +514,14 @@ void job_on_delivery(void *userdata, struct broker_msg *m)
 		.done = on_handler_done,
 		.userdata = j,
 	};
+	gate_offer(j);
+}
+
+void job_start(struct job *j)
+{
+	struct daemon *d = j->d;
+	int r;
+
 	j->handler = d->handler;
 	j->state = JOB_HANDLING;
 	r = handler_submit(d->handler, &j->hj);
@@ -459,6 +531,8 @@ void job_on_delivery(void *userdata, struct broker_msg *m)
 		snprintf(res.detail, sizeof(res.detail), "cannot start the handler: %s",
 			 strerror(-r));
 		j->handler = NULL;
+		/* Not the downstream's answer: the breaker does not count it. */
+		gate_forget(j);
 		job_handled(j, &res); /* no handler ran: no duration to record */
 	}
 }

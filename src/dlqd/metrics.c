@@ -67,6 +67,8 @@ struct metrics {
 	double dlq_oldest_age; /* < 0: unknown */
 	bool broker_connected;
 	char queue[METRICS_QUEUE_MAX + 1];
+	enum breaker_state breaker;
+	uint64_t breaker_opened, budget_deferred;
 };
 
 int metrics_new(struct metrics **out)
@@ -262,6 +264,17 @@ void metrics_set_broker_connected(struct metrics *m, bool up)
 	m->broker_connected = up;
 }
 
+void metrics_set_breaker(struct metrics *m, enum breaker_state s, uint64_t opened_total)
+{
+	m->breaker = s;
+	m->breaker_opened = opened_total;
+}
+
+void metrics_set_budget_deferred(struct metrics *m, uint64_t total)
+{
+	m->budget_deferred = total;
+}
+
 /* --- rendering -------------------------------------------------------------- */
 
 static int header(struct buf *b, const char *name, const char *type, const char *help)
@@ -393,6 +406,23 @@ static int render(const struct metrics *m, struct buf *b)
 			 m->poison)) < 0)
 		return r;
 
+	if ((r = header(b, "dlqd_breaker_state", "gauge",
+			"The circuit breaker's state: 1 for the current one, 0 for the others.")) <
+	    0)
+		return r;
+	for (enum breaker_state s = 0; s < _BREAKER_STATE_MAX; s++)
+		if ((r = buf_printf(b, "dlqd_breaker_state{state=\"%s\"} %d\n",
+				    breaker_state_to_string(s), s == m->breaker ? 1 : 0)) < 0)
+			return r;
+	if ((r = counter(b, "dlqd_breaker_opened_total",
+			 "Times the circuit breaker opened (trips and failed probes).",
+			 m->breaker_opened)) < 0 ||
+	    (r = counter(b, "dlqd_retry_budget_deferred_total",
+			 "Retries put back to a delay lane because the retry budget was spent, "
+			 "without a handler call or an attempt.",
+			 m->budget_deferred)) < 0)
+		return r;
+
 	/* Extensions (docs/metrics.md): not in the contract, named to not clash. */
 	if ((r = labelled_counter(b, "dlqd_escalations_total",
 				  "Dead-lettered messages whose taxonomy rule asks for a human "
@@ -484,6 +514,12 @@ static int render_json(const struct metrics *m, uint64_t now_usec, struct buf *b
 		r = buf_printf(b, ",\"dlq_oldest_message_age_seconds\":%.3f", m->dlq_oldest_age);
 	else
 		r = buf_append(b, ",\"dlq_oldest_message_age_seconds\":null", 38);
+	if (r >= 0)
+		r = buf_printf(b,
+			       ",\"breaker_state\":\"%s\",\"breaker_opened_total\":%" PRIu64
+			       ",\"retry_budget_deferred_total\":%" PRIu64,
+			       breaker_state_to_string(m->breaker), m->breaker_opened,
+			       m->budget_deferred);
 	if (r < 0 || (r = json_series(b, "dead_lettered_by_error", &m->dead_lettered)) < 0 ||
 	    (r = json_series(b, "retried_by_error", &m->retried)) < 0)
 		return r;

@@ -16,7 +16,8 @@
  *    backoff_delay_usec(policy, attempt', u01, Retry-After) in the lane
  *    backoff_lane_ms() picks. attempt' > bound: ROUTE_DLQ as RETRY_EXHAUSTED /
  *    PERSISTENT, so an exhausted copy has attempt = bound + 1.
- *  - escalate and rule come from the matching taxonomy rule.
+ *  - escalate, trips (does it count against the circuit breaker) and rule
+ *    come from the classification; a success or a reject never trips.
  *
  * router_poison() is the poison guard, asked only for a delivery the broker
  * flagged redelivered, before anything else (even decoding) touches it: a
@@ -85,6 +86,7 @@ void router_decide(const struct taxonomy *t, const struct envelope *e, const str
 		.cause_class = cl.error_class,
 		.attempt = attempt,
 		.escalate = cl.escalate,
+		.trips = cl.trips,
 		.rule = cl.rule,
 	};
 	if (cl.error_class == ERROR_CLASS_NON_RETRYABLE || cl.policy->max_attempt == 0)

@@ -750,7 +750,12 @@ class Ctx:
 
     def write_config(self, handler="http", url=None, command=None, prefetch=50, timeout="5s",
                      taxonomy=None, queue_type="classic", drain_timeout="5s", declare=True,
-                     extra=None, name="dlqd.conf"):
+                     extra=None, name="dlqd.conf", protection=False):
+        """protection=False turns the circuit breaker and the retry budget off
+        ([breaker] window = 0, [retry] budget_min_per_second = 0): tests of
+        other features fail many calls on purpose and measure retry timing,
+        which an open breaker or a deferral would shift by seconds.
+        protection=True keeps dlqd's shipped defaults; extra overrides both."""
         if taxonomy is None:
             taxonomy = self.path("taxonomy.json")
             if not os.path.exists(taxonomy):
@@ -770,6 +775,9 @@ class Ctx:
             "metrics": {"listen": "127.0.0.1:%d" % self.metrics_port},
             "shutdown": {"drain_timeout": drain_timeout},
         }
+        if not protection:
+            sections["breaker"] = {"window": 0}
+            sections["retry"]["budget_min_per_second"] = 0
         for sec, kv in (extra or {}).items():
             sections.setdefault(sec, {}).update(kv)
         return self.write(name, render_config(sections))

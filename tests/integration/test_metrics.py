@@ -191,6 +191,8 @@ CONTRACT = {
     "dlqd_dlq_publish_failures_total": "counter", "dlqd_broker_connected": "gauge",
     "dlqd_broker_reconnects_total": "counter", "dlqd_build_info": "gauge",
     "dlqd_poison_messages_total": "counter",
+    "dlqd_breaker_state": "gauge", "dlqd_breaker_opened_total": "counter",
+    "dlqd_retry_budget_deferred_total": "counter",
 }
 EXTENSIONS = {"dlqd_escalations_total": "counter", "dlqd_queue_info": "gauge"}
 
@@ -212,6 +214,11 @@ def assert_counters(tc, s, counters):
     eq(s.value("dlqd_broker_reconnects_total"), 0)
     eq(s.value("dlqd_poison_messages_total"), 0)
     eq(s.value("dlqd_dlq_messages"), counters["dlq_total"])
+    # A healthy run: the breaker stayed closed, no retry was deferred.
+    eq(s.series("dlqd_breaker_state"),
+       {(("state", "closed"),): 1, (("state", "half_open"),): 0, (("state", "open"),): 0})
+    eq(s.value("dlqd_breaker_opened_total"), 0)
+    eq(s.value("dlqd_retry_budget_deferred_total"), 0)
 
 
 # --------------------------------------------------------------------------

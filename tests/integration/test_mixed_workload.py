@@ -93,7 +93,13 @@ class MixedWorkload(dlqtest.DlqdTestCase):
     def test_mixed_workload(self):
         c = self.ctx
         c.start_stub()
-        c.write_config(prefetch=50, timeout="5s")
+        # The shipped circuit breaker and retry budget (protection=True).
+        # This mix fails chosen messages forever (ex-*), so once the first
+        # attempts are done its tail is all failing retries. The breaker
+        # counts first attempts only, so that tail must not read as an
+        # outage (when retries counted, it opened, each probe drew a failing
+        # retry, and the pause doubled past the test's 90 s).
+        c.write_config(prefetch=50, timeout="5s", protection=True)
         d = c.start_dlqd()
 
         msgs, expected = build()
@@ -145,6 +151,10 @@ class MixedWorkload(dlqtest.DlqdTestCase):
         for name in ("dlqd_messages_consumed_total", "dlqd_messages_succeeded_total",
                      "dlqd_messages_dead_lettered_total", "dlqd_build_info"):
             self.assertIn(name, text, "metric %s missing from /metrics" % name)
+        # About a fifth of the first attempts trip (503s), under the 0.5 share.
+        self.assertIn("\ndlqd_breaker_opened_total 0\n", text,
+                      "the breaker opened on a workload without an outage")
+        self.assertFalse(d.events("breaker-open"), "breaker-open logged without an outage")
 
         self.assertStopsCleanly(d)
 

@@ -143,7 +143,7 @@ class Prometheus(dlqtest.DlqdTestCase):
         rc, out = run([PROMTOOL, "check", "rules", RULES])
         note(out.strip())
         self.assertEqual(rc, 0, out)
-        self.assertIn("SUCCESS: 8 rules found", out)
+        self.assertIn("SUCCESS: 10 rules found", out)
         rc, out = run([PROMTOOL, "test", "rules", "dlqd.rules.test.yml"], cwd=RULES_DIR)
         self.assertEqual(rc, 0, out)
         self.assertIn("SUCCESS", out)
@@ -155,7 +155,7 @@ class Prometheus(dlqtest.DlqdTestCase):
             alerts = set(re.findall(r"^\s*- alert: (\w+)", f.read(), re.M))
         with open(os.path.join(RULES_DIR, "dlqd.rules.test.yml")) as f:
             tested = set(re.findall(r"alertname: (\w+)", f.read()))
-        self.assertEqual(len(alerts), 8)
+        self.assertEqual(len(alerts), 10)
         self.assertEqual(alerts - tested, set(), "alerts without a unit test")
 
     def test_real_scrape_and_dashboard(self):
@@ -206,7 +206,7 @@ class Prometheus(dlqtest.DlqdTestCase):
         self.assertEqual({a["labels"]["error_code"] for a in firing}, {"AUTH_REVOKED"})
         groups = prom.api("rules")["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        self.assertEqual(len(rules), 8)
+        self.assertEqual(len(rules), 10)
         bad = [(r["name"], r.get("lastError")) for r in rules if r.get("health") != "ok"]
         self.assertFalse(bad, "rules that do not evaluate: %s" % bad)
         names = {a["labels"]["alertname"] for a in prom.api("alerts")["alerts"]

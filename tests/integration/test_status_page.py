@@ -145,6 +145,12 @@ class StatusPage(dlqtest.DlqdTestCase):
         self.assertEqual(dom.attr("error", "text"), "")
         self.assertIn(c.q, dom.attr("queue", "text"))
         self.assertEqual(dom.attr("broker-state", "data-connected"), "1")
+        self.assertEqual(dom.attr("breaker-state", "data-state"), "closed")
+        self.assertEqual(dom.attr("breaker-state", "text"), "closed")
+        self.assertEqual(dom.num("breaker-opened", "data-value"),
+                         s.value("dlqd_breaker_opened_total"))
+        self.assertEqual(dom.num("budget-deferred", "data-value"),
+                         s.value("dlqd_retry_budget_deferred_total"))
         self.assertEqual(dom.num("dlq-depth", "data-value"), counters["dlq_total"])
         self.assertEqual(dom.attr("dlq-depth", "text"), str(counters["dlq_total"]))
         age = dom.num("dlq-oldest-age", "data-seconds")

@@ -10,6 +10,8 @@
  * written with a single write() so concurrent readers never see half a line.
  * With --body-log every complete request also becomes one line there, its
  * body in base64, so tests can compare the bytes a client sent exactly.
+ * With --fail-file FILE, every job is answered 503 while FILE exists: a test
+ * starts and ends a downstream outage by creating and removing it.
  *
  * It depends on libc only, so it is built from this one file, and everything
  * a client sends is bounded: 64 KiB of header (431), 10 MiB of body (413),
@@ -158,6 +160,7 @@ struct server {
 	int body_log_fd;
 	uint64_t delay_usec;
 	bool quiet;
+	const char *fail_file; /* --fail-file: while it exists, every job gets 503 */
 
 	struct conn *conns;
 	unsigned n_conns;
@@ -690,6 +693,12 @@ static void plan_request(struct server *srv, struct conn *c, const char *start, 
 		return;
 	}
 
+	/* An outage the test switches on and off by creating and removing a file. */
+	if (srv->fail_file && access(srv->fail_file, F_OK) == 0) {
+		plan_simple(p, 503, "{\"ok\":false,\"outage\":true}");
+		p->delay_usec += srv->delay_usec;
+		return;
+	}
 	failing = !st.has_times || a < st.times;
 	p->action = ACT_RESPOND;
 	p->status = 200;
@@ -1506,7 +1515,9 @@ static void usage(FILE *f)
 {
 	fputs("Usage: dlqd-httpstub [--listen HOST:PORT] [--port-file FILE] [--log FILE]\n"
 	      "                     [--body-log FILE] [--delay-ms N] [--quiet]\n"
-	      "Test HTTP server for dlqd. The POST payload's \"stub\" object picks the answer.\n",
+	      "                     [--fail-file FILE]\n"
+	      "Test HTTP server for dlqd. The POST payload's \"stub\" object picks the answer;\n"
+	      "while FILE exists every job is answered 503 (an outage).\n",
 	      f);
 }
 
@@ -1518,6 +1529,7 @@ int main(int argc, char **argv)
 					      { "body-log", required_argument, NULL, 'B' },
 					      { "delay-ms", required_argument, NULL, 'd' },
 					      { "quiet", no_argument, NULL, 'q' },
+					      { "fail-file", required_argument, NULL, 'F' },
 					      { "help", no_argument, NULL, 'h' },
 					      {} };
 	struct server srv = {
@@ -1559,6 +1571,9 @@ int main(int argc, char **argv)
 		}
 		case 'q':
 			srv.quiet = true;
+			break;
+		case 'F':
+			srv.fail_file = optarg;
 			break;
 		case 'h':
 			usage(stdout);

@@ -304,7 +304,7 @@ static void test_structure_diags(void **state)
 		   "t.conf:8: unknown section [brokr] (did you mean [broker]?)");
 	expect_one("[logging]\nlevel = debug\n",
 		   "t.conf:8: unknown section [logging] (known: broker, pipeline, handler, "
-		   "retry, metrics, shutdown, replay)");
+		   "retry, metrics, shutdown, replay, breaker)");
 	expect_one("[handler\n", "t.conf:8: malformed section header (expected [name])");
 	expect_one("[]\n", "t.conf:8: malformed section header (empty name)");
 	expect_one("[retry] x\n", "t.conf:8: unexpected text after section header: 'x'");
@@ -1012,6 +1012,100 @@ static void test_check_secrets(void **state)
 
 /* Reload applies everything except what describes the connection, the
  * topology and the metrics socket; those are named, the rest is not. */
+/* [breaker] and the retry budget: defaults, values, ranges, reloadable. */
+static void test_protection_keys(void **state)
+{
+	_cleanup_(config_freep) struct config *d = parse_ok(MINIMAL);
+	_cleanup_(config_freep) struct config *c =
+		parse_extra("[breaker]\nfailure_ratio = 0.25\nmin_calls = 50\nwindow = 30s\n"
+			    "open_for = 2s\nmax_open = 1h\n"
+			    "[retry]\nbudget_ratio = 1.5\nbudget_min_per_second = 0.5\n"
+			    "budget_window = 1m\n");
+	_cleanup_(config_freep) struct config *off =
+		parse_extra("[breaker]\nwindow = 0\n[retry]\nbudget_min_per_second = 0\n"
+			    "budget_window = 0\n");
+
+	/* design.md's defaults. */
+	assert_true(d->breaker.failure_ratio == 0.5);
+	assert_int_equal(d->breaker.min_calls, 20);
+	assert_int_equal(d->breaker.window_usec, 10 * USEC_PER_SEC);
+	assert_int_equal(d->breaker.open_for_usec, 5 * USEC_PER_SEC);
+	assert_int_equal(d->breaker.max_open_usec, 300 * USEC_PER_SEC);
+	assert_true(d->retry.budget_ratio == 0.2);
+	assert_true(d->retry.budget_min_per_second == 10);
+	assert_int_equal(d->retry.budget_window_usec, 10 * USEC_PER_SEC);
+
+	assert_true(c->breaker.failure_ratio == 0.25);
+	assert_int_equal(c->breaker.min_calls, 50);
+	assert_int_equal(c->breaker.window_usec, 30 * USEC_PER_SEC);
+	assert_int_equal(c->breaker.open_for_usec, 2 * USEC_PER_SEC);
+	assert_int_equal(c->breaker.max_open_usec, 3600 * USEC_PER_SEC);
+	assert_true(c->retry.budget_ratio == 1.5);
+	assert_true(c->retry.budget_min_per_second == 0.5);
+	assert_int_equal(c->retry.budget_window_usec, 60 * USEC_PER_SEC);
+	assert_int_equal(off->breaker.window_usec, 0);
+	assert_true(off->retry.budget_min_per_second == 0);
+	assert_int_equal(off->retry.budget_window_usec, 0);
+
+	/* Every one of them is reloadable. */
+	assert_null(config_restart_key_changed(d, c));
+	assert_null(config_restart_key_changed(d, off));
+
+	expect_one("[breaker]\nfailure_ratio = 0\n",
+		   "t.conf:9: value '0' for 'failure_ratio' in [breaker] is out of range "
+		   "(allowed: more than 0, at most 1)");
+	expect_one("[breaker]\nfailure_ratio = 1.01\n",
+		   "t.conf:9: value '1.01' for 'failure_ratio' in [breaker] is out of range "
+		   "(allowed: more than 0, at most 1)");
+	expect_one("[breaker]\nfailure_ratio = half\n",
+		   "t.conf:9: invalid number 'half' for 'failure_ratio' in [breaker]: expected "
+		   "a decimal number like 0.5 (allowed: more than 0, at most 1)");
+	expect_one("[breaker]\nfailure_ratio = nan\n",
+		   "t.conf:9: invalid number 'nan' for 'failure_ratio' in [breaker]: expected "
+		   "a decimal number like 0.5 (allowed: more than 0, at most 1)");
+	expect_one("[breaker]\nfailure_ratio = 0.5x\n",
+		   "t.conf:9: invalid number '0.5x' for 'failure_ratio' in [breaker]: expected "
+		   "a decimal number like 0.5 (allowed: more than 0, at most 1)");
+	expect_one("[breaker]\nmin_calls = 0\n",
+		   "t.conf:9: value '0' for 'min_calls' in [breaker] is out of range (allowed: "
+		   "1 to 1000000)");
+	expect_one("[breaker]\nwindow = 50ms\n",
+		   "t.conf:9: value '50ms' for 'window' in [breaker] is out of range (allowed: 0 "
+		   "(no breaker), or 100ms to 1h)");
+	expect_one("[breaker]\nwindow = 2h\n",
+		   "t.conf:9: value '2h' for 'window' in [breaker] is out of range (allowed: 0 "
+		   "(no breaker), or 100ms to 1h)");
+	expect_one("[breaker]\nopen_for = 0\n",
+		   "t.conf:9: value '0' for 'open_for' in [breaker] is out of range (allowed: "
+		   "100ms to 1h)");
+	expect_one("[breaker]\nmax_open = 25h\n",
+		   "t.conf:9: value '25h' for 'max_open' in [breaker] is out of range (allowed: "
+		   "100ms to 24h)");
+	expect_one("[breaker]\nopen_for = 10m\n",
+		   "t.conf:9: 'max_open' in [breaker] must be at least 'open_for' (the first "
+		   "pause is doubled up to max_open)");
+	expect_one("[breaker]\nopen_for = 10s\nmax_open = 9s\n",
+		   "t.conf:10: 'max_open' in [breaker] must be at least 'open_for' (the first "
+		   "pause is doubled up to max_open)");
+	expect_one("[retry]\nbudget_ratio = -0.1\n",
+		   "t.conf:9: value '-0.1' for 'budget_ratio' in [retry] is out of range "
+		   "(allowed: 0 to 1000)");
+	expect_one("[retry]\nbudget_min_per_second = 1e7\n",
+		   "t.conf:9: value '1e7' for 'budget_min_per_second' in [retry] is out of range "
+		   "(allowed: 0 (no budget) to 1000000)");
+	expect_one("[retry]\nbudget_min_per_second = inf\n",
+		   "t.conf:9: invalid number 'inf' for 'budget_min_per_second' in [retry]: "
+		   "expected a decimal number like 0.5 (allowed: 0 (no budget) to 1000000)");
+	expect_one("[retry]\nbudget_window = 10 parsecs\n",
+		   "t.conf:9: invalid duration '10 parsecs' for 'budget_window' in [retry]: "
+		   "expected a "
+		   "number with a unit (us, ms, s, m, h, d) like 250ms, 30s or 5m (allowed: 0 "
+		   "(no budget), or 100ms to 1h)");
+	expect_one("[breaker]\nthreshold = 3\n", "t.conf:9: unknown key 'threshold' in [breaker]");
+	expect_one("[breaker]\nbudget_ratio = 3\n",
+		   "t.conf:9: unknown key 'budget_ratio' in [breaker] (it belongs in [retry])");
+}
+
 static void test_restart_key_changed(void **state)
 {
 	static const struct {
@@ -1073,6 +1167,7 @@ int main(void)
 		cmocka_unit_test(test_url_password),
 		cmocka_unit_test(test_check_secrets),
 		cmocka_unit_test(test_restart_key_changed),
+		cmocka_unit_test(test_protection_keys),
 	};
 
 	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);

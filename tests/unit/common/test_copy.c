@@ -705,6 +705,61 @@ static void test_golden_copies(void **state)
 	copy_done(&c);
 }
 
+/*
+ * A retry the budget put back: to a delay lane, attempt and history
+ * unchanged, only next_retry_at new, and x-dlqd-budget-deferred counting up.
+ */
+static void test_golden_defer(void **state)
+{
+	static const struct header deferred_headers[] = {
+		HSTR("tenant", "acme"),
+		HINT("x-dlqd-attempt", 3),
+		HINT("x-dlqd-publish-seq", 78),
+		HSTR("x-dlqd-error-code", "UPSTREAM_THROTTLED"),
+		HSTR("x-dlqd-error-class", "TRANSIENT"),
+		HINT("x-dlqd-budget-deferred", 2),
+		H("routing", HEADER_OTHER),
+	};
+	_cleanup_free_ char *retry = NULL;
+	_cleanup_(envelope_freep) struct envelope *e = NULL, *again = NULL;
+	struct copy_source src = { .headers = src_headers, .n_headers = ARRAY_SIZE(src_headers) };
+	struct copy c;
+	size_t len;
+	const char *old_at, *new_at;
+
+	retry = read_data("full.retry.out.json", &len);
+	while (len > 0 && retry[len - 1] == '\n') /* the file's last newline */
+		retry[--len] = '\0';
+	e = decode_ok(retry);
+	src.body = retry;
+	src.len = len;
+	assert_int_equal(copy_defer("jobs", &src, e, 5000, T0 + 200 * USEC_PER_SEC, &c), 0);
+	check_golden_copy("full.defer.copy", &c);
+	/* Byte for byte the retry copy, but for next_retry_at's value. */
+	assert_int_equal(c.len, len);
+	old_at = strstr(retry, "\"next_retry_at\":\"");
+	new_at = strstr(c.body, "\"next_retry_at\":\"");
+	assert_non_null(old_at);
+	assert_non_null(new_at);
+	assert_int_equal(old_at - retry, new_at - c.body);
+	assert_memory_equal(retry, c.body, (size_t)(old_at - retry));
+	assert_string_equal(new_at + 42, old_at + 42);
+	assert_memory_equal(new_at, "\"next_retry_at\":\"2026-03-17T03:13:20.000Z\"", 42);
+	again = decode_ok(c.body);
+	assert_int_equal(again->attempt, e->attempt);
+	copy_done(&c);
+
+	/* A second deferral counts up; the stale sequence number goes. */
+	src.headers = deferred_headers;
+	src.n_headers = ARRAY_SIZE(deferred_headers);
+	assert_int_equal(copy_defer("jobs", &src, e, 5000, T0 + 200 * USEC_PER_SEC, &c), 0);
+	assert_null(header_find(c.headers, c.n_headers, HDR_PUBLISH_SEQ));
+	assert_int_equal(header_find(c.headers, c.n_headers, HDR_BUDGET_DEFERRED)->i, 3);
+	assert_int_equal(header_find(c.headers, c.n_headers, HDR_ATTEMPT)->i, 3);
+	assert_string_equal(c.routing_key, "jobs.retry.5000");
+	copy_done(&c);
+}
+
 /* Numbers no double or int64 holds, escapes, key order and whitespace: the
  * payload and unknown members reach the handler and every copy as written. */
 static void test_golden_fidelity(void **state)
@@ -861,6 +916,7 @@ int main(void)
 		cmocka_unit_test(test_encode_twice),
 		cmocka_unit_test(test_golden),
 		cmocka_unit_test(test_golden_copies),
+		cmocka_unit_test(test_golden_defer),
 		cmocka_unit_test(test_replay_count_saturates),
 		cmocka_unit_test(test_golden_poison),
 		cmocka_unit_test(test_golden_fidelity),

@@ -345,6 +345,57 @@ static void test_escalate(void **state)
 	assert_false(c.escalate);
 }
 
+/* Which failures count against the circuit breaker: the class by default,
+ * a rule's "breaker" when it says so. */
+static void test_breaker_flag(void **state)
+{
+	static const char table[] =
+		"{\"version\": 1,\n"
+		" \"policies\": {\"fast\": {\"max_attempt\": 5, \"initial\": \"1s\", "
+		"\"multiplier\": 2, \"max\": \"1m\", \"jitter\": [0, 0.5]},\n"
+		"   \"none\": {\"max_attempt\": 0}},\n"
+		" \"classes\": {\"TRANSIENT\": \"fast\", \"PERSISTENT\": \"fast\", "
+		"\"NON_RETRYABLE\": \"none\"},\n"
+		" \"rules\": [\n"
+		"   {\"when\": {\"http_status\": [429]}, \"error_code\": \"THROTTLED\", "
+		"\"class\": \"TRANSIENT\", \"breaker\": false},\n"
+		"   {\"when\": {\"http_status\": [503]}, \"error_code\": \"DOWN\", "
+		"\"class\": \"TRANSIENT\"},\n"
+		"   {\"when\": {\"http_status\": [500]}, \"error_code\": \"BROKEN\", "
+		"\"class\": \"PERSISTENT\", \"breaker\": true},\n"
+		"   {\"when\": {\"http_status\": [409]}, \"error_code\": \"GONE\", "
+		"\"class\": \"NON_RETRYABLE\", \"breaker\": true},\n"
+		"   {\"when\": {\"http_status\": [\"4xx\"]}, \"error_code\": \"BAD\", "
+		"\"class\": \"NON_RETRYABLE\"}],\n"
+		" \"default\": {\"error_code\": \"UNKNOWN_ERROR\", \"class\": \"PERSISTENT\", "
+		"\"policy\": \"none\"}}\n";
+	_cleanup_(taxonomy_freep) struct taxonomy *t = parse_ok(table);
+	struct classification c;
+
+	c = expect(t, http(429), "THROTTLED", ERROR_CLASS_TRANSIENT, "fast", 0);
+	assert_false(c.trips);
+	c = expect(t, http(503), "DOWN", ERROR_CLASS_TRANSIENT, "fast", 1);
+	assert_true(c.trips);
+	c = expect(t, http(500), "BROKEN", ERROR_CLASS_PERSISTENT, "fast", 2);
+	assert_true(c.trips);
+	c = expect(t, http(409), "GONE", ERROR_CLASS_NON_RETRYABLE, "none", 3);
+	assert_true(c.trips);
+	c = expect(t, http(400), "BAD", ERROR_CLASS_NON_RETRYABLE, "none", 4);
+	assert_false(c.trips);
+	/* The default and a handler's own code: their class decides. */
+	c = expect(t, exit_code(3), "UNKNOWN_ERROR", ERROR_CLASS_PERSISTENT, "none", -1);
+	assert_true(c.trips);
+	c = expect(t, with_code(exit_code(1), "BAD_ROW", "NON_RETRYABLE"), "BAD_ROW",
+		   ERROR_CLASS_NON_RETRYABLE, "none", -1);
+	assert_false(c.trips);
+	c = expect(t, with_code(exit_code(1), "DB_LOCKED", "TRANSIENT"), "DB_LOCKED",
+		   ERROR_CLASS_TRANSIENT, "fast", -1);
+	assert_true(c.trips);
+	assert_true(taxonomy_class_trips(ERROR_CLASS_TRANSIENT));
+	assert_true(taxonomy_class_trips(ERROR_CLASS_PERSISTENT));
+	assert_false(taxonomy_class_trips(ERROR_CLASS_NON_RETRYABLE));
+}
+
 static void test_handler_code_fallback(void **state)
 {
 	_cleanup_(taxonomy_freep) struct taxonomy *t = parse_ok(contract_table);
@@ -484,6 +535,7 @@ int main(void)
 		cmocka_unit_test(test_first_match_wins),
 		cmocka_unit_test(test_and_of_keys),
 		cmocka_unit_test(test_escalate),
+		cmocka_unit_test(test_breaker_flag),
 		cmocka_unit_test(test_handler_code_fallback),
 		cmocka_unit_test(test_default),
 		cmocka_unit_test(test_timeout_and_internal),

@@ -282,9 +282,9 @@ static void test_schema(void **state)
 	check_schema_keys(schema, "policy",
 			  (const char *const[]){ "max_attempt", "initial", "multiplier", "max",
 						 "jitter", NULL });
-	check_schema_keys(
-		schema, "rule",
-		(const char *const[]){ "when", "error_code", "class", "policy", "escalate", NULL });
+	check_schema_keys(schema, "rule",
+			  (const char *const[]){ "when", "error_code", "class", "policy",
+						 "escalate", "breaker", NULL });
 	check_schema_keys(schema, "when",
 			  (const char *const[]){ "http_status", "transport", "timeout", "exit_code",
 						 "signal", "handler_code", NULL });

@@ -383,6 +383,40 @@ static void test_gentle_resume(void **state)
 	assert_int_equal(breaker_state(&b), BREAKER_CLOSED);
 }
 
+/* Retries never fill the window: failing ones neither trip it nor slow the
+ * ramp; succeeding ones climb it like first attempts. */
+static void test_retries_not_in_window(void **state)
+{
+	struct breaker_params p = params();
+	struct breaker b;
+	uint64_t now = T0;
+
+	breaker_init(&b, &p);
+	for (int i = 0; i < 1000; i++)
+		breaker_record_retry(&b, true);
+	assert_int_equal(breaker_state(&b), BREAKER_CLOSED);
+	assert_window(&b, now, 0, 0);
+	/* First attempts still trip it, retries mixed in or not. */
+	record_n(&b, now, 19, true);
+	breaker_record_retry(&b, false);
+	assert_int_equal(breaker_state(&b), BREAKER_CLOSED);
+	breaker_record(&b, now, true, false);
+	assert_int_equal(breaker_state(&b), BREAKER_OPEN);
+	/* While open, a late retry is ignored; a retry probe decides. */
+	now += 5 * SEC;
+	breaker_record_retry(&b, false);
+	assert_int_equal(breaker_state(&b), BREAKER_OPEN);
+	assert_true(breaker_admit(&b, now));
+	breaker_record(&b, now, false, true);
+	assert_int_equal(breaker_limit(&b, 50), 2);
+	breaker_record_retry(&b, true);
+	breaker_record_retry(&b, false);
+	assert_int_equal(breaker_limit(&b, 50), 2);
+	breaker_record_retry(&b, false);
+	assert_int_equal(breaker_limit(&b, 50), 4);
+	assert_window(&b, now, 0, 0);
+}
+
 static void test_gentle_resume_failure_keeps_limit(void **state)
 {
 	struct breaker b;
@@ -619,6 +653,7 @@ int main(void)
 		cmocka_unit_test(test_late_calls_ignored),
 		cmocka_unit_test(test_cancel_probe),
 		cmocka_unit_test(test_gentle_resume),
+		cmocka_unit_test(test_retries_not_in_window),
 		cmocka_unit_test(test_gentle_resume_failure_keeps_limit),
 		cmocka_unit_test(test_gentle_resume_saturates),
 		cmocka_unit_test(test_pause_overflow),

@@ -39,6 +39,9 @@ static const struct {
 	{ "dlqd_build_info", "gauge" },
 	{ "dlqd_escalations_total", "counter" },
 	{ "dlqd_queue_info", "gauge" },
+	{ "dlqd_breaker_state", "gauge" },
+	{ "dlqd_breaker_opened_total", "counter" },
+	{ "dlqd_retry_budget_deferred_total", "counter" },
 };
 
 static bool has_prefix(const char *s, const char *p)
@@ -450,6 +453,34 @@ static json_t *render_json(const struct metrics *m, uint64_t now)
 	return j;
 }
 
+static void test_breaker_and_budget(void **state)
+{
+	_cleanup_(metrics_freep) struct metrics *m = NULL;
+	_cleanup_free_ char *t = NULL, *t2 = NULL;
+	json_t *j;
+
+	assert_int_equal(metrics_new(&m), 0);
+	t = render(m);
+	assert_non_null(strstr(t, "dlqd_breaker_state{state=\"closed\"} 1\n"
+				  "dlqd_breaker_state{state=\"open\"} 0\n"
+				  "dlqd_breaker_state{state=\"half_open\"} 0\n"));
+	assert_non_null(strstr(t, "\ndlqd_breaker_opened_total 0\n"));
+	assert_non_null(strstr(t, "\ndlqd_retry_budget_deferred_total 0\n"));
+	metrics_set_breaker(m, BREAKER_HALF_OPEN, 3);
+	metrics_set_budget_deferred(m, 17);
+	t2 = render(m);
+	assert_non_null(strstr(t2, "dlqd_breaker_state{state=\"closed\"} 0\n"
+				   "dlqd_breaker_state{state=\"open\"} 0\n"
+				   "dlqd_breaker_state{state=\"half_open\"} 1\n"));
+	assert_non_null(strstr(t2, "\ndlqd_breaker_opened_total 3\n"));
+	assert_non_null(strstr(t2, "\ndlqd_retry_budget_deferred_total 17\n"));
+	j = render_json(m, 1);
+	assert_string_equal(json_string_value(json_object_get(j, "breaker_state")), "half_open");
+	assert_int_equal(json_integer_value(json_object_get(j, "breaker_opened_total")), 3);
+	assert_int_equal(json_integer_value(json_object_get(j, "retry_budget_deferred_total")), 17);
+	json_decref(j);
+}
+
 static void test_json(void **state)
 {
 	_cleanup_(metrics_freep) struct metrics *m = NULL;
@@ -724,6 +755,7 @@ int main(void)
 		cmocka_unit_test(test_special_floats),
 		cmocka_unit_test(test_extensions),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_breaker_and_budget),
 		cmocka_unit_test(test_cardinality_bound),
 		cmocka_unit_test(test_cardinality_other_shared),
 		cmocka_unit_test(test_render_bounded),
