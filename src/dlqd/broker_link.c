@@ -367,10 +367,12 @@ void link_set_paused(struct link *l, bool paused)
 	if (l->paused == paused)
 		return;
 	l->paused = paused;
-	log_info("%s reading deliveries: %" PRIu64 " body bytes held, %s "
-		 "[pipeline] max_body_memory - max_message_size = %" PRIu64,
-		 paused ? "pausing" : "resuming", b->mem.held, paused ? "over" : "back under",
-		 membound_threshold(&b->mem));
+	/* Debug: at the bound this is two lines per message; the gauge
+	 * dlqd_body_bytes_held tells an operator the same. */
+	log_debug("%s reading deliveries: %" PRIu64 " body bytes held, %s "
+		  "[pipeline] max_body_memory - max_message_size = %" PRIu64,
+		  paused ? "pausing" : "resuming", b->mem.held, paused ? "over" : "back under",
+		  membound_threshold(&b->mem));
 	if (paused || !l->conn)
 		return;
 	if (l->reading_off) {
