@@ -21,7 +21,8 @@ far over the limit. Then:
     the change the same run reached about 214 MiB: each 40 MiB body was
     read whole (and piled up again in librabbitmq's frame pool).
 A second case leaves a 40 MiB message at the head of the DLQ while the
-probe polls every 200 ms: the gauges stay right and VmHWM stays low.
+probe polls every 200 ms: the gauges stay right, the DLQ keeps its order
+and VmHWM stays low (12 MiB after the change, 53 MiB before).
 
 Why 64 MiB: the 8 MiB of bodies dlqd may hold, each medium job's envelope
 and HTTP request (about twice its body again), librabbitmq's buffers (a
@@ -134,7 +135,7 @@ class Memory(dlqtest.DlqdTestCase):
                      interval=0.5)
         hwm = vm_hwm_kib(d.pid)
         s = parse(c.metrics())
-        note("dlqd VmHWM %.1f MiB (bound %d MiB; ~214 MiB before the change); "
+        note("dlqd VmHWM %.1f MiB (bound %d MiB; 145-214 MiB before the change); "
              "%.1fs for the whole run" % (hwm / 1024, MEMORY_BOUND_MIB, time.monotonic() - t0))
 
         copies = c.broker.get_all(c.dlq)
@@ -192,8 +193,8 @@ class Memory(dlqtest.DlqdTestCase):
         evs = [e for e in d.events() if e.get("error_code") == "MESSAGE_TOO_LARGE"]
         self.assertGreaterEqual(len(evs), N_BIG, "dead-letter events for MESSAGE_TOO_LARGE")
         text = d.text()
-        self.assertIn("pausing reading deliveries", text, "the bound never paused reading")
-        self.assertIn("resuming reading deliveries", text)
+        self.assertTrue("pausing reading deliveries" in text, "the bound never paused reading")
+        self.assertTrue("resuming reading deliveries" in text, "reading never resumed")
         self.assertEqual(d.events("broker-lost"), [], "a pause cost a connection")
         self.assertLess(hwm, MEMORY_BOUND_MIB * 1024, "dlqd's VmHWM %.1f MiB" % (hwm / 1024))
         self.assertStopsCleanly(d)
