@@ -20,7 +20,9 @@ far over the limit. Then:
   - dlqd's VmHWM (peak RSS) stays under MEMORY_BOUND_MIB, printed. Before
     the change the same run reached about 214 MiB: each 40 MiB body was
     read whole (and piled up again in librabbitmq's frame pool).
-A second case leaves a 40 MiB message at the head of the DLQ while the
+Other cases: a pause longer than two heartbeats keeps the connection; a
+streamed copy the broker returns (DLQ unbound) leaves the original on the
+main queue until the DLQ takes it. The last case leaves a 40 MiB message at the head of the DLQ while the
 probe polls every 200 ms: the gauges stay right, the DLQ keeps its order
 and VmHWM stays low (12 MiB after the change, 53 MiB before).
 
@@ -238,6 +240,30 @@ class Memory(dlqtest.DlqdTestCase):
         self.assertEqual(d.events("broker-lost"), [], "the pause cost the connection")
         self.assertEqual(s.value("dlqd_body_bytes_held"), 0)
         self.assertStopsCleanly(d)
+
+    def test_returned_stream_is_not_lost(self):
+        """A streamed copy the broker returns (the DLQ unbound) leaves the
+        original unacked: it is requeued and streamed again until the DLQ
+        takes it, then it is there byte for byte, once settled."""
+        c = self.ctx
+        c.start_stub()
+        self.config()
+        d = c.start_dlqd()
+        c.broker.unbind(c.dlq, c.dlx, "#")
+        body = random.Random(7).randbytes(5 * MIB)
+        c.broker.publish(c.q, [Msg(body, key="ret", message_id="ret")])
+        d.wait_event("dlq-publish-failed", count=2, timeout=30)
+        self.assertEqual(c.broker.depth(c.dlq), 0)
+        self.assertGreaterEqual(parse(c.metrics()).value("dlqd_dlq_publish_failures_total"), 2)
+        c.broker.bind(c.dlq, c.dlx, "#")
+        c.wait_until(lambda: c.broker.depth(c.dlq) >= 1 and c.broker.depth(c.q) == 0, 30,
+                     "the copy in the DLQ once it is bound again")
+        self.assertStopsCleanly(d)
+        self.assertEqual(c.broker.depth(c.q), 0, "the original was left unacked")
+        got = c.broker.get_all(c.dlq)
+        self.assertEqual(len(got), 1)
+        self.assertEqual(hashlib.sha256(got[0].body).digest(), hashlib.sha256(body).digest())
+        self.assertEqual(got[0].header("x-dlqd-error-code"), "MESSAGE_TOO_LARGE")
 
     def test_big_dlq_head_and_probe(self):
         c = self.ctx
