@@ -50,6 +50,8 @@ struct config {
 		/* A delivery the broker makes again this many times without dlqd
 		 * having settled it goes to the DLQ as POISON_MESSAGE; 0 = off. */
 		uint32_t max_redeliveries;
+		/* Body bytes held at once; reading pauses above it (>= max_message_size). */
+		uint64_t max_body_memory;
 	} pipeline;
 
 	struct {

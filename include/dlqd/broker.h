@@ -41,6 +41,12 @@ struct broker_msg {
 	bool redelivered;
 	char *body; /* NUL-terminated for convenience; len excludes it */
 	size_t len;
+	/* Over [pipeline] max_message_size: body is NULL, and the bytes are
+	 * never held. They go straight into the one DLQ copy broker_publish()
+	 * may start for it at once (from the delivery callback); any later
+	 * publish of it fails with -ESTALE: requeue it to have it again. */
+	bool streamed;
+	struct broker *owner; /* counts the body against max_body_memory */
 	struct broker_props *props;
 	/* The delivery as the copy module reads it (points into body, props). */
 	struct copy_source source;
@@ -79,6 +85,15 @@ uint64_t broker_generation(const struct broker *b);
  * copies must go where the running connections declared them.
  */
 const char *broker_queue(const struct broker *b);
+/*
+ * [pipeline] max_message_size and max_body_memory, from broker_new() and
+ * on a reload: bodies over the first are streamed, never held; the bodies
+ * held stay under the second (reading from the broker pauses meanwhile).
+ */
+void broker_set_limits(struct broker *b, uint64_t max_message_size, uint64_t max_body_memory);
+/* Body bytes of deliveries held now (for dlqd_body_bytes_held). */
+uint64_t broker_body_bytes_held(const struct broker *b);
+
 /* Whether the main queue is a quorum queue (also fixed at broker_new()). */
 bool broker_quorum(const struct broker *b);
 const char *broker_retry_exchange(const struct broker *b);
@@ -106,7 +121,9 @@ int broker_stop_consuming(struct broker *b);
  * headers, exchange and routing key, with orig's other properties, plus the
  * HDR_PUBLISH_SEQ header that matches a basic.return to its publish;
  * mandatory, in confirm mode. Returns -EAGAIN while the broker blocks
- * publishing (resource alarm). cb runs exactly once, later, from the loop,
+ * publishing (resource alarm). For a streamed orig (see struct broker_msg)
+ * c must be its DLQ copy (c->len = orig->len, no body of its own), sent
+ * while the body arrives; -ESTALE once that chance is gone. cb runs exactly once, later, from the loop,
  * unless broker_publish_forget() is called first.
  */
 int broker_publish(struct broker *b, const struct copy *c, const struct broker_msg *orig,

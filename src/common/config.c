@@ -17,6 +17,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -283,6 +284,17 @@ static void check_pipeline(struct config_parser *p)
 	unsigned line = p->key_line[K_PIPELINE_QUEUE];
 	size_t len;
 
+	/* A body up to max_message_size is read whole: the bound must hold one.
+	 * Unset, it follows a max_message_size above its default. */
+	if (!p->key_line[K_PIPELINE_MAX_BODY_MEMORY])
+		p->c->pipeline.max_body_memory =
+			MAX(p->c->pipeline.max_body_memory, p->c->pipeline.max_message_size);
+	else if (p->c->pipeline.max_body_memory < p->c->pipeline.max_message_size &&
+		 !p->bad[K_PIPELINE_MAX_BODY_MEMORY] && !p->bad[K_PIPELINE_MAX_MESSAGE_SIZE])
+		config_error(p, p->key_line[K_PIPELINE_MAX_BODY_MEMORY],
+			     "max_body_memory in [pipeline] (%" PRIu64
+			     " bytes) must be at least max_message_size (%" PRIu64 " bytes)",
+			     p->c->pipeline.max_body_memory, p->c->pipeline.max_message_size);
 	if (!line) {
 		check_missing(p, K_PIPELINE_QUEUE);
 		return;

@@ -64,6 +64,8 @@ const struct config_key config_keys[_K_MAX] = {
 	    pipeline.max_message_size, KIB, GIB, NULL),
 	KEY(K_PIPELINE_MAX_REDELIVERIES, SEC_PIPELINE, "max_redeliveries", KT_UINT32,
 	    pipeline.max_redeliveries, 0, 1000, "0 (off) to 1000"),
+	KEY(K_PIPELINE_MAX_BODY_MEMORY, SEC_PIPELINE, "max_body_memory", KT_SIZE,
+	    pipeline.max_body_memory, KIB, 64 * GIB, NULL),
 	KEY(K_HANDLER_TYPE, SEC_HANDLER, "type", KT_HANDLER_TYPE, handler.type, 0, 0, NULL),
 	KEY(K_HANDLER_URL, SEC_HANDLER, "url", KT_STRING, handler.url, 0, 0, NULL),
 	KEY(K_HANDLER_COMMAND, SEC_HANDLER, "command", KT_COMMAND, handler.command, 0, 0, NULL),
@@ -111,6 +113,7 @@ struct config *config_keys_defaults(void)
 	c->pipeline.declare = true;
 	c->pipeline.max_message_size = 16 * MIB;
 	c->pipeline.max_redeliveries = 3;
+	c->pipeline.max_body_memory = 256 * MIB;
 	c->handler.type = HANDLER_HTTP;
 	c->handler.timeout_usec = 30 * USEC_PER_SEC;
 	c->handler.max_output = 64 * KIB;

@@ -12,7 +12,7 @@
  * broker_new() copies every value it uses from the config (the connection
  * target, the topology names, heartbeat, prefetch, queue type, declare), so
  * the caller may free the config as soon as it returns; a reload cannot
- * change them anyway. The concerns live in broker_link.c, broker_topology.c,
+ * change them anyway (the body limits excepted: broker_set_limits()). The concerns live in broker_link.c, broker_topology.c,
  * broker_probe.c, broker_publish.c and broker_deliver.c (see broker_int.h).
  *
  * Losing the consumer link voids its deliveries (the broker requeues them);
@@ -50,6 +50,9 @@ int broker_new(sd_event *e, const struct config *c, const struct broker_callback
 	b->prefetch = c->broker.prefetch;
 	b->quorum = c->pipeline.queue_type == QUEUE_QUORUM;
 	b->declare = c->pipeline.declare;
+	b->next_stream_seq = 1;
+	membound_init(&b->mem, c->pipeline.max_body_memory, c->pipeline.max_message_size);
+	b->max_message_size = c->pipeline.max_message_size;
 
 	if ((r = link_init(b, &b->consumer, LINK_CONSUMER)) < 0 ||
 	    (r = link_init(b, &b->publisher, LINK_PUBLISHER)) < 0 || (r = deliver_init(b)) < 0)
@@ -124,6 +127,18 @@ const char *broker_endpoint(const struct broker *b)
 const char *broker_last_error(const struct broker *b)
 {
 	return b->consumer.last_error;
+}
+
+void broker_set_limits(struct broker *b, uint64_t max_message_size, uint64_t max_body_memory)
+{
+	b->max_message_size = max_message_size;
+	if (membound_set_limits(&b->mem, max_body_memory, max_message_size) != MEMBOUND_SAME)
+		link_set_paused(&b->consumer, b->mem.paused);
+}
+
+uint64_t broker_body_bytes_held(const struct broker *b)
+{
+	return b->mem.held;
 }
 
 uint64_t broker_generation(const struct broker *b)

@@ -9,6 +9,11 @@
  * basic.ack when the loop is idle or a quarter of prefetch has finished.
  * A requeue (basic.nack with requeue) goes out at once.
  *
+ * Body memory is bounded ([pipeline] max_body_memory, dlqd/membound.h):
+ * every body allocated here counts until its broker_msg is freed, and the
+ * consumer link stops reading while too much is held. A body over
+ * max_message_size is never allocated at all (broker_stream.c).
+ *
  * Losing the consumer link voids every delivery of that connection: the
  * broker requeues them, and a settle of one returns -ESTALE.
  */
@@ -19,10 +24,18 @@
 #include "broker_int.h"
 #include "common/amqpmsg.h"
 
+static void body_bytes(struct broker *b, enum membound_change c)
+{
+	if (c != MEMBOUND_SAME)
+		link_set_paused(&b->consumer, c == MEMBOUND_PAUSE);
+}
+
 struct broker_msg *broker_msg_free(struct broker_msg *m)
 {
 	if (!m)
 		return NULL;
+	if (m->owner)
+		body_bytes(m->owner, membound_release(&m->owner->mem, m->len));
 	if (m->props) {
 		empty_amqp_pool(&m->props->pool);
 		free(m->props);
@@ -99,32 +112,41 @@ int deliver_begin(struct link *l, const amqp_basic_properties_t *p, uint64_t siz
 {
 	struct broker *b = l->b;
 	struct incoming *in = &l->in;
+	bool streamed = size > b->max_message_size;
 	struct broker_msg *m;
 
-	/* Bodies over the limit are still read whole: they go to the DLQ
-	 * unchanged. The broker's own max_message_size bounds them. */
+	/* A body over the limit goes to the DLQ unchanged, frame by frame as
+	 * it arrives: whatever producers send, it is never held whole. */
 	m = calloc(1, sizeof(*m));
 	if (m) {
 		m->tag = in->tag;
 		m->generation = b->generation;
 		m->redelivered = in->redelivered;
 		m->len = size;
-		m->body = malloc(size + 1);
+		m->streamed = streamed;
+		m->body = streamed ? NULL : malloc(size + 1);
 		m->props = props_clone(p);
 	}
-	if (!m || !m->body || !m->props ||
+	if (!m || (!streamed && !m->body) || !m->props ||
 	    amqpmsg_source(&m->props->p, m->body, m->len, &m->headers, &(size_t){ 0 }, &m->source) <
 		    0) {
 		broker_msg_free(m);
 		link_fail(l, -ENOMEM, "out of memory for a %" PRIu64 "-byte delivery", size);
 		return -ENOMEM;
 	}
-	m->body[size] = '\0';
 	in->msg = m;
+	in->streamed = streamed;
 	if (track_delivery(b, in->tag) < 0) {
 		link_fail(l, -ENOMEM, "out of memory tracking deliveries");
 		return -ENOMEM;
 	}
+	if (streamed) {
+		stream_offer(b, in->tag, size);
+		return 0;
+	}
+	m->body[size] = '\0';
+	m->owner = b;
+	body_bytes(b, membound_add(&b->mem, size));
 	return 0;
 }
 

@@ -10,7 +10,10 @@
  *   broker_topology.c declarations: main queue, exchanges, DLQ, delay lanes
  *   broker_probe.c    the DLQ probe: depth and age of the head
  *   broker_publish.c  retry and DLQ copies: publish, confirms, returns
- *   broker_deliver.c  deliveries: assembly, batched acks, requeue, cancel
+ *   broker_deliver.c  deliveries: assembly, batched acks, requeue, cancel,
+ *                     the body-memory bound
+ *   broker_stream.c   an oversize delivery's body, forwarded frame by frame
+ *                     into its DLQ copy
  *
  * Nothing here holds a pointer into a struct config: broker_new() copies
  * what the links need, so the daemon may free the config it was given.
@@ -28,12 +31,18 @@
 #include "common/topology.h"
 #include "common/util.h"
 #include "dlqd/broker.h"
+#include "dlqd/membound.h"
 
 /* Channels, the same numbers on both links. */
 enum {
 	CH_WORK = 1,  /* consumer: basic.consume; publisher: confirm-mode publish */
 	CH_ADMIN = 2, /* declarations (synchronous RPCs) */
 	CH_PROBE = 3, /* publisher only: the asynchronous DLQ probe */
+	/* Publisher only, confirm mode: DLQ copies of oversize deliveries,
+	 * whose body frames follow as they arrive (broker_stream.c). The
+	 * frames of one publish must be contiguous on its channel, so no other
+	 * publish may share it. */
+	CH_STREAM = 4,
 };
 
 #define MAX_LANES 4096
@@ -45,7 +54,8 @@ struct broker_props {
 
 /* A copy published and not yet confirmed. */
 struct pending {
-	uint64_t seq; /* publish sequence number on this connection */
+	uint16_t ch;  /* CH_WORK or CH_STREAM: each counts its own confirms */
+	uint64_t seq; /* publish sequence number on that channel */
 	uint64_t id;  /* stable id for broker_publish_forget() */
 	broker_confirm_fn cb;
 	void *userdata;
@@ -57,13 +67,15 @@ struct pending {
 /* Content (header + body frames) that follows a deliver or return method. */
 struct incoming {
 	bool active;
+	uint16_t ch;
 	bool is_return;
 	uint64_t tag;
 	bool redelivered;
 	uint16_t reply_code;
 	char reply_text[128];
 	int64_t seq;		/* from the returned message's HDR_PUBLISH_SEQ */
-	struct broker_msg *msg; /* deliveries only */
+	struct broker_msg *msg; /* deliveries only; NULL once handed over early */
+	bool streamed;		/* an oversize delivery: its body goes to b->stream */
 	size_t need, got;
 	bool have_header;
 };
@@ -82,7 +94,11 @@ struct link {
 	bool failed;
 	bool ever_up;
 	unsigned connect_failures;
-	struct incoming in;   /* content on CH_WORK */
+	struct incoming in;	   /* content on CH_WORK */
+	struct incoming in_stream; /* publisher: a basic.return on CH_STREAM */
+	/* Over the body-memory bound: stop reading after the current delivery
+	 * (paused), and the io source is then off (reading_off). */
+	bool paused, reading_off;
 	char last_error[320]; /* why it last failed; "" once up */
 	sd_event_source *io, *heartbeat, *reconnect, *teardown, *pump_later;
 };
@@ -104,6 +120,26 @@ struct probe {
 	uint64_t need, got;
 };
 
+/* The oversize delivery being read on the consumer link, if any (at most
+ * one: a delivery's frames are contiguous on its channel). */
+struct stream {
+	enum {
+		STREAM_NONE,
+		STREAM_OFFERED, /* header read, handed to the daemon */
+		STREAM_SENDING, /* its DLQ copy's head is out on CH_STREAM */
+		STREAM_DISCARD, /* no copy (or it was lost): drop the frames */
+	} state;
+	uint64_t tag, generation; /* the delivery */
+	uint64_t need, got;	  /* its body bytes */
+};
+
+/* The last age read from a DLQ head larger than max_message_size: reused
+ * while the depth stays, so such a head is not fetched on every poll. */
+struct probe_memo {
+	bool valid;
+	uint64_t depth, oldest_usec, at_usec; /* at: CLOCK_MONOTONIC */
+};
+
 struct broker {
 	sd_event *event;
 	struct broker_callbacks cb;
@@ -117,6 +153,9 @@ struct broker {
 	uint32_t prefetch;
 	bool quorum;  /* [pipeline] queue_type = quorum */
 	bool declare; /* [pipeline] declare */
+	/* Reloadable (broker_set_limits()). */
+	uint64_t max_message_size;
+	struct membound mem; /* body bytes held, against max_body_memory */
 
 	struct link consumer, publisher;
 	bool started;
@@ -135,16 +174,18 @@ struct broker {
 	struct unsettled *unsettled;
 	size_t n_unsettled, cap_unsettled, n_done;
 	sd_event_source *flush;
+	struct stream stream;
 
 	/* publisher link */
 	/* connection.blocked (a resource alarm) is in force: publish nothing. */
 	bool blocked;
-	uint64_t next_seq;
+	uint64_t next_seq, next_stream_seq; /* per channel: CH_WORK, CH_STREAM */
 	uint64_t next_id;
 	struct pending *head, *tail;
 	uint64_t *lanes; /* lanes declared on this publisher connection */
 	size_t n_lanes;
 	struct probe probe;
+	struct probe_memo probe_memo;
 };
 
 static inline bool key_is(amqp_bytes_t k, const char *s)
@@ -183,6 +224,8 @@ void link_pump_soon(struct link *l);
 /* sd_event_source_set_enabled() for a source whose failure we survive. */
 void source_enable(sd_event_source *s, int enabled, const char *what);
 void source_describe(sd_event_source *s, const char *name);
+/* The body-memory bound says stop (after the current delivery) or resume. */
+void link_set_paused(struct link *l, bool paused);
 
 /* broker_topology.c: the fixed topology, when [pipeline] declare is on. */
 int declare_topology(struct link *l);
@@ -194,7 +237,7 @@ void probe_body(struct link *l, size_t len);
 void probe_done(struct broker *b, int r);
 
 /* broker_publish.c */
-void publish_confirmed(struct broker *b, uint64_t tag, bool multiple, bool ack);
+void publish_confirmed(struct broker *b, uint16_t ch, uint64_t tag, bool multiple, bool ack);
 int64_t publish_return_seq(const amqp_basic_properties_t *p);
 void publish_returned(struct broker *b, const struct incoming *in);
 /* Ends every pending publish; with notify, its callback hears -ECONNRESET. */
@@ -203,10 +246,28 @@ void publish_fail_all(struct broker *b, bool notify);
 /* broker_deliver.c */
 int deliver_init(struct broker *b);
 void deliver_done(struct broker *b);
-/* The header of a delivery: allocates l->in.msg and tracks its tag. */
+/*
+ * The header of a delivery: allocates l->in.msg and tracks its tag. A body
+ * over max_message_size is not allocated: l->in.streamed is set, and the
+ * caller hands the message over at once (its body follows to the stream).
+ */
 int deliver_begin(struct link *l, const amqp_basic_properties_t *p, uint64_t size);
 /* A whole delivery: to the daemon, or straight back after basic.cancel. */
 void deliver_complete(struct broker *b, struct broker_msg *m);
 void deliver_flush_acks(struct broker *b);
 /* The consumer connection is gone, and with it every delivery. */
 void deliver_reset(struct broker *b);
+
+/* broker_stream.c: an oversize delivery's body, from the consumer link's
+ * frames to its DLQ copy on the publisher's CH_STREAM. */
+void stream_offer(struct broker *b, uint64_t tag, uint64_t size);
+/* After the daemon had the offer: no copy started means drop the frames. */
+void stream_offered_done(struct broker *b);
+/* Whether m is the offered delivery, whose copy may start now. */
+bool stream_can_start(const struct broker *b, const struct broker_msg *m);
+/* Sends the copy's basic.publish and content header on CH_STREAM. */
+int stream_start(struct broker *b, const struct copy *c, const amqp_basic_properties_t *props);
+/* A body frame of the streamed delivery; returns true at its last byte. */
+bool stream_body(struct broker *b, amqp_bytes_t frag);
+/* A link is gone: the copy in progress is void. */
+void stream_link_lost(struct broker *b, enum link_role role);

@@ -10,6 +10,12 @@
  *    returns, the DLQ probe);
  *  - heartbeats are only sent when the library is called, so a timer calls
  *    pump() at half the heartbeat interval;
+ *  - over the body-memory bound the consumer link stops reading between
+ *    deliveries (its io source off) and the timer sends the heartbeats
+ *    itself; the broker's frames wait in the socket, so on resume the
+ *    library reads them before it could think the broker silent;
+ *  - a body frame's memory goes back to its channel's pool once handled,
+ *    so a long body never piles up in the library;
  *  - deliveries and basic.return arrive as method + header + body frames
  *    that are assembled here;
  *  - any channel or connection error tears the link down (in a deferred
@@ -125,8 +131,10 @@ static void close_link(struct link *l, bool graceful)
 	}
 	amqp_destroy_connection(l->conn);
 	l->conn = NULL;
+	l->reading_off = false; /* a new connection gets a new io source */
 	l->in.msg = broker_msg_free(l->in.msg);
 	l->in.active = false;
+	l->in_stream.active = false;
 }
 
 /* Voids everything that belonged to this connection and says so. */
@@ -138,6 +146,7 @@ static void teardown(struct link *l)
 	close_link(l, false);
 	l->up = false;
 	l->failed = false;
+	stream_link_lost(b, l->role);
 	if (l->role == LINK_CONSUMER) {
 		deliver_reset(b);
 		if (was_up && b->cb.connection)
@@ -160,15 +169,24 @@ static int on_teardown(sd_event_source *s, void *userdata)
 
 /* --- frames --------------------------------------------------------------- */
 
-static void content_done(struct link *l)
+static void content_done(struct link *l, struct incoming *in)
 {
-	struct incoming *in = &l->in;
-
 	in->active = false;
 	if (in->is_return)
 		publish_returned(l->b, in);
-	else
+	else if (in->msg) /* a streamed delivery was handed over at its header */
 		deliver_complete(l->b, TAKE_PTR(in->msg));
+}
+
+/* Where a content's frames are assembled: deliveries and CH_WORK returns
+ * in l->in, returns of streamed copies in l->in_stream. */
+static struct incoming *content_of(struct link *l, uint16_t ch)
+{
+	if (ch == CH_WORK)
+		return &l->in;
+	if (ch == CH_STREAM && l->role == LINK_PUBLISHER)
+		return &l->in_stream;
+	return NULL;
 }
 
 /* The publisher link's connection.blocked and connection.unblocked. */
@@ -212,14 +230,17 @@ static void on_method(struct link *l, amqp_frame_t *f)
 	}
 	case AMQP_BASIC_RETURN_METHOD: {
 		amqp_basic_return_t *r = m->decoded;
-		if (consumer || ch != CH_WORK || l->in.active) {
+		struct incoming *in = content_of(l, ch);
+		if (consumer || !in || in->active) {
 			link_fail(l, -EPROTO, "unexpected basic.return on channel %u", ch);
 			return;
 		}
-		l->in = (struct incoming){
-			.active = true, .is_return = true, .reply_code = r->reply_code, .seq = -1
-		};
-		snprintf(l->in.reply_text, sizeof(l->in.reply_text), "%.*s", (int)r->reply_text.len,
+		*in = (struct incoming){ .active = true,
+					 .ch = ch,
+					 .is_return = true,
+					 .reply_code = r->reply_code,
+					 .seq = -1 };
+		snprintf(in->reply_text, sizeof(in->reply_text), "%.*s", (int)r->reply_text.len,
 			 (char *)r->reply_text.bytes);
 		return;
 	}
@@ -230,11 +251,13 @@ static void on_method(struct link *l, amqp_frame_t *f)
 				   : ((amqp_basic_nack_t *)m->decoded)->delivery_tag;
 		bool multiple = ack ? ((amqp_basic_ack_t *)m->decoded)->multiple
 				    : ((amqp_basic_nack_t *)m->decoded)->multiple;
-		if (consumer) {
-			link_fail(l, -EPROTO, "unexpected confirm on the consumer connection");
+		if (consumer || !content_of(l, ch)) {
+			link_fail(l, -EPROTO,
+				  "unexpected confirm on channel %u of the %s connection", ch,
+				  l->name);
 			return;
 		}
-		publish_confirmed(b, tag, multiple, ack);
+		publish_confirmed(b, ch, tag, multiple, ack);
 		return;
 	}
 	case AMQP_BASIC_CANCEL_METHOD:
@@ -276,7 +299,7 @@ static void on_method(struct link *l, amqp_frame_t *f)
 
 static void on_header(struct link *l, amqp_frame_t *f)
 {
-	struct incoming *in = &l->in;
+	struct incoming *in = content_of(l, f->channel);
 	amqp_basic_properties_t *p = f->payload.properties.decoded;
 	uint64_t size = f->payload.properties.body_size;
 
@@ -284,7 +307,7 @@ static void on_header(struct link *l, amqp_frame_t *f)
 		probe_header(l, p, size);
 		return;
 	}
-	if (f->channel != CH_WORK || !in->active || in->have_header) {
+	if (!in || !in->active || in->have_header) {
 		link_fail(l, -EPROTO, "unexpected content header on channel %u", f->channel);
 		return;
 	}
@@ -294,29 +317,69 @@ static void on_header(struct link *l, amqp_frame_t *f)
 		in->seq = publish_return_seq(p);
 	else if (deliver_begin(l, p, size) < 0)
 		return;
+	if (in->streamed) {
+		/* Now, so that its DLQ copy can start before the body arrives. */
+		deliver_complete(l->b, TAKE_PTR(in->msg));
+		stream_offered_done(l->b);
+	}
 	if (size == 0)
-		content_done(l);
+		content_done(l, in);
 }
 
 static void on_body(struct link *l, amqp_frame_t *f)
 {
-	struct incoming *in = &l->in;
+	struct incoming *in = content_of(l, f->channel);
 	amqp_bytes_t frag = f->payload.body_fragment;
 
 	if (f->channel == CH_PROBE && l->role == LINK_PUBLISHER) {
 		probe_body(l, frag.len);
 		return;
 	}
-	if (f->channel != CH_WORK || !in->active || !in->have_header ||
-	    in->got + frag.len > in->need) {
+	if (!in || !in->active || !in->have_header || in->got + frag.len > in->need) {
 		link_fail(l, -EPROTO, "unexpected content body on channel %u", f->channel);
 		return;
 	}
-	if (in->msg)
+	if (in->streamed)
+		stream_body(l->b, frag);
+	else if (in->msg)
 		memcpy(in->msg->body + in->got, frag.bytes, frag.len);
 	in->got += frag.len;
 	if (in->got == in->need)
-		content_done(l);
+		content_done(l, in);
+}
+
+/* Stops reading, between deliveries, while the body-memory bound says so. */
+static bool hold_off(struct link *l)
+{
+	if (!l->paused || l->in.active)
+		return false;
+	if (!l->reading_off && l->io) {
+		source_enable(l->io, SD_EVENT_OFF, "amqp-consumer");
+		l->reading_off = true;
+	}
+	return true;
+}
+
+void link_set_paused(struct link *l, bool paused)
+{
+	struct broker *b = l->b;
+
+	if (l->paused == paused)
+		return;
+	l->paused = paused;
+	/* Debug: at the bound this is two lines per message; the gauge
+	 * dlqd_body_bytes_held tells an operator the same. */
+	log_debug("%s reading deliveries: %" PRIu64 " body bytes held, %s "
+		  "[pipeline] max_body_memory - max_message_size = %" PRIu64,
+		  paused ? "pausing" : "resuming", b->mem.held, paused ? "over" : "back under",
+		  membound_threshold(&b->mem));
+	if (paused || !l->conn)
+		return;
+	if (l->reading_off) {
+		source_enable(l->io, SD_EVENT_ON, "amqp-consumer");
+		l->reading_off = false;
+	}
+	link_pump_soon(l);
 }
 
 static void pump(struct link *l)
@@ -324,7 +387,7 @@ static void pump(struct link *l)
 	struct timeval zero = { 0, 0 };
 	amqp_frame_t f;
 
-	while (l->conn && !l->failed) {
+	while (l->conn && !l->failed && !hold_off(l)) {
 		if (!amqp_frames_enqueued(l->conn) && !amqp_data_in_buffer(l->conn))
 			amqp_maybe_release_buffers(l->conn);
 		int r = amqp_simple_wait_frame_noblock(l->conn, &f, &zero);
@@ -343,6 +406,11 @@ static void pump(struct link *l)
 			break;
 		case AMQP_FRAME_BODY:
 			on_body(l, &f);
+			/* The fragment lives in the channel's pool, which otherwise
+			 * grows by a frame per frame until the socket runs dry: a
+			 * long body would pile up there whole. */
+			if (l->conn)
+				amqp_maybe_release_buffers_on_channel(l->conn, f.channel);
 			break;
 		default:
 			break; /* heartbeats are handled inside the library */
@@ -382,6 +450,13 @@ static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata)
 	 * this tick an idle link would never notice a broker gone silent.
 	 * A time source is one-shot; arm it again. */
 	pump(l);
+	if (l->reading_off && link_usable(l)) {
+		/* Not reading: the library would not send one. */
+		amqp_frame_t hb = { .frame_type = AMQP_FRAME_HEARTBEAT, .channel = 0 };
+		int k = amqp_send_frame(l->conn, &hb);
+		if (k != AMQP_STATUS_OK)
+			link_fail(l, amqpconn_errno(k), "heartbeat: %s", amqp_error_string2(k));
+	}
 	r = sd_event_source_set_time(s, usec + heartbeat_period(l->b));
 	if (r >= 0)
 		r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
@@ -409,7 +484,11 @@ static int start_link(struct link *l)
 		if ((r = link_check_rpc(l, "channel.open")) < 0)
 			return r;
 		b->probe.channel_open = true;
-		return 0;
+		amqp_channel_open(l->conn, CH_STREAM);
+		if ((r = link_check_rpc(l, "channel.open")) < 0)
+			return r;
+		amqp_confirm_select(l->conn, CH_STREAM);
+		return link_check_rpc(l, "confirm.select");
 	}
 	amqp_basic_qos(l->conn, CH_WORK, 0, (uint16_t)b->prefetch, 0);
 	if ((r = link_check_rpc(l, "basic.qos")) < 0)
@@ -474,7 +553,7 @@ static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata)
 	if (l->role == LINK_CONSUMER)
 		b->generation++;
 	else
-		b->next_seq = 1;
+		b->next_seq = b->next_stream_seq = 1;
 	if (connect_link(l) < 0) {
 		close_link(l, false);
 		l->failed = false;

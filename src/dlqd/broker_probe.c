@@ -18,6 +18,12 @@
  * (20 by default from RabbitMQ 4.0), past which the message is dropped or
  * dead-lettered.
  *
+ * The probe never holds the head's body: only its properties are read, and
+ * its body frames are counted and dropped as they arrive. A head larger
+ * than [pipeline] max_message_size is not fetched again on every poll
+ * either: its age is reused while the depth stays the same, for at most
+ * PROBE_MEMO_USEC, after which it is peeked at again.
+ *
  * Everything is asynchronous: the replies arrive through the link's frame
  * pump like any frame; a probe in flight when the link drops reports
  * -ECONNRESET and the broker requeues what it held.
@@ -27,6 +33,24 @@
 #include "broker_int.h"
 #include "common/copy.h"
 #include "common/log.h"
+
+#define PROBE_MEMO_USEC (60 * USEC_PER_SEC)
+
+static uint64_t now_usec(const struct broker *b)
+{
+	uint64_t now = 0;
+
+	(void)sd_event_now(b->event, CLOCK_MONOTONIC, &now);
+	return now;
+}
+
+/* The last big head's age still stands: same depth, and not too old. */
+static bool memo_applies(struct broker *b)
+{
+	const struct probe_memo *m = &b->probe_memo;
+
+	return m->valid && m->depth == b->probe.depth && now_usec(b) < m->at_usec + PROBE_MEMO_USEC;
+}
 
 void probe_done(struct broker *b, int r)
 {
@@ -60,6 +84,11 @@ void probe_method(struct link *l, const amqp_method_t *m)
 			return;
 		}
 		if (pr->depth == 0 || b->quorum) {
+			probe_done(b, 0);
+			return;
+		}
+		if (memo_applies(b)) {
+			pr->oldest_usec = b->probe_memo.oldest_usec;
 			probe_done(b, 0);
 			return;
 		}
@@ -147,6 +176,10 @@ void probe_header(struct link *l, const amqp_basic_properties_t *p, uint64_t siz
 	if (!pr->oldest_usec && (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) && p->timestamp > 0 &&
 	    p->timestamp < UINT64_MAX / USEC_PER_SEC)
 		pr->oldest_usec = p->timestamp * USEC_PER_SEC;
+	l->b->probe_memo = (struct probe_memo){ .valid = size > l->b->max_message_size,
+						.depth = pr->depth,
+						.oldest_usec = pr->oldest_usec,
+						.at_usec = now_usec(l->b) };
 	if (size == 0)
 		probe_done(l->b, 0);
 }

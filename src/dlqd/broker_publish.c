@@ -9,6 +9,11 @@
  * (a returned message has no delivery tag). So a callback reports 0 only
  * for a copy that was acked and not returned; a nack, a return or the loss
  * of the link reports < 0, and the daemon's delivery stays unacked.
+ *
+ * The DLQ copy of an oversize delivery goes out the same way on CH_STREAM,
+ * a confirm-mode channel of its own (its body frames follow later, see
+ * broker_stream.c); each channel numbers its confirms on its own, so a
+ * pending copy remembers its channel.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -38,15 +43,15 @@ static void confirm_one(struct pending *p, bool ok)
  * confirm out of order when copies go to different queues, so the entry is
  * searched for, not assumed at the head. The list is at most prefetch long.
  */
-void publish_confirmed(struct broker *b, uint64_t tag, bool multiple, bool ack)
+void publish_confirmed(struct broker *b, uint16_t ch, uint64_t tag, bool multiple, bool ack)
 {
 	struct pending **pp = &b->head, *prev = NULL;
 
 	while (*pp && !b->publisher.failed) {
 		struct pending *p = *pp;
-		if (p->seq > tag)
+		if (p->ch == ch && p->seq > tag)
 			break; /* the list is in publish order */
-		if (p->seq != tag && !multiple) {
+		if (p->ch != ch || (p->seq != tag && !multiple)) {
 			prev = p;
 			pp = &p->next;
 			continue;
@@ -71,7 +76,7 @@ int64_t publish_return_seq(const amqp_basic_properties_t *p)
 void publish_returned(struct broker *b, const struct incoming *in)
 {
 	for (struct pending *p = b->head; p; p = p->next)
-		if ((int64_t)p->seq == in->seq) {
+		if (p->ch == in->ch && (int64_t)p->seq == in->seq) {
 			p->returned = true;
 			/* Something unbound a queue; declare lanes afresh. */
 			b->n_lanes = 0;
@@ -113,12 +118,16 @@ int broker_publish(struct broker *b, const struct copy *c, const struct broker_m
 	amqp_basic_properties_t props;
 	_cleanup_free_ amqp_table_entry_t *entries = NULL;
 	_cleanup_free_ struct pending *p = NULL;
+	bool streamed = orig && orig->streamed;
+	uint64_t *next = streamed ? &b->next_stream_seq : &b->next_seq;
 	struct header seq = { .key = HDR_PUBLISH_SEQ,
 			      .key_len = strlen(HDR_PUBLISH_SEQ),
 			      .kind = HEADER_INT,
-			      .i = (int64_t)b->next_seq };
+			      .i = (int64_t)*next };
 	int r;
 
+	if (streamed && !stream_can_start(b, orig))
+		return -ESTALE; /* its body went by: only a redelivery brings it back */
 	if (!link_usable(l))
 		return -ENOTCONN;
 	if (b->blocked)
@@ -127,15 +136,22 @@ int broker_publish(struct broker *b, const struct copy *c, const struct broker_m
 	if (!p || amqpmsg_publish_props(orig && orig->props ? &orig->props->p : NULL, c, &seq, 1,
 					&props, &entries) < 0)
 		return -ENOMEM;
-	r = amqp_basic_publish(l->conn, CH_WORK, amqp_cstring_bytes(c->exchange),
-			       amqp_cstring_bytes(c->routing_key), 1, 0, &props,
-			       (amqp_bytes_t){ .len = c->len, .bytes = (void *)c->body });
-	link_pump_soon(l);
-	if (r != AMQP_STATUS_OK) {
-		link_fail(l, amqpconn_errno(r), "basic.publish: %s", amqp_error_string2(r));
-		return amqpconn_errno(r);
+	if (streamed) {
+		r = stream_start(b, c, &props);
+		if (r < 0)
+			return r;
+	} else {
+		r = amqp_basic_publish(l->conn, CH_WORK, amqp_cstring_bytes(c->exchange),
+				       amqp_cstring_bytes(c->routing_key), 1, 0, &props,
+				       (amqp_bytes_t){ .len = c->len, .bytes = (void *)c->body });
+		link_pump_soon(l);
+		if (r != AMQP_STATUS_OK) {
+			link_fail(l, amqpconn_errno(r), "basic.publish: %s", amqp_error_string2(r));
+			return amqpconn_errno(r);
+		}
 	}
-	p->seq = b->next_seq++;
+	p->ch = streamed ? CH_STREAM : CH_WORK;
+	p->seq = (*next)++;
 	p->id = b->next_id++;
 	p->cb = cb;
 	p->userdata = userdata;

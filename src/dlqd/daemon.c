@@ -339,6 +339,8 @@ static void reload(struct daemon *d)
 	 * metrics server copy what they use), so the old one goes now. */
 	config_free(d->config);
 	d->config = TAKE_PTR(c);
+	broker_set_limits(d->broker, d->config->pipeline.max_message_size,
+			  d->config->pipeline.max_body_memory);
 	gate_reload(d);
 	free_retired_handlers(d);
 	log_full(LOG_NOTICE, 0, &(struct log_ctx){ .event = "reload", .attempt = -1 },

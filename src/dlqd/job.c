@@ -51,6 +51,7 @@ struct job *job_free(struct job *j)
 	d->n_jobs--;
 	metrics_set_in_flight(d->metrics, d->n_jobs);
 	broker_msg_free(j->msg);
+	metrics_set_body_bytes(d->metrics, broker_body_bytes_held(d->broker));
 	envelope_free(j->env);
 	copy_done(&j->copy);
 	if (d->n_spare_jobs < d->config->broker.prefetch) {
@@ -206,6 +207,10 @@ static int on_republish(sd_event_source *s, uint64_t usec, void *userdata)
 	if (j->msg->generation != broker_generation(j->d->broker)) {
 		/* The connection it came on is gone; the broker redelivers it. */
 		job_finish(j);
+		return 0;
+	}
+	if (j->msg->streamed) {
+		job_requeue(j); /* its body went by: the broker sends it again */
 		return 0;
 	}
 	job_publish(j);
@@ -476,10 +481,11 @@ void job_on_delivery(void *userdata, struct broker_msg *m)
 	d->n_jobs++;
 	metrics_consumed(d->metrics);
 	metrics_set_in_flight(d->metrics, d->n_jobs);
+	metrics_set_body_bytes(d->metrics, broker_body_bytes_held(d->broker));
 
-	if (m->redelivered && job_poison_guard(j))
+	if (m->redelivered && !m->streamed && job_poison_guard(j))
 		return;
-	if (m->len > d->config->pipeline.max_message_size) {
+	if (m->streamed || m->len > d->config->pipeline.max_message_size) {
 		router_reject(ERROR_CODE_MESSAGE_TOO_LARGE, &j->route);
 		snprintf(j->detail, sizeof(j->detail),
 			 "body of %zu bytes exceeds [pipeline] max_message_size %" PRIu64, m->len,

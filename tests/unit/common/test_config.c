@@ -154,6 +154,7 @@ static void test_defaults(void **state)
 	assert_true(c->pipeline.declare);
 	assert_int_equal(c->pipeline.max_message_size, 16 * 1024 * 1024);
 	assert_int_equal(c->pipeline.max_redeliveries, 3);
+	assert_int_equal(c->pipeline.max_body_memory, 256 * 1024 * 1024);
 	assert_int_equal(c->handler.type, HANDLER_HTTP);
 	assert_string_equal(c->handler.url, "http://127.0.0.1:8080/jobs");
 	assert_null(c->handler.command);
@@ -165,6 +166,33 @@ static void test_defaults(void **state)
 	assert_int_equal(c->shutdown.drain_timeout_usec, 20 * USEC_PER_SEC);
 	assert_non_null(c->replay.block_schema_versions);
 	assert_null(c->replay.block_schema_versions[0]);
+}
+
+/* [pipeline] max_body_memory must hold one body of max_message_size; unset,
+ * it follows a larger max_message_size. */
+static void test_max_body_memory(void **state)
+{
+	struct config *c = parse_extra("[pipeline]\nmax_message_size = 1MiB\n"
+				       "max_body_memory = 1MiB\n");
+	assert_int_equal(c->pipeline.max_body_memory, 1024 * 1024);
+	config_free(c);
+	c = parse_extra("[pipeline]\nmax_message_size = 512MiB\n");
+	assert_int_equal(c->pipeline.max_body_memory, 512 * 1024 * 1024);
+	config_free(c);
+	c = parse_extra("[pipeline]\nmax_body_memory = 20MiB\n");
+	assert_int_equal(c->pipeline.max_body_memory, 20 * 1024 * 1024);
+	config_free(c);
+	expect_one("[pipeline]\nmax_body_memory = 8MiB\nmax_message_size = 9MiB\n",
+		   "t.conf:9: max_body_memory in [pipeline] (8388608 bytes) must be at least "
+		   "max_message_size (9437184 bytes)");
+	/* The default 16MiB max_message_size counts too. */
+	expect_one("[pipeline]\nmax_body_memory = 1MiB\n",
+		   "t.conf:9: max_body_memory in [pipeline] (1048576 bytes) must be at least "
+		   "max_message_size (16777216 bytes)");
+	/* A bad max_message_size is reported once, not compared. */
+	expect_one("[pipeline]\nmax_body_memory = 1MiB\nmax_message_size = 2GiB\n",
+		   "t.conf:10: value '2GiB' for 'max_message_size' in [pipeline] is out of "
+		   "range (allowed: 1KiB to 1GiB)");
 }
 
 static void test_every_key(void **state)
@@ -192,6 +220,7 @@ static void test_every_key(void **state)
 	assert_false(c->pipeline.declare);
 	assert_int_equal(c->pipeline.max_message_size, 1024 * 1024);
 	assert_int_equal(c->pipeline.max_redeliveries, 0);
+	assert_int_equal(c->pipeline.max_body_memory, 64 * 1024 * 1024);
 	assert_int_equal(c->handler.type, HANDLER_EXEC);
 	assert_string_equal(c->handler.url, "https://ignored.example.com/");
 	assert_string_equal(c->handler.command,
@@ -370,6 +399,9 @@ static void test_value_diags(void **state)
 	expect_one("[pipeline]\nmax_message_size = 1025MiB\n",
 		   "t.conf:9: value '1025MiB' for 'max_message_size' in [pipeline] is out of "
 		   "range (allowed: 1KiB to 1GiB)");
+	expect_one("[pipeline]\nmax_body_memory = 65GiB\n",
+		   "t.conf:9: value '65GiB' for 'max_body_memory' in [pipeline] is out of "
+		   "range (allowed: 1KiB to 64GiB)");
 	expect_one("[pipeline]\nmax_redeliveries = 1001\n",
 		   "t.conf:9: value '1001' for 'max_redeliveries' in [pipeline] is out of "
 		   "range (allowed: 0 (off) to 1000)");
@@ -1168,6 +1200,7 @@ int main(void)
 		cmocka_unit_test(test_check_secrets),
 		cmocka_unit_test(test_restart_key_changed),
 		cmocka_unit_test(test_protection_keys),
+		cmocka_unit_test(test_max_body_memory),
 	};
 
 	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
