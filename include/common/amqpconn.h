@@ -20,18 +20,25 @@
 
 #define AMQPCONN_ENDPOINT_MAX 320
 
+/* One node of [broker] url. */
+struct amqpconn_node {
+	char *url; /* parsed copy; info points into it */
+	struct amqp_connection_info info;
+	/* "host:port" as librabbitmq parsed it, for messages, STATUS= and the
+	 * node label; an IPv6 host in brackets; never the credentials. */
+	char endpoint[AMQPCONN_ENDPOINT_MAX];
+};
+
 /*
  * Where to connect and how, resolved once from a config and owning copies of
  * everything it needs: the config may be freed as soon as
- * amqpconn_target_init() returns.
+ * amqpconn_target_init() returns. The nodes are those of one cluster, in the
+ * order [broker] url lists them.
  */
 struct amqpconn_target {
-	char *url; /* parsed copy; info points into it */
-	struct amqp_connection_info info;
-	char *password; /* from password_file, overrides the URL's */
-	/* "host:port" of the URL as librabbitmq parsed it, for messages and
-	 * STATUS=; an IPv6 host in brackets; never the credentials. */
-	char endpoint[AMQPCONN_ENDPOINT_MAX];
+	struct amqpconn_node *nodes;
+	size_t n_nodes; /* >= 1 */
+	char *password; /* from password_file, overrides the URLs' */
 	struct {
 		char *ca_file; /* NULL: the system's trust store */
 		char *cert_file;
@@ -41,7 +48,7 @@ struct amqpconn_target {
 	} tls;
 };
 
-/* Parses the URL, reads password_file (config.c resolved its path) and
+/* Parses the URLs, reads password_file (config.c resolved its path) and
  * copies the TLS settings. */
 int amqpconn_target_init(struct amqpconn_target *t, const struct config *c, char *err,
 			 size_t errlen);
@@ -56,13 +63,22 @@ void amqpconn_target_done(struct amqpconn_target *t);
 int amqpconn_url_endpoint(const char *url, char *out, size_t size);
 
 /*
- * Opens a socket (TLS for amqps://) and logs in. `name` becomes the
- * connection_name the management UI shows. The connection announces the
- * capabilities a long-lived client needs (connection.blocked,
+ * Opens a socket (TLS for amqps://) to node `node` and logs in. `name`
+ * becomes the connection_name the management UI shows. The connection
+ * announces the capabilities a long-lived client needs (connection.blocked,
  * consumer_cancel_notify, publisher confirms, basic.nack).
  */
-int amqpconn_open(const struct amqpconn_target *t, const char *name, int heartbeat_s,
+int amqpconn_open(const struct amqpconn_target *t, size_t node, const char *name, int heartbeat_s,
 		  amqp_connection_state_t *out, char *err, size_t errlen);
+
+/*
+ * amqpconn_open() on each node in turn from *node (wrapping around) until
+ * one answers; *node is then the one in use. When none does, err lists
+ * every node's reason and the result is the first node's error (-EACCES
+ * wins: a refused login is the operator's to fix, not the network's).
+ */
+int amqpconn_open_any(const struct amqpconn_target *t, size_t *node, const char *name,
+		      int heartbeat_s, amqp_connection_state_t *out, char *err, size_t errlen);
 
 /* Table entries for the headers and queue arguments dlqd and dlqctl send. */
 amqp_table_entry_t amqpconn_entry_int(const char *key, int64_t v);

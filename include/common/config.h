@@ -16,6 +16,8 @@
 #include "common/util.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/dlqd/dlqd.conf"
+/* Nodes [broker] url may list (one cluster). */
+#define CONFIG_BROKER_URLS_MAX 16
 
 enum queue_type {
 	QUEUE_CLASSIC,
@@ -31,7 +33,8 @@ struct config {
 	char *path; /* the file this was loaded from */
 
 	struct {
-		char *url;	     /* amqp:// or amqps:// URL */
+		char *url;	     /* as written: one or more URLs, space separated */
+		char **urls;	     /* url split: the nodes, in order, NULL-terminated */
 		char *password_file; /* NULL when unset */
 		uint32_t prefetch;   /* 1..65535, = max messages in flight */
 		uint64_t heartbeat_usec;

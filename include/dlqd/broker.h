@@ -100,9 +100,9 @@ const char *broker_retry_exchange(const struct broker *b);
 const char *broker_dlx(const struct broker *b);
 
 /*
- * "host:port" of [broker] url as librabbitmq parsed it when the broker was
- * created (an IPv6 host in brackets), for messages and STATUS=; never the
- * credentials.
+ * "host:port" of the [broker] url node the consumer connection uses (while
+ * up) or tries next, as librabbitmq parsed it (an IPv6 host in brackets),
+ * for messages, STATUS= and the node label; never the credentials.
  */
 const char *broker_endpoint(const struct broker *b);
 

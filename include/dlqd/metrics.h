@@ -22,6 +22,7 @@
 #define METRICS_LABEL_PAIRS_MAX 256
 #define METRICS_LABEL_VALUE_MAX 127
 #define METRICS_QUEUE_MAX	255
+#define METRICS_NODE_MAX	320 /* a [broker] url node, "host:port" */
 /* The error_code that collects pairs over the bound. */
 #define METRICS_OTHER "OTHER"
 
@@ -67,6 +68,8 @@ struct metrics_totals {
 };
 void metrics_totals(const struct metrics *m, struct metrics_totals *out);
 void metrics_set_broker_connected(struct metrics *m, bool up);
+/* "host:port" of the node in use (dlqd_broker_node_info); NULL when none. */
+void metrics_set_broker_node(struct metrics *m, const char *node);
 /* dlqd_breaker_state{state} (1 for s, 0 for the others), dlqd_breaker_opened_total. */
 void metrics_set_breaker(struct metrics *m, enum breaker_state s, uint64_t opened_total);
 /* dlqd_retry_budget_deferred_total: kept by the budget, mirrored here. */

@@ -123,7 +123,9 @@ void amqpconn_target_done(struct amqpconn_target *t)
 		explicit_bzero(t->password, strlen(t->password));
 		free(t->password);
 	}
-	free(t->url);
+	for (size_t i = 0; i < t->n_nodes; i++)
+		free(t->nodes[i].url);
+	free(t->nodes);
 	free(t->tls.ca_file);
 	free(t->tls.cert_file);
 	free(t->tls.key_file);
@@ -173,19 +175,33 @@ int amqpconn_target_init(struct amqpconn_target *t, const struct config *c, char
 		.tls = { .verify_peer = c->broker.tls_verify_peer,
 			 .verify_hostname = c->broker.tls_verify_hostname },
 	};
-	t->url = strdup(c->broker.url);
-	if (!t->url || dup_optional(c->broker.tls_ca_file, &t->tls.ca_file) < 0 ||
+	for (size_t n = 0; c->broker.urls && c->broker.urls[n]; n++)
+		t->n_nodes = n + 1;
+	t->nodes = calloc(MAX(t->n_nodes, (size_t)1), sizeof(*t->nodes));
+	if (!t->nodes || dup_optional(c->broker.tls_ca_file, &t->tls.ca_file) < 0 ||
 	    dup_optional(c->broker.tls_cert_file, &t->tls.cert_file) < 0 ||
 	    dup_optional(c->broker.tls_key_file, &t->tls.key_file) < 0) {
 		amqpconn_target_done(t);
 		return error_set(err, errlen, -ENOMEM, "out of memory");
 	}
-	amqp_default_connection_info(&t->info);
-	if (amqp_parse_url(t->url, &t->info) != AMQP_STATUS_OK) {
+	if (t->n_nodes == 0) {
 		amqpconn_target_done(t);
-		return error_set(err, errlen, -EINVAL, "invalid broker url");
+		return error_set(err, errlen, -EINVAL, "no broker url");
 	}
-	format_endpoint(&t->info, t->endpoint, sizeof(t->endpoint));
+	for (size_t i = 0; i < t->n_nodes; i++) {
+		struct amqpconn_node *nd = &t->nodes[i];
+
+		if (!(nd->url = strdup(c->broker.urls[i]))) {
+			amqpconn_target_done(t);
+			return error_set(err, errlen, -ENOMEM, "out of memory");
+		}
+		amqp_default_connection_info(&nd->info);
+		if (amqp_parse_url(nd->url, &nd->info) != AMQP_STATUS_OK) {
+			amqpconn_target_done(t);
+			return error_set(err, errlen, -EINVAL, "invalid broker url #%zu", i + 1);
+		}
+		format_endpoint(&nd->info, nd->endpoint, sizeof(nd->endpoint));
+	}
 	if (!c->broker.password_file)
 		return 0;
 	r = read_file_max(c->broker.password_file, AMQPCONN_PASSWORD_MAX, &t->password, &len);
@@ -199,14 +215,14 @@ int amqpconn_target_init(struct amqpconn_target *t, const struct config *c, char
 	return 0;
 }
 
-static int open_socket(const struct amqpconn_target *t, amqp_connection_state_t conn, char *err,
-		       size_t errlen)
+static int open_socket(const struct amqpconn_target *t, const struct amqp_connection_info *info,
+		       amqp_connection_state_t conn, char *err, size_t errlen)
 {
 	struct timeval tv = { AMQPCONN_CONNECT_TIMEOUT_USEC / USEC_PER_SEC, 0 };
 	amqp_socket_t *sock;
 	int r;
 
-	if (t->info.ssl) {
+	if (info->ssl) {
 		sock = amqp_ssl_socket_new(conn);
 		if (!sock)
 			return -ENOMEM;
@@ -237,15 +253,16 @@ static int open_socket(const struct amqpconn_target *t, amqp_connection_state_t 
 		if (!sock)
 			return -ENOMEM;
 	}
-	r = amqp_socket_open_noblock(sock, t->info.host, t->info.port, &tv);
+	r = amqp_socket_open_noblock(sock, info->host, info->port, &tv);
 	if (r != AMQP_STATUS_OK)
 		return error_set(err, errlen, amqpconn_errno(r), "cannot connect to %s:%d: %s",
-				 t->info.host, t->info.port, amqp_error_string2(r));
+				 info->host, info->port, amqp_error_string2(r));
 	return 0;
 }
 
-static int login(const struct amqpconn_target *t, amqp_connection_state_t conn, const char *name,
-		 int heartbeat_s, char *err, size_t errlen)
+static int login(const struct amqpconn_target *t, const struct amqp_connection_info *info,
+		 amqp_connection_state_t conn, const char *name, int heartbeat_s, char *err,
+		 size_t errlen)
 {
 	amqp_rpc_reply_t reply;
 	char buf[256];
@@ -279,20 +296,21 @@ static int login(const struct amqpconn_target *t, amqp_connection_state_t conn, 
 	};
 	amqp_table_t client_props = { .num_entries = (int)ARRAY_SIZE(props), .entries = props };
 
-	reply = amqp_login_with_properties(conn, t->info.vhost, 0, AMQPCONN_FRAME_MAX, heartbeat_s,
-					   &client_props, AMQP_SASL_METHOD_PLAIN, t->info.user,
-					   t->password ? t->password : t->info.password);
+	reply = amqp_login_with_properties(conn, info->vhost, 0, AMQPCONN_FRAME_MAX, heartbeat_s,
+					   &client_props, AMQP_SASL_METHOD_PLAIN, info->user,
+					   t->password ? t->password : info->password);
 	if (reply.reply_type != AMQP_RESPONSE_NORMAL)
 		return error_set(err, errlen, -EACCES, "AMQP login to %s:%d as %s failed: %s",
-				 t->info.host, t->info.port, t->info.user,
+				 info->host, info->port, info->user,
 				 amqpconn_reply_text(reply, buf, sizeof(buf)));
 	return 0;
 }
 
-int amqpconn_open(const struct amqpconn_target *t, const char *name, int heartbeat_s,
+int amqpconn_open(const struct amqpconn_target *t, size_t node, const char *name, int heartbeat_s,
 		  amqp_connection_state_t *out, char *err, size_t errlen)
 {
 	struct timeval rpc_tv = { AMQPCONN_RPC_TIMEOUT_USEC / USEC_PER_SEC, 0 };
+	const struct amqp_connection_info *info = &t->nodes[node % t->n_nodes].info;
 	amqp_connection_state_t conn;
 	int r;
 
@@ -301,11 +319,41 @@ int amqpconn_open(const struct amqpconn_target *t, const char *name, int heartbe
 		return error_set(err, errlen, -ENOMEM, "out of memory");
 	amqp_set_rpc_timeout(conn, &rpc_tv);
 	amqp_set_handshake_timeout(conn, &rpc_tv);
-	if ((r = open_socket(t, conn, err, errlen)) < 0 ||
-	    (r = login(t, conn, name, heartbeat_s, err, errlen)) < 0) {
+	if ((r = open_socket(t, info, conn, err, errlen)) < 0 ||
+	    (r = login(t, info, conn, name, heartbeat_s, err, errlen)) < 0) {
 		amqp_destroy_connection(conn);
 		return r;
 	}
 	*out = conn;
 	return 0;
+}
+
+int amqpconn_open_any(const struct amqpconn_target *t, size_t *node, const char *name,
+		      int heartbeat_s, amqp_connection_state_t *out, char *err, size_t errlen)
+{
+	char one[320];
+	size_t used = 0;
+	int first = 0;
+
+	if (errlen)
+		err[0] = '\0';
+	for (size_t k = 0; k < t->n_nodes; k++) {
+		size_t i = (*node + k) % t->n_nodes;
+		int r = amqpconn_open(t, i, name, heartbeat_s, out, one, sizeof(one));
+
+		if (r >= 0) {
+			*node = i;
+			return r;
+		}
+		if (!first || r == -EACCES)
+			first = first == -EACCES ? first : r;
+		if (t->n_nodes == 1)
+			return error_set(err, errlen, r, "%s", one);
+		/* Every node's reason: the operator sees the whole cluster. */
+		if (used < errlen) {
+			int w = snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", one);
+			used += w > 0 ? (size_t)w : 0;
+		}
+	}
+	return first;
 }

@@ -117,6 +117,7 @@ struct config *config_free(struct config *c)
 	free(c->handler.url);
 	free(c->handler.command);
 	strv_free(c->handler.argv);
+	strv_free(c->broker.urls);
 	free(c->retry.taxonomy);
 	free(c->metrics.listen);
 	strv_free(c->replay.block_schema_versions);
@@ -221,53 +222,101 @@ static void check_missing(struct config_parser *p, int id)
 		     config_section_names[config_keys[id].section]);
 }
 
+/* One URL of [broker] url; why it is refused, or NULL. librabbitmq's parser
+ * is the one that connects: what it refuses must fail --check-config, not
+ * the start. */
+static const char *broker_url_problem(const char *url)
+{
+	if (!has_prefix_nocase(url, "amqp://") && !has_prefix_nocase(url, "amqps://"))
+		return "must start with amqp:// or amqps://";
+	if (amqpconn_url_endpoint(url, NULL, 0) < 0)
+		return "librabbitmq cannot parse it "
+		       "(expected amqp[s]://[user[:password]@]host[:port][/vhost])";
+	return NULL;
+}
+
+/* [broker] url: the nodes of one cluster, separated by whitespace, into
+ * c->broker.urls. Each is checked on its own, and named when refused. */
+static bool split_broker_urls(struct config_parser *p, const char *url, unsigned line)
+{
+	struct config *c = p->c;
+	size_t n = 0;
+	bool ok = true;
+
+	for (const char *s = url;;) {
+		s += strspn(s, " \t");
+		if (!*s)
+			break;
+		size_t len = strcspn(s, " \t");
+		char *one = strndup(s, len);
+		const char *why;
+
+		s += len;
+		if (!one || strv_push(&c->broker.urls, &n, one) < 0) {
+			config_error(p, line, "out of memory");
+			return false;
+		}
+		if (n > CONFIG_BROKER_URLS_MAX) {
+			config_error(p, line, "too many URLs in [broker] url: at most %d",
+				     CONFIG_BROKER_URLS_MAX);
+			return false;
+		}
+		if ((why = broker_url_problem(one))) {
+			if (n > 1 || *s)
+				config_error(p, line, "invalid url #%zu '%s' in [broker]: %s", n,
+					     one, why);
+			else
+				config_error(p, line, "invalid url '%s' in [broker]: %s", one, why);
+			ok = false;
+			continue;
+		}
+		for (size_t i = 0; i + 1 < n; i++)
+			if (strcmp(c->broker.urls[i], one) == 0) {
+				config_error(p, line, "url '%s' is listed twice in [broker] url",
+					     one);
+				ok = false;
+			}
+	}
+	if (n == 0) {
+		config_error(p, line,
+			     "empty value for 'url' in [broker] (expected an amqp:// or amqps:// "
+			     "URL, or several separated by spaces)");
+		return false;
+	}
+	return ok;
+}
+
+static bool any_url_plain(char *const *urls)
+{
+	for (size_t i = 0; urls && urls[i]; i++)
+		if (!has_prefix_nocase(urls[i], "amqps://"))
+			return true;
+	return false;
+}
+
 static void check_broker(struct config_parser *p)
 {
 	struct config *c = p->c;
 	const char *url = c->broker.url;
 	bool url_ok = false;
 
-	if (!p->key_line[K_BROKER_URL]) {
+	if (!p->key_line[K_BROKER_URL])
 		check_missing(p, K_BROKER_URL);
-	} else if (url && !p->bad[K_BROKER_URL]) {
-		unsigned line = p->key_line[K_BROKER_URL];
-
-		if (!*url)
-			config_error(p, line,
-				     "empty value for 'url' in [broker] (expected an amqp:// or "
-				     "amqps:// "
-				     "URL)");
-		else if (!has_prefix_nocase(url, "amqp://") && !has_prefix_nocase(url, "amqps://"))
-			config_error(
-				p, line,
-				"invalid url '%s' in [broker]: must start with amqp:// or amqps://",
-				url);
-		else if (has_space(url))
-			config_error(p, line,
-				     "invalid url '%s' in [broker]: must not contain whitespace",
-				     url);
-		/* librabbitmq's parser is the one that connects: what it refuses
-		 * must fail --check-config, not the start. */
-		else if (amqpconn_url_endpoint(url, NULL, 0) < 0)
-			config_error(p, line,
-				     "invalid url '%s' in [broker]: librabbitmq cannot parse it "
-				     "(expected amqp[s]://[user[:password]@]host[:port][/vhost])",
-				     url);
-		else
-			url_ok = true;
-	}
+	else if (url && !p->bad[K_BROKER_URL])
+		url_ok = split_broker_urls(p, url, p->key_line[K_BROKER_URL]);
 
 	/* TLS files with a plain URL: the operator believes in TLS that isn't. */
-	if (url_ok && !has_prefix_nocase(url, "amqps://")) {
+	if (url_ok && any_url_plain(c->broker.urls)) {
 		static const int tls_keys[] = { K_BROKER_TLS_CA_FILE, K_BROKER_TLS_CERT_FILE,
 						K_BROKER_TLS_KEY_FILE };
 		for (size_t i = 0; i < ARRAY_SIZE(tls_keys); i++) {
 			int id = tls_keys[i];
 			if (*(char **)((char *)c + config_keys[id].offset))
-				config_error(p, p->key_line[id],
-					     "'%s' is set but url in [broker] is not amqps:// (TLS "
-					     "settings need an amqps:// URL)",
-					     config_keys[id].name);
+				config_error(
+					p, p->key_line[id],
+					"'%s' is set but a url in [broker] is not amqps:// (TLS "
+					"settings need amqps:// URLs)",
+					config_keys[id].name);
 		}
 	}
 	if (c->broker.tls_cert_file && !c->broker.tls_key_file)
@@ -586,10 +635,10 @@ static const char *url_authority(const char *url, size_t *len)
 	return a;
 }
 
-bool config_url_has_password(const struct config *c)
+static bool url_has_password(const char *url)
 {
 	size_t len;
-	const char *a = url_authority(c->broker.url, &len);
+	const char *a = url_authority(url, &len);
 	const char *at = memrchr(a, '@', len), *colon;
 
 	if (!at)
@@ -598,19 +647,32 @@ bool config_url_has_password(const struct config *c)
 	return colon && colon + 1 < at;
 }
 
+/* RabbitMQ's default account only logs in from localhost and its password
+ * is public: nothing to protect. */
+static bool url_has_secret(const char *url)
+{
+	size_t len;
+	const char *a = url_authority(url, &len);
+
+	return url_has_password(url) && !(len > 12 && strncmp(a, "guest:guest@", 12) == 0);
+}
+
+bool config_url_has_password(const struct config *c)
+{
+	for (size_t i = 0; c->broker.urls && c->broker.urls[i]; i++)
+		if (url_has_password(c->broker.urls[i]))
+			return true;
+	return false;
+}
+
 int config_check_secrets(const struct config *c, char *buf, size_t size)
 {
 	struct stat st;
+	bool secret = false;
 
-	size_t len;
-	const char *a = url_authority(c->broker.url, &len);
-
-	/* RabbitMQ's default account only logs in from localhost and its
-	 * password is public: nothing to protect. */
-	if (len > 12 && strncmp(a, "guest:guest@", 12) == 0)
-		return 0;
-	if (!c->path || !config_url_has_password(c) || stat(c->path, &st) < 0 ||
-	    !(st.st_mode & S_IROTH))
+	for (size_t i = 0; c->broker.urls && c->broker.urls[i]; i++)
+		secret = secret || url_has_secret(c->broker.urls[i]);
+	if (!c->path || !secret || stat(c->path, &st) < 0 || !(st.st_mode & S_IROTH))
 		return 0;
 	snprintf(buf, size,
 		 "%s holds a password in [broker] url and is readable by every user (mode %04o); "

@@ -41,6 +41,7 @@ int dlqscan_open(const struct config *c, bool publish, struct dlqscan **out, cha
 {
 	_cleanup_(dlqscan_freep) struct dlqscan *s = calloc(1, sizeof(*s));
 	int hb = (int)(c->broker.heartbeat_usec / USEC_PER_SEC);
+	size_t node = 0;
 	int r;
 
 	if (!s)
@@ -50,13 +51,14 @@ int dlqscan_open(const struct config *c, bool publish, struct dlqscan **out, cha
 		free(TAKE_PTR(s));
 		return r;
 	}
-	if ((r = amqpconn_open(&s->target, "dlqctl", hb, &s->rd, err, errlen)) < 0 ||
+	/* The first node that answers; the publisher starts from the same. */
+	if ((r = amqpconn_open_any(&s->target, &node, "dlqctl", hb, &s->rd, err, errlen)) < 0 ||
 	    (r = open_channel(s->rd, err, errlen)) < 0)
 		return r;
 	s->rd_channel = true;
 	if (publish) {
-		if ((r = amqpconn_open(&s->target, "dlqctl-replay", hb, &s->pub, err, errlen)) <
-			    0 ||
+		if ((r = amqpconn_open_any(&s->target, &node, "dlqctl-replay", hb, &s->pub, err,
+					   errlen)) < 0 ||
 		    (r = open_channel(s->pub, err, errlen)) < 0)
 			return r;
 		s->pub_channel = true;

@@ -121,7 +121,7 @@ const char *broker_dlx(const struct broker *b)
 
 const char *broker_endpoint(const struct broker *b)
 {
-	return b->target.endpoint;
+	return b->target.nodes[b->consumer.node].endpoint;
 }
 
 const char *broker_last_error(const struct broker *b)

@@ -93,7 +93,9 @@ struct link {
 	bool up;
 	bool failed;
 	bool ever_up;
-	unsigned connect_failures;
+	unsigned connect_failures; /* rounds over every node that failed */
+	size_t node;		   /* [broker] url's node this link uses or tries next */
+	size_t tried;		   /* nodes tried in this round */
 	struct incoming in;	   /* content on CH_WORK */
 	struct incoming in_stream; /* publisher: a basic.return on CH_STREAM */
 	/* Over the body-memory bound: stop reading after the current delivery
@@ -215,6 +217,8 @@ static inline bool link_usable(const struct link *l)
 int link_init(struct broker *b, struct link *l, enum link_role role);
 void link_done(struct link *l);
 int link_schedule_reconnect(struct link *l);
+/* The next node of [broker] url (wrapping): where this link connects next. */
+void link_next_node(struct link *l);
 /* Marks l failed and schedules its teardown (never inside a callback). */
 void link_fail(struct link *l, int err, const char *fmt, ...) _printf_(3, 4);
 /* Checks the last RPC on l; logs, records and returns -errno on failure. */

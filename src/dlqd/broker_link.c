@@ -99,6 +99,11 @@ int link_check_rpc(struct link *l, const char *what)
 
 /* --- failure and teardown ------------------------------------------------ */
 
+void link_next_node(struct link *l)
+{
+	l->node = (l->node + 1) % l->b->target.n_nodes;
+}
+
 void link_fail(struct link *l, int err, const char *fmt, ...)
 {
 	char msg[512];
@@ -144,6 +149,8 @@ static void teardown(struct link *l)
 	bool was_up = l->up;
 
 	close_link(l, false);
+	if (was_up)
+		link_next_node(l); /* a node that failed us: try the others first */
 	l->up = false;
 	l->failed = false;
 	stream_link_lost(b, l->role);
@@ -511,7 +518,7 @@ static int connect_link(struct link *l)
 	int r;
 
 	snprintf(name, sizeof(name), "dlqd %s %s", b->names.queue, l->name);
-	r = amqpconn_open(&b->target, name, heartbeat_s, &l->conn, err, sizeof(err));
+	r = amqpconn_open(&b->target, l->node, name, heartbeat_s, &l->conn, err, sizeof(err));
 	if (r < 0) {
 		snprintf(l->last_error, sizeof(l->last_error), "%s connection: %.250s", l->name,
 			 err);
@@ -557,19 +564,25 @@ static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata)
 	if (connect_link(l) < 0) {
 		close_link(l, false);
 		l->failed = false;
-		l->connect_failures++;
+		/* The next node at once; a pause only after a whole round. */
+		link_next_node(l);
+		if (++l->tried >= b->target.n_nodes) {
+			l->tried = 0;
+			l->connect_failures++;
+		}
 		(void)link_schedule_reconnect(l);
 		return 0;
 	}
 	l->ever_up = true;
 	l->connect_failures = 0;
+	l->tried = 0;
 	l->last_error[0] = '\0';
 	l->up = true;
 	log_full(LOG_NOTICE, 0,
 		 &(struct log_ctx){ .event = link_event(l, "connected"), .attempt = -1 },
 		 l->role == LINK_CONSUMER ? "consuming %s on %s (prefetch %u)"
 					  : "publishing for %s on %s (prefetch %u)",
-		 b->names.queue, b->target.endpoint, b->prefetch);
+		 b->names.queue, b->target.nodes[l->node].endpoint, b->prefetch);
 	if (l->role == LINK_CONSUMER) {
 		b->consuming = true;
 		if (b->cb.connection)
@@ -585,7 +598,9 @@ int link_schedule_reconnect(struct link *l)
 	uint64_t delay = 0;
 	int r;
 
-	if (l->connect_failures > 0 || l->ever_up) {
+	if (l->tried > 0) {
+		delay = 0; /* other nodes of the cluster are still untried */
+	} else if (l->connect_failures > 0 || l->ever_up) {
 		unsigned n = MIN(l->connect_failures, 10u);
 		delay = MIN(RECONNECT_MAX_USEC, RECONNECT_MIN_USEC << n);
 		delay = (uint64_t)((double)delay * (0.75 + random_unit() / 2));

@@ -191,6 +191,7 @@ static void on_connection(void *userdata, bool up)
 	struct daemon *d = userdata;
 
 	metrics_set_broker_connected(d->metrics, up);
+	metrics_set_broker_node(d->metrics, up ? broker_endpoint(d->broker) : NULL);
 	if (up) {
 		if (d->ready_sent)
 			metrics_reconnected(d->metrics);

@@ -67,6 +67,7 @@ struct metrics {
 	double dlq_oldest_age; /* < 0: unknown */
 	bool broker_connected;
 	char queue[METRICS_QUEUE_MAX + 1];
+	char node[METRICS_NODE_MAX]; /* "" while disconnected */
 	enum breaker_state breaker;
 	uint64_t breaker_opened, budget_deferred;
 };
@@ -269,6 +270,11 @@ void metrics_set_broker_connected(struct metrics *m, bool up)
 	m->broker_connected = up;
 }
 
+void metrics_set_broker_node(struct metrics *m, const char *node)
+{
+	strscpy(m->node, node ? node : "", sizeof(m->node));
+}
+
 void metrics_set_breaker(struct metrics *m, enum breaker_state s, uint64_t opened_total)
 {
 	m->breaker = s;
@@ -441,7 +447,13 @@ static int render(const struct metrics *m, struct buf *b)
 	    (r = header(b, "dlqd_queue_info", "gauge",
 			"The main queue this dlqd consumes, as a label; always 1.")) < 0 ||
 	    (r = buf_append(b, "dlqd_queue_info{queue=", 22)) < 0 ||
-	    (r = label_value(b, m->queue)) < 0 || (r = buf_append(b, "} 1\n", 4)) < 0)
+	    (r = label_value(b, m->queue)) < 0 || (r = buf_append(b, "} 1\n", 4)) < 0 ||
+	    (r = header(b, "dlqd_broker_node_info", "gauge",
+			"The [broker] url node the consumer connection uses, as a label; "
+			"always 1, absent while disconnected.")) < 0 ||
+	    (m->node[0] &&
+	     ((r = buf_append(b, "dlqd_broker_node_info{node=", 27)) < 0 ||
+	      (r = label_value(b, m->node)) < 0 || (r = buf_append(b, "} 1\n", 4)) < 0)))
 		return r;
 
 	if ((r = header(b, "dlqd_build_info", "gauge", "The running dlqd version; always 1.")) <
@@ -497,7 +509,9 @@ static int render_json(const struct metrics *m, uint64_t now_usec, struct buf *b
 
 	if ((r = buf_append(b, "{\"version\":", 11)) < 0 ||
 	    (r = buf_json_string(b, DLQD_VERSION)) < 0 ||
-	    (r = buf_append(b, ",\"queue\":", 9)) < 0 || (r = buf_json_string(b, m->queue)) < 0)
+	    (r = buf_append(b, ",\"queue\":", 9)) < 0 || (r = buf_json_string(b, m->queue)) < 0 ||
+	    (r = buf_append(b, ",\"broker_node\":", 15)) < 0 ||
+	    (r = m->node[0] ? buf_json_string(b, m->node) : buf_append(b, "null", 4)) < 0)
 		return r;
 	r = buf_printf(
 		b,

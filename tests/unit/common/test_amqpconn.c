@@ -5,7 +5,10 @@
  * of all of them so the config can be freed at once (reload frees the old
  * one).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -85,8 +88,9 @@ static void test_endpoint(void **state)
 		struct config *c = parse(line);
 		assert_int_equal(amqpconn_target_init(&t, c, err, sizeof(err)), 0);
 		scribble_and_free(c);
-		assert_string_equal(t.endpoint, cases[i].endpoint);
-		assert_null(strchr(t.endpoint, '@'));
+		assert_int_equal(t.n_nodes, 1);
+		assert_string_equal(t.nodes[0].endpoint, cases[i].endpoint);
+		assert_null(strchr(t.nodes[0].endpoint, '@'));
 		amqpconn_target_done(&t);
 	}
 }
@@ -98,13 +102,13 @@ static void test_bad_url(void **state)
 	char err[256] = "";
 
 	/* config.c refuses such a URL; the adapter must hold on its own. */
-	free(c->broker.url);
-	c->broker.url = strdup("amqp://h:/%2f");
-	assert_non_null(c->broker.url);
+	free(c->broker.urls[0]);
+	c->broker.urls[0] = strdup("amqp://h:/%2f");
+	assert_non_null(c->broker.urls[0]);
 
 	assert_int_equal(amqpconn_target_init(&t, c, err, sizeof(err)), -EINVAL);
-	assert_string_equal(err, "invalid broker url");
-	assert_null(t.url);
+	assert_string_equal(err, "invalid broker url #1");
+	assert_null(t.nodes);
 	config_free(c);
 }
 
@@ -133,13 +137,13 @@ static void test_owns_copies(void **state)
 	assert_int_equal(amqpconn_target_init(&t, c, err, sizeof(err)), 0);
 	scribble_and_free(c);
 
-	assert_string_equal(t.info.host, "rabbit.example");
-	assert_int_equal(t.info.port, 5999);
-	assert_true(t.info.ssl);
-	assert_string_equal(t.info.user, "dlqd");
-	assert_string_equal(t.info.vhost, "prod");
+	assert_string_equal(t.nodes[0].info.host, "rabbit.example");
+	assert_int_equal(t.nodes[0].info.port, 5999);
+	assert_true(t.nodes[0].info.ssl);
+	assert_string_equal(t.nodes[0].info.user, "dlqd");
+	assert_string_equal(t.nodes[0].info.vhost, "prod");
 	assert_string_equal(t.password, "s3cret"); /* the file wins, line end cut */
-	assert_string_equal(t.endpoint, "rabbit.example:5999");
+	assert_string_equal(t.nodes[0].endpoint, "rabbit.example:5999");
 	assert_string_equal(t.tls.ca_file, "/etc/ssl/ca.pem");
 	assert_string_equal(t.tls.cert_file, "/etc/dlqd/client.pem");
 	assert_string_equal(t.tls.key_file, "/etc/dlqd/client.key");
@@ -161,17 +165,71 @@ static void test_password_file_missing(void **state)
 
 	assert_int_equal(amqpconn_target_init(&t, c, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "/nonexistent/pw"));
-	assert_null(t.url);
+	assert_null(t.nodes);
 	config_free(c);
+}
+
+/* A loopback port nothing listens on: bound, then closed. */
+static int closed_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* Several nodes: kept in order, each with its own endpoint; open_any tries
+ * every one from the given node and names each in the error. */
+static void test_several_nodes(void **state)
+{
+	int p1 = closed_port(), p2 = closed_port();
+	_cleanup_free_ char *line = NULL;
+	struct amqpconn_target t;
+	amqp_connection_state_t conn = NULL;
+	char err[1024] = "", want[64];
+	size_t node = 1;
+
+	assert_true(asprintf(&line, "url = amqp://u:p@127.0.0.1:%d/%%2f  amqp://127.0.0.1:%d/v\n",
+			     p1, p2) > 0);
+	struct config *c = parse(line);
+	assert_int_equal(amqpconn_target_init(&t, c, err, sizeof(err)), 0);
+	scribble_and_free(c);
+	assert_int_equal(t.n_nodes, 2);
+	snprintf(want, sizeof(want), "127.0.0.1:%d", p1);
+	assert_string_equal(t.nodes[0].endpoint, want);
+	assert_string_equal(t.nodes[0].info.vhost, "/");
+	snprintf(want, sizeof(want), "127.0.0.1:%d", p2);
+	assert_string_equal(t.nodes[1].endpoint, want);
+	assert_string_equal(t.nodes[1].info.vhost, "v");
+
+	assert_int_equal(amqpconn_open_any(&t, &node, "test", 0, &conn, err, sizeof(err)),
+			 -ECONNRESET);
+	assert_null(conn);
+	assert_int_equal(node, 1); /* unchanged when none answered */
+	/* Both reasons, the start node's first. */
+	char *a = strstr(err, want);
+	snprintf(want, sizeof(want), "127.0.0.1:%d", p1);
+	char *b = strstr(err, want);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_true(a < b);
+	assert_non_null(strstr(err, "; "));
+	amqpconn_target_done(&t);
+	assert_null(t.nodes);
+	assert_int_equal(t.n_nodes, 0);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_endpoint),
-		cmocka_unit_test(test_bad_url),
-		cmocka_unit_test(test_owns_copies),
-		cmocka_unit_test(test_password_file_missing),
+		cmocka_unit_test(test_endpoint),      cmocka_unit_test(test_bad_url),
+		cmocka_unit_test(test_owns_copies),   cmocka_unit_test(test_password_file_missing),
+		cmocka_unit_test(test_several_nodes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

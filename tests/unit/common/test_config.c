@@ -460,13 +460,14 @@ static void test_semantic_diags(void **state)
 		     NULL);
 	expect_diags("[broker]\nurl =\n[pipeline]\nqueue =\n[handler]\ntype = http\n",
 		     "t.conf:2: empty value for 'url' in [broker] (expected an amqp:// or "
-		     "amqps:// URL)",
+		     "amqps:// URL, or several separated by spaces)",
 		     "t.conf:4: empty value for 'queue' in [pipeline] (expected a queue name)",
 		     "t.conf:5: [handler] type = http needs 'url' (http:// or https://)", NULL);
+	/* Several URLs (one cluster): each checked, the bad one named by place. */
 	expect_diags("[broker]\nurl = amqp://a b\n[pipeline]\nqueue = amq.jobs\n"
 		     "[handler]\ntype = http\nurl = ftp://x/\n",
-		     "t.conf:2: invalid url 'amqp://a b' in [broker]: must not contain "
-		     "whitespace",
+		     "t.conf:2: invalid url #2 'b' in [broker]: must start with amqp:// or "
+		     "amqps://",
 		     "t.conf:4: invalid queue name 'amq.jobs' in [pipeline]: names starting "
 		     "with 'amq.' are reserved by RabbitMQ",
 		     "t.conf:7: invalid url 'ftp://x/' in [handler]: must start with http:// "
@@ -539,11 +540,61 @@ static void test_semantic_diags(void **state)
 
 	/* TLS settings without amqps://, and half a client key pair. */
 	expect_one("[broker]\ntls_ca_file = /ca.pem\n",
-		   "t.conf:9: 'tls_ca_file' is set but url in [broker] is not amqps:// (TLS "
-		   "settings need an amqps:// URL)");
+		   "t.conf:9: 'tls_ca_file' is set but a url in [broker] is not amqps:// (TLS "
+		   "settings need amqps:// URLs)");
 	expect_diags("[broker]\nurl = amqps://x\ntls_key_file = k.pem\n[pipeline]\n"
 		     "queue = j\n[handler]\ntype = http\nurl = http://x\n",
 		     "t.conf:3: 'tls_key_file' in [broker] needs 'tls_cert_file' as well", NULL);
+}
+
+/* [broker] url lists the nodes of one cluster, split on spaces and tabs. */
+static void test_broker_urls(void **state)
+{
+	struct config *c =
+		parse_ok("[broker]\nurl = \tamqp://a:5672/%2f  amqps://u:p@b/v\tamqp://[::1]:5673\n"
+			 "[pipeline]\nqueue = j\n[handler]\ntype = http\nurl = http://x\n");
+
+	assert_non_null(c->broker.urls);
+	assert_string_equal(c->broker.urls[0], "amqp://a:5672/%2f");
+	assert_string_equal(c->broker.urls[1], "amqps://u:p@b/v");
+	assert_string_equal(c->broker.urls[2], "amqp://[::1]:5673");
+	assert_null(c->broker.urls[3]);
+	assert_true(config_url_has_password(c)); /* the second one has */
+	config_free(c);
+
+	c = parse_ok("[broker]\nurl = amqp://a\n[pipeline]\nqueue = j\n[handler]\ntype = "
+		     "http\nurl = http://x\n");
+	assert_string_equal(c->broker.urls[0], "amqp://a");
+	assert_null(c->broker.urls[1]);
+	assert_false(config_url_has_password(c));
+	config_free(c);
+
+	expect_diags("[broker]\nurl = amqp://a amqp://b amqp://a\n[pipeline]\nqueue = j\n"
+		     "[handler]\ntype = http\nurl = http://x\n",
+		     "t.conf:2: url 'amqp://a' is listed twice in [broker] url", NULL);
+	expect_diags("[broker]\nurl = amqp://a amqp://h:/x\n[pipeline]\nqueue = j\n"
+		     "[handler]\ntype = http\nurl = http://x\n",
+		     "t.conf:2: invalid url #2 'amqp://h:/x' in [broker]: librabbitmq cannot "
+		     "parse it (expected amqp[s]://[user[:password]@]host[:port][/vhost])",
+		     NULL);
+
+	char *many = NULL;
+	assert_true(
+		asprintf(&many,
+			 "[broker]\nurl = %s%s\n[pipeline]\nqueue = j\n[handler]\ntype = "
+			 "http\nurl = http://x\n",
+			 "amqp://1 amqp://2 amqp://3 amqp://4 amqp://5 amqp://6 amqp://7 amqp://8 ",
+			 "amqp://9 amqp://10 amqp://11 amqp://12 amqp://13 amqp://14 amqp://15 "
+			 "amqp://16 amqp://17") > 0);
+	expect_diags(many, "t.conf:2: too many URLs in [broker] url: at most 16", NULL);
+	free(many);
+
+	/* TLS files need every node on amqps://. */
+	expect_diags("[broker]\nurl = amqps://a amqp://b\ntls_ca_file = /ca.pem\n[pipeline]\n"
+		     "queue = j\n[handler]\ntype = http\nurl = http://x\n",
+		     "t.conf:3: 'tls_ca_file' is set but a url in [broker] is not amqps:// (TLS "
+		     "settings need amqps:// URLs)",
+		     NULL);
 }
 
 static void test_good_values(void **state)
@@ -1184,6 +1235,7 @@ int main(void)
 		cmocka_unit_test(test_structure_diags),
 		cmocka_unit_test(test_value_diags),
 		cmocka_unit_test(test_semantic_diags),
+		cmocka_unit_test(test_broker_urls),
 		cmocka_unit_test(test_good_values),
 		cmocka_unit_test(test_comments_and_quotes),
 		cmocka_unit_test(test_line_too_long),

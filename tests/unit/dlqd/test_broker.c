@@ -110,9 +110,9 @@ static void test_bad_url(void **state)
 	/* config.c refuses an empty port too (librabbitmq's parser); the
 	 * broker must hold on its own. */
 	struct config *c = parse("amqp://h/%2f", "");
-	free(c->broker.url);
-	c->broker.url = strdup("amqp://h:/%2f");
-	assert_non_null(c->broker.url);
+	free(c->broker.urls[0]);
+	c->broker.urls[0] = strdup("amqp://h:/%2f");
+	assert_non_null(c->broker.urls[0]);
 	assert_int_equal(broker_new(e, c, &callbacks, NULL, &b), -EINVAL);
 	assert_null(b);
 	config_free(c);

@@ -40,6 +40,7 @@ static const struct {
 	{ "dlqd_build_info", "gauge" },
 	{ "dlqd_escalations_total", "counter" },
 	{ "dlqd_queue_info", "gauge" },
+	{ "dlqd_broker_node_info", "gauge" },
 	{ "dlqd_breaker_state", "gauge" },
 	{ "dlqd_breaker_opened_total", "counter" },
 	{ "dlqd_retry_budget_deferred_total", "counter" },
@@ -218,6 +219,7 @@ static void test_every_metric(void **state)
 	assert_line(t, line);
 	assert_no_line_prefix(t, "dlqd_escalations_total{");
 	assert_line(t, "dlqd_queue_info{queue=\"\"} 1");
+	assert_no_line_prefix(t, "dlqd_broker_node_info{"); /* not connected yet */
 	assert_int_equal(t[strlen(t) - 1], '\n');
 
 	assert_null(metrics_free(NULL));
@@ -248,6 +250,7 @@ static void test_counters_and_labels(void **state)
 	metrics_set_in_flight(m, 17);
 	metrics_set_body_bytes(m, 123456789);
 	metrics_set_broker_connected(m, true);
+	metrics_set_broker_node(m, "[::1]:5673");
 	metrics_set_dlq(m, 5, 12.5);
 	t = render(m);
 
@@ -272,6 +275,7 @@ static void test_counters_and_labels(void **state)
 	assert_line(t, "dlqd_messages_in_flight 17");
 	assert_line(t, "dlqd_body_bytes_held 123456789");
 	assert_line(t, "dlqd_broker_connected 1");
+	assert_line(t, "dlqd_broker_node_info{node=\"[::1]:5673\"} 1");
 	assert_line(t, "dlqd_dlq_messages 5");
 	assert_line(t, "dlqd_dlq_oldest_message_age_seconds 12.5");
 
@@ -282,8 +286,10 @@ static void test_counters_and_labels(void **state)
 	/* Gauges go down as well as up; an unknown DLQ leaves both samples out. */
 	metrics_set_in_flight(m, 0);
 	metrics_set_broker_connected(m, false);
+	metrics_set_broker_node(m, NULL);
 	metrics_set_dlq(m, -1, 99);
 	t2 = render(m);
+	assert_no_line_prefix(t2, "dlqd_broker_node_info{");
 	assert_line(t2, "dlqd_messages_in_flight 0");
 	assert_line(t2, "dlqd_broker_connected 0");
 	assert_no_line_prefix(t2, "dlqd_dlq_messages ");
