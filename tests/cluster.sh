@@ -56,7 +56,7 @@ cookie() {
 # a worker that re-sends what the target did not confirm only after this
 # timeout, 180 s by default: when the target's leader moves (a node stops),
 # RabbitMQ 3.10 can hold a lane's expired messages that long. 5 s keeps a
-# failover test short; production keeps the default (docs/testing.md).
+# failover test short (README.md, "The 3-node cluster test").
 advanced_conf() {
 	mkdir -p "$STATE"
 	cat >"$STATE/advanced.config" <<-EOF
