@@ -18,6 +18,12 @@
 #   DLQD_TEST_BROKER_EXTRA_CONF  optional file appended to the node's
 #                        rabbitmq.conf on start (e.g. a TLS listener); files it
 #                        names must be readable by the rabbitmq user as root
+#   DLQD_TEST_BROKER_ADVANCED_CONF  optional advanced.config (Erlang terms)
+#                        for the node, for settings rabbitmq.conf lacks
+#   DLQD_TEST_ERLANG_COOKIE  as an ordinary user, the Erlang cookie written to
+#                        the node's HOME on start (tests/cluster.sh gives its
+#                        nodes one cookie so they can join); as root the
+#                        nodes share the rabbitmq user's cookie anyway
 #
 # Works as root (Debian's scripts drop to the rabbitmq user, which must own
 # the state directory) and as an ordinary user (the node runs as that user,
@@ -44,6 +50,9 @@ export RABBITMQ_DIST_PORT="$DIST_PORT"
 export RABBITMQ_CONFIG_FILE="$STATE/rabbitmq"
 export RABBITMQ_ENABLED_PLUGINS_FILE="$STATE/enabled_plugins"
 export RABBITMQ_PID_FILE="$STATE/pid"
+if [ -n "${DLQD_TEST_BROKER_ADVANCED_CONF:-}" ]; then
+	export RABBITMQ_ADVANCED_CONFIG_FILE="$STATE/advanced.config"
+fi
 export ERL_EPMD_ADDRESS=127.0.0.1
 # Keep Erlang distribution on loopback too.
 export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
@@ -96,6 +105,15 @@ prepare_state() {
 		cat "$DLQD_TEST_BROKER_EXTRA_CONF" >>"$STATE/rabbitmq.conf"
 	fi
 	echo "[]." >"$STATE/enabled_plugins"
+	if [ -n "${DLQD_TEST_BROKER_ADVANCED_CONF:-}" ]; then
+		cp "$DLQD_TEST_BROKER_ADVANCED_CONF" "$STATE/advanced.config"
+	fi
+	if [ "$AS_ROOT" = 0 ] && [ -n "${DLQD_TEST_ERLANG_COOKIE:-}" ]; then
+		# Erlang refuses a cookie file others can read.
+		rm -f "$HOME/.erlang.cookie"
+		(umask 077 && printf '%s' "$DLQD_TEST_ERLANG_COOKIE" >"$HOME/.erlang.cookie")
+		chmod 400 "$HOME/.erlang.cookie"
+	fi
 	if [ "$AS_ROOT" = 1 ]; then
 		chown -R rabbitmq:rabbitmq "$STATE"
 	fi
