@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/result.h"
+#include "common/util.h"
 #include "fuzz.h"
 
 #include "../../src/dlqd/exec_io.c"
@@ -38,22 +39,26 @@ static void exec_verdict(const struct exec_job *x, struct result *r)
 		result_parse_report(r, x->last, x->last_len);
 }
 
+/* The first byte says how the child's writes are cut (1..128 bytes), so
+ * lines also end and overflow across reads; the rest is its stdout. */
 static void run_exec(const uint8_t *data, size_t size)
 {
 	struct exec_job x = { .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1 };
 	struct result r;
+	size_t step;
 	int fd[2];
 
-	/* More than a pipe holds would block the write: the reader is below. */
-	if (size > 65536 || pipe2(fd, O_CLOEXEC | O_NONBLOCK) < 0)
+	if (size == 0 || pipe2(fd, O_CLOEXEC | O_NONBLOCK) < 0)
 		return;
-	if (write(fd[1], data, size) != (ssize_t)size) {
-		close(fd[0]);
-		close(fd[1]);
-		return;
+	step = 1 + data[0] % 128;
+	x.stdout_fd = fd[0];
+	for (size_t off = 1, n; off < size; off += n) {
+		n = MIN(step, size - off);
+		FUZZ_CHECK(write(fd[1], data + off, n) == (ssize_t)n);
+		on_output(NULL, x.stdout_fd, EPOLLIN, &x);
+		FUZZ_CHECK(x.stdout_fd >= 0); /* no EOF while the write end is open */
 	}
 	close(fd[1]);
-	x.stdout_fd = fd[0];
 	while (x.stdout_fd >= 0)
 		on_output(NULL, x.stdout_fd, EPOLLIN, &x);
 
