@@ -2,8 +2,11 @@
  * fuzz_dlqrecord: one DLQ message through dlqctl's model: dlqrecord_parse()
  * (headers, properties and the envelope in the body), dlqrecord_json() in
  * each of its forms and dlqtext_json() after it, the filters of the command
- * line (dlqfilter_add, dlqfilter_match) and, for an envelope, the replay
- * copy (copy_replay). The input is text, so seeds are easy to write:
+ * line (dlqfilter_add, dlqfilter_match) and every copy built from it with
+ * its headers as they came: copy_replay as dlqctl builds it, copy_failure,
+ * copy_defer and copy_redelivery as dlqd does (properties "expiration" and
+ * "user_id" are the source's). The input is text, so seeds are easy to
+ * write:
  *
  *   s KEY VALUE    a string header      p KEY VALUE   a string property
  *   i KEY INT      an integer header    P KEY INT     an integer property
@@ -14,8 +17,9 @@
  *
  * Checks: the record's strings are valid UTF-8 that fits; the JSON is
  * complete and valid, and after dlqtext_json() holds no raw control; a
- * filter with nothing in it matches everything; a replayed envelope is an
- * envelope with the same payload.
+ * filter with nothing in it matches everything; a copy of an envelope is
+ * an envelope with the same payload, of anything else the same bytes; a
+ * header a copy sets is the only one of its name.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -156,33 +160,90 @@ static void check_json(const struct dlq_message *m, const struct dlq_record *r, 
 	buf_done(&b);
 }
 
-static void check_replay(const struct dlq_message *m, const struct envelope *env,
+/* Each header a copy sets (raw NULL) is the only one of its name. */
+static void check_headers(const struct copy *c)
+{
+	for (size_t i = 0; i < c->n_headers; i++) {
+		if (c->headers[i].raw)
+			continue;
+		for (size_t j = 0; j < c->n_headers; j++)
+			FUZZ_CHECK(j == i || c->headers[j].key_len != c->headers[i].key_len ||
+				   memcmp(c->headers[j].key, c->headers[i].key,
+					  c->headers[i].key_len) != 0);
+	}
+}
+
+/* A copy of env is an envelope with its payload; of anything else, the
+ * body unchanged. Returns the decoded copy (or NULL) for more checks. */
+static struct envelope *check_copy(int k, const struct dlq_message *m, const struct envelope *env,
+				   struct copy *c)
+{
+	struct envelope *again = NULL;
+	const char *p, *q;
+	size_t n, l;
+
+	if (k == -ENOMEM)
+		return NULL;
+	FUZZ_CHECK(k == 0);
+	check_headers(c);
+	if (!env) {
+		FUZZ_CHECK(c->body == m->body && c->len == m->len);
+	} else {
+		k = envelope_decode(c->body, c->len, T0, &again, NULL, 0);
+		FUZZ_CHECK(k == 0 || k == -ENOMEM);
+		if (k == 0) {
+			p = envelope_payload(env, &n);
+			q = envelope_payload(again, &l);
+			FUZZ_CHECK(n == l && memcmp(p, q, n) == 0);
+		}
+	}
+	copy_done(c);
+	return again;
+}
+
+static void prop(const struct dlq_message *m, const char *key, const char **s, size_t *len)
+{
+	const struct header *h = header_find(m->props, m->n_props, key);
+
+	if (h && h->kind == HEADER_STRING) {
+		*s = h->s;
+		*len = h->s_len;
+	}
+}
+
+/* The copies dlqctl (replay) and dlqd (the others) build from such a
+ * message, with its headers as they came. */
+static void check_copies(const struct dlq_message *m, const struct envelope *env,
 			 const struct dlq_record *r)
 {
 	_cleanup_(envelope_freep) struct envelope *again = NULL;
 	struct copy_source src = {
 		.body = m->body, .len = m->len, .headers = m->headers, .n_headers = m->n_headers
 	};
+	struct failure f = { .error_code = "E",
+			     .error_class = ERROR_CLASS_TRANSIENT,
+			     .attempt = env ? MIN(env->attempt, (uint32_t)ENVELOPE_ATTEMPT_MAX) + 1
+					    : 1,
+			     .now_usec = T0,
+			     .next_retry_at_usec = env ? T0 + USEC_PER_SEC : 0,
+			     .lane_ms = 1000,
+			     .detail = env ? NULL : "not an envelope",
+			     .redeliveries = 2 };
 	struct copy c;
-	const char *p, *q;
-	size_t n, l;
-	int k = copy_replay("jobs", &src, env, r->replay_count, T0, &c);
 
-	if (k == -ENOMEM)
-		return;
-	FUZZ_CHECK(k == 0);
-	k = envelope_decode(c.body, c.len, T0, &again, NULL, 0);
-	FUZZ_CHECK(k == 0 || k == -ENOMEM);
-	if (k == 0) {
-		p = envelope_payload(env, &n);
-		q = envelope_payload(again, &l);
-		FUZZ_CHECK(n == l && memcmp(p, q, n) == 0);
+	prop(m, "expiration", &src.expiration, &src.expiration_len);
+	prop(m, "user_id", &src.user_id, &src.user_id_len);
+	again = check_copy(copy_replay("jobs", &src, env, r->replay_count, T0, &c), m, env, &c);
+	if (again) {
 		/* The copy counts one more; a reader saturates at the maximum. */
 		FUZZ_CHECK(again->attempt == 0);
 		FUZZ_CHECK(again->replay_count ==
 			   MIN(r->replay_count + 1, (uint64_t)ENVELOPE_REPLAY_COUNT_MAX));
 	}
-	copy_done(&c);
+	envelope_free(check_copy(copy_failure("jobs", &src, env, &f, &c), m, env, &c));
+	envelope_free(check_copy(copy_redelivery("jobs", &src, 3, &c), m, NULL, &c));
+	if (env)
+		envelope_free(check_copy(copy_defer("jobs", &src, env, 1000, T0, &c), m, env, &c));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -209,8 +270,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_json(&m, &r, DLQRECORD_JSON_FULL | DLQRECORD_JSON_RAW_BODY | DLQRECORD_JSON_PRETTY);
 	match = dlqfilter_match(&in.filter, &r, T0);
 	FUZZ_CHECK(match || !dlqfilter_empty(&in.filter));
-	if (env)
-		check_replay(&m, env, &r);
+	check_copies(&m, env, &r);
 out:
 	dlqfilter_done(&in.filter);
 	return 0;
