@@ -18,8 +18,11 @@
 
 /* Shortest lane; shorter delays use it (the contract allows +100 ms). */
 #define LANE_MIN_MS UINT64_C(100)
-/* Ratio between neighbouring lanes. */
-#define LANE_STEP 1.04
+/* Ratio between neighbouring lanes, 1.04: an exact fraction, so the lane
+ * grid can be computed in integers (backoff.c). */
+#define LANE_STEP_NUM 26
+#define LANE_STEP_DEN 25
+#define LANE_STEP     ((double)LANE_STEP_NUM / LANE_STEP_DEN)
 /* Longest lane: 7 days. Longer delays are capped to it. */
 #define LANE_MAX_MS (UINT64_C(7) * 24 * 3600 * 1000)
 

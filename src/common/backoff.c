@@ -14,12 +14,6 @@
 
 #include <math.h>
 
-/* LANE_STEP as an exact fraction, for the integer grid. */
-#define LANE_STEP_NUM 26
-#define LANE_STEP_DEN 25
-_Static_assert((int)(LANE_STEP *LANE_STEP_DEN * 1000 + 0.5) == LANE_STEP_NUM * 1000,
-	       "LANE_STEP must equal LANE_STEP_NUM / LANE_STEP_DEN");
-
 #define DELAY_MAX_USEC (LANE_MAX_MS * USEC_PER_MSEC)
 
 uint64_t backoff_base_usec(const struct policy *p, uint32_t k)
