@@ -5,7 +5,17 @@ dlqd processes competing on one queue, each listing the three nodes rotated
 (dlqd #k lists node k first) so they spread over the nodes, a mixed workload
 of DLQD_TEST_CLUSTER_MESSAGES (default 20,000) messages published through all
 three nodes, and, mid-run, the node of the main queue's quorum leader stopped
-and started again. Every message is accounted for (succeeded at the stub or
+and started again.
+
+RabbitMQ 3.10.8 (Debian 12): when a quorum delay lane's leadership moves to
+the node that just came back, the lane stops expiring its messages until the
+next operation on it (a publish, a basic.get): its retries stay on the
+broker, kept but not delivered, while nothing new enters that lane (seen in
+two of five runs before this test handled it: 119 to 872 messages held).
+The test then checks that the missing messages are exactly those the lanes
+hold and applies docs/runbook.md's remedy (move them to the main queue with
+basic.get, a confirmed publish and an ack); the first basic.get wakes the
+lane, and the rest flow by themselves. Every message is accounted for (succeeded at the stub or
 in the DLQ with its right code); duplicates are allowed (at least once),
 counted and reported with the other figures.
 
@@ -226,6 +236,58 @@ class Cluster(dlqtest.DlqdTestCase):
         super().setUp()
         self.use_node(1)
 
+    def settle_rescuing_lanes(self, real, seen, n_raw, want_ok):
+        """Waits for every message to settle. When progress stops with
+        messages still held by delay lanes (RabbitMQ 3.10.8's at-least-once
+        dead-letter stall, see the module comment), checks that the missing
+        messages are exactly those the lanes hold (none lost: each is still on
+        the broker), then does what docs/runbook.md tells an operator: moves
+        them to the main queue (basic.get, publish with confirms, then ack),
+        and waits again. Returns how many were moved."""
+        c = self.ctx
+        want_dlq = sum(1 for v in real.values() if dlqtest.outcome_kind(v) == "dlq") + n_raw
+        try:
+            c.wait_settled(real, seen, n_raw=n_raw, timeout=240, stall=60)
+            return 0
+        except dlqtest.HarnessError as e:
+            held = {r["name"]: r["messages"] for r in c.lanes() if r["messages"]}
+            main_left = c.broker.depth(c.q) or 0
+            missing_ok = want_ok - len(set(seen()) & {k for k, v in real.items()
+                                                     if dlqtest.outcome_kind(v) == "success"})
+            missing_dlq = want_dlq - (c.broker.depth(c.dlq) or 0)
+            note("stalled: %d successes and %d DLQ copies missing; held by delay lanes: %s; "
+                 "%d ready on the main queue" % (missing_ok, missing_dlq, held, main_left))
+            if not held or main_left:
+                raise
+            # Each missing message is one held copy: nothing left the broker.
+            self.assertEqual(sum(held.values()), missing_ok + missing_dlq,
+                             "missing messages are not all held by the lanes: %s" % e)
+        moved = 0
+        for lane in sorted(held):
+            moved += self.move_to_main(lane)
+        note("moved %d messages from %d stalled lanes to the main queue (the runbook's remedy)"
+             % (moved, len(held)))
+        c.wait_settled(real, seen, n_raw=n_raw, timeout=240, stall=60)
+        return moved
+
+    def move_to_main(self, lane):
+        """Every ready message of lane, republished unchanged to the main
+        queue with confirms and only then acked."""
+        c = self.ctx
+
+        def fn(ch):
+            ch.confirm_delivery()
+            n = 0
+            while True:
+                method, props, body = ch.basic_get(queue=lane, auto_ack=False)
+                if method is None:
+                    return n
+                ch.basic_publish(exchange="", routing_key=c.q, body=body, properties=props,
+                                 mandatory=True)
+                ch.basic_ack(delivery_tag=method.delivery_tag)
+                n += 1
+        return c.broker._run(fn)
+
     def use_node(self, n):
         """The harness's AMQP client and rabbitmqctl go through node n."""
         c = self.ctx
@@ -267,12 +329,16 @@ class Cluster(dlqtest.DlqdTestCase):
         c.wait_until(lambda: len(seen()) >= want_ok // 4, 120,
                      "a quarter of the successes before the node stops", interval=0.5)
         leaders = {r["name"]: r.get("leader") for r in c.our_queues(("name", "leader"))}
-        victim = node_of(str(leaders.get(c.q))) or 1
+        leader = node_of(str(leaders.get(c.q))) or 1
+        victim = leader
         on_victim = [k for k, n in zip(NODES, first) if n == victim]
         self.assertTrue(on_victim, "no dlqd on node %d" % victim)
         done_before = len(seen())
-        note("stopping node %d (leader of %s: %s; dlqd %s connected to it) after %d of %d "
-             "successes" % (victim, c.q, leaders.get(c.q), on_victim, done_before, want_ok))
+        lane_leaders = sorted(n for n, ld in leaders.items()
+                              if n != c.q and node_of(str(ld)) == victim)
+        note("stopping node %d (leader of the main queue and of %s; dlqd %s connected to "
+             "it) after %d of %d successes" %
+             (victim, lane_leaders or "no lane", on_victim, done_before, want_ok))
         self.assertLess(done_before, want_ok, "the workload ended before the node stopped")
         self.use_node(victim % 3 + 1)
         t_down = time.monotonic()
@@ -281,15 +347,27 @@ class Cluster(dlqtest.DlqdTestCase):
         cluster_sh("start-node", str(victim))
         note("node %d was away %.1fs" % (victim, time.monotonic() - t_down))
 
-        c.wait_settled(real, seen, n_raw=n_raw, timeout=240, stall=60)
+        moved = self.settle_rescuing_lanes(real, seen, n_raw, want_ok)
         t_settled = time.monotonic() - t0
 
         for row in c.our_queues(("name", "type")):
             self.assertEqual(row["type"], "quorum", "%s is not a quorum queue" % row["name"])
         self.assertTrue(c.lanes(), "no delay lane was declared")
-        copies = c.broker.get_all(c.dlq)
-        successes = c.stub.successes()  # the whole log once more, from scratch
-        report = dlqtest.account(msgs, expected, successes, copies)
+        # Duplicates can fill the DLQ's count before the last copies arrive,
+        # and a quorum lane's expired message is counted nowhere while its
+        # at-least-once dead-letter worker moves it: read until every message
+        # is accounted for or nothing has moved for 60 s.
+        copies, last, since = [], None, time.monotonic()
+        while True:
+            copies += c.broker.get_all(c.dlq)
+            successes = c.stub.successes()  # the whole log once more, from scratch
+            report = dlqtest.account(msgs, expected, successes, copies)
+            progress = (len(copies), sum(len(v) for v in successes.values()))
+            if progress != last:
+                last, since = progress, time.monotonic()
+            if report.ok or time.monotonic() - since > dlqtest.scaled(60):
+                break
+            time.sleep(1)
         self.assertAccounted(report)
 
         # The daemons on the stopped node lost it and went on with another.
@@ -304,11 +382,11 @@ class Cluster(dlqtest.DlqdTestCase):
                                 "dlqd #%d never moved to another node: %s" % (k, conns))
         by_code = collections.Counter(g.header("x-dlqd-error-code") for g in copies)
         note("cluster figures: published=%d succeeded=%d (%d answers) dead-lettered=%d %s "
-             "duplicates=%d reconnects=%s stopped node=%d; publish %.1fs, publish to settled "
-             "%.1fs, whole test %.1fs" %
+             "duplicates=%d reconnects=%s stopped node=%d moved from stalled lanes=%d; "
+             "publish %.1fs, publish to settled %.1fs, whole test %.1fs" %
              (len(msgs), len(successes), sum(len(v) for v in successes.values()), len(copies),
-              dict(sorted(by_code.items())), report.duplicates, reconnects, victim, t_pub,
-              t_settled, time.monotonic() - t_start))
+              dict(sorted(by_code.items())), report.duplicates, reconnects, victim, moved,
+              t_pub, t_settled, time.monotonic() - t_start))
         for d in daemons:
             self.assertStopsCleanly(d)
 

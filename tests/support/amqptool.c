@@ -3,7 +3,7 @@
  * librabbitmq alone (no dlqd code, so it measures the broker, not us).
  *
  *   dlqd-amqptool [--url URL] publish --queue Q --count N [--kind success|mixed]
- *                 [--size BYTES] [--window W] [--transient] [--declare]
+ *                 [--size BYTES] [--window W] [--transient] [--declare [--quorum]]
  *   dlqd-amqptool [--url URL] drain --queue Q [--prefetch P] [--count N] [--timeout S]
  *   dlqd-amqptool [--url URL] depth --queue Q [--until N] [--timeout S]
  *   dlqd-amqptool [--url URL] delete [--queue Q]... [--exchange X]...
@@ -14,7 +14,7 @@
  * error fails the run. Messages are persistent unless --transient, because
  * production jobs are, and the retry/DLQ copies dlqd makes always are.
  * It declares nothing unless --declare, which declares Q exactly as dlqd does:
- * durable classic, no arguments.
+ * durable classic, no arguments (with --quorum: durable, x-queue-type quorum).
  *
  * Envelopes are {"message_id":"bench-<i>","trace_id":"t<i>","payload":{...}}.
  * The mixed kind assigns message i by i % 20, so the shares are exact:
@@ -74,7 +74,7 @@ static void usage(FILE *f)
 {
 	fputs("Usage: dlqd-amqptool [--url URL] COMMAND [OPTIONS]\n"
 	      "  publish --queue Q --count N [--kind success|mixed] [--size BYTES]\n"
-	      "          [--window W] [--transient] [--declare]\n"
+	      "          [--window W] [--transient] [--declare [--quorum]]\n"
 	      "  drain   --queue Q [--prefetch P] [--count N] [--timeout SECONDS]\n"
 	      "  depth   --queue Q [--until N] [--timeout SECONDS]\n"
 	      "  delete  [--queue Q]... [--exchange X]...\n"
@@ -359,7 +359,7 @@ static void wait_confirms(amqp_connection_state_t conn, struct confirms *c, uint
 }
 
 static int cmd_publish(const char *url, const char *queue, uint64_t count, bool mixed, size_t size,
-		       uint64_t window, bool persistent, bool declare)
+		       uint64_t window, bool persistent, bool declare, bool quorum)
 {
 	amqp_connection_state_t conn = connect_url(url);
 	amqp_basic_properties_t props = {
@@ -377,8 +377,13 @@ static int cmd_publish(const char *url, const char *queue, uint64_t count, bool 
 	if (!buf)
 		die("out of memory");
 	if (declare) {
-		amqp_queue_declare(conn, CH, amqp_cstring_bytes(queue), 0, 1, 0, 0,
-				   amqp_empty_table);
+		amqp_table_entry_t qt = {
+			.key = amqp_cstring_bytes("x-queue-type"),
+			.value = { .kind = AMQP_FIELD_KIND_UTF8,
+				   .value.bytes = amqp_cstring_bytes("quorum") },
+		};
+		amqp_table_t args = { .num_entries = quorum ? 1 : 0, .entries = &qt };
+		amqp_queue_declare(conn, CH, amqp_cstring_bytes(queue), 0, 1, 0, 0, args);
 		check_reply(amqp_get_rpc_reply(conn), "queue.declare");
 	}
 	amqp_confirm_select(conn, CH);
@@ -543,6 +548,7 @@ int main(int argc, char **argv)
 		OPT_UNTIL,
 		OPT_TIMEOUT,
 		OPT_EXCHANGE,
+		OPT_QUORUM,
 		OPT_HELP,
 	};
 	static const struct option opts[] = {
@@ -554,6 +560,7 @@ int main(int argc, char **argv)
 		{ "window", required_argument, NULL, OPT_WINDOW },
 		{ "transient", no_argument, NULL, OPT_TRANSIENT },
 		{ "declare", no_argument, NULL, OPT_DECLARE },
+		{ "quorum", no_argument, NULL, OPT_QUORUM },
 		{ "prefetch", required_argument, NULL, OPT_PREFETCH },
 		{ "until", required_argument, NULL, OPT_UNTIL },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
@@ -567,7 +574,7 @@ int main(int argc, char **argv)
 	uint64_t count = 0, size = 0, window = DEFAULT_WINDOW, prefetch = DEFAULT_PREFETCH;
 	uint64_t until = 0, timeout = 120;
 	bool have_count = false, have_until = false, mixed = false, persistent = true;
-	bool declare = false;
+	bool declare = false, quorum = false;
 	const char *cmd = NULL;
 	int opt;
 
@@ -625,6 +632,9 @@ int main(int argc, char **argv)
 		case OPT_DECLARE:
 			declare = true;
 			break;
+		case OPT_QUORUM:
+			quorum = true;
+			break;
 		case OPT_PREFETCH:
 			prefetch = parse_num("--prefetch", optarg, 1, 65535);
 			break;
@@ -659,7 +669,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		return cmd_publish(url, queues[0], count, mixed, (size_t)size, window, persistent,
-				   declare);
+				   declare, quorum);
 	}
 	if (strcmp(cmd, "drain") == 0)
 		return cmd_drain(url, queues[0], prefetch, count, have_count, (double)timeout);
