@@ -63,8 +63,11 @@ void amqpconn_target_done(struct amqpconn_target *t);
 int amqpconn_url_endpoint(const char *url, char *out, size_t size);
 
 /*
- * Opens a socket (TLS for amqps://) to node `node` and logs in. `name`
- * becomes the connection_name the management UI shows. The connection
+ * Opens a socket (TLS for amqps://) to node `node` and logs in, blocking:
+ * the TCP connect for at most AMQPCONN_CONNECT_TIMEOUT_USEC, the handshake
+ * and login for at most heartbeat_s (when > 0) or AMQPCONN_RPC_TIMEOUT_USEC,
+ * whichever is shorter. `name` becomes the connection_name the management
+ * UI shows. The connection
  * announces the capabilities a long-lived client needs (connection.blocked,
  * consumer_cancel_notify, publisher confirms, basic.nack).
  */

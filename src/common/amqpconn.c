@@ -310,6 +310,12 @@ int amqpconn_open(const struct amqpconn_target *t, size_t node, const char *name
 		  amqp_connection_state_t *out, char *err, size_t errlen)
 {
 	struct timeval rpc_tv = { AMQPCONN_RPC_TIMEOUT_USEC / USEC_PER_SEC, 0 };
+	/* Connecting blocks the caller's loop (dlqd's other link, its
+	 * watchdog): a node that does not finish the handshake within one
+	 * heartbeat interval would be declared dead by heartbeats anyway. */
+	struct timeval hs_tv = { heartbeat_s > 0 ? MIN(MAX(heartbeat_s, 1), rpc_tv.tv_sec)
+						 : rpc_tv.tv_sec,
+				 0 };
 	const struct amqp_connection_info *info = &t->nodes[node % t->n_nodes].info;
 	amqp_connection_state_t conn;
 	int r;
@@ -318,7 +324,7 @@ int amqpconn_open(const struct amqpconn_target *t, size_t node, const char *name
 	if (!conn)
 		return error_set(err, errlen, -ENOMEM, "out of memory");
 	amqp_set_rpc_timeout(conn, &rpc_tv);
-	amqp_set_handshake_timeout(conn, &rpc_tv);
+	amqp_set_handshake_timeout(conn, &hs_tv);
 	if ((r = open_socket(t, info, conn, err, errlen)) < 0 ||
 	    (r = login(t, info, conn, name, heartbeat_s, err, errlen)) < 0) {
 		amqp_destroy_connection(conn);
