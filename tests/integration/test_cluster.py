@@ -12,8 +12,8 @@ the node that just came back, the lane stops expiring its messages until the
 next operation on it (a publish, a basic.get): its retries stay on the
 broker, kept but not delivered, while nothing new enters that lane (seen in
 two of five runs before this test handled it: 119 to 872 messages held).
-The test then checks that the missing messages are exactly those the lanes
-hold and applies docs/runbook.md's remedy (move them to the main queue with
+The test then reports what the lanes hold against what is missing and
+applies docs/runbook.md's remedy (move them to the main queue with
 basic.get, a confirmed publish and an ack); the first basic.get wakes the
 lane, and the rest flow by themselves. Every message is accounted for (succeeded at the stub or
 in the DLQ with its right code); duplicates are allowed (at least once),
@@ -238,12 +238,12 @@ class Cluster(dlqtest.DlqdTestCase):
 
     def settle_rescuing_lanes(self, real, seen, n_raw, want_ok):
         """Waits for every message to settle. When progress stops with
-        messages still held by delay lanes (RabbitMQ 3.10.8's at-least-once
-        dead-letter stall, see the module comment), checks that the missing
-        messages are exactly those the lanes hold (none lost: each is still on
-        the broker), then does what docs/runbook.md tells an operator: moves
+        messages still held by delay lanes (RabbitMQ 3.10.8's lane stall, see
+        the module comment), reports how many the lanes hold against how many
+        are missing, then does what docs/runbook.md tells an operator: moves
         them to the main queue (basic.get, publish with confirms, then ack),
-        and waits again. Returns how many were moved."""
+        and waits again; the full accounting afterwards proves nothing was
+        lost. Returns how many were moved."""
         c = self.ctx
         want_dlq = sum(1 for v in real.values() if dlqtest.outcome_kind(v) == "dlq") + n_raw
         try:
@@ -259,9 +259,11 @@ class Cluster(dlqtest.DlqdTestCase):
                  "%d ready on the main queue" % (missing_ok, missing_dlq, held, main_left))
             if not held or main_left:
                 raise
-            # Each missing message is one held copy: nothing left the broker.
-            self.assertEqual(sum(held.values()), missing_ok + missing_dlq,
-                             "missing messages are not all held by the lanes: %s" % e)
+            # Every missing message should be held there; a lane may hold
+            # more (duplicates, at least once) or fewer for a moment (an
+            # expired message in flight in the dead-letter worker is counted
+            # nowhere): the accounting after the remedy is the judge.
+            note("lanes hold %d, %d missing" % (sum(held.values()), missing_ok + missing_dlq))
         moved = 0
         for lane in sorted(held):
             moved += self.move_to_main(lane)
