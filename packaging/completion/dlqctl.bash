@@ -143,6 +143,7 @@ _dlqctl()
                 ;;
             --config=*) conf=${w#--config=} ;;
             -c?*)
+                # -cPATH: counted below as --config given, no value follows.
                 conf=${w#-c}
                 w=--config=
                 ;;
