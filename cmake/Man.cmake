@@ -10,6 +10,9 @@
 #
 #   cmake -DSCDOC=/usr/bin/scdoc -DIN=dlqd.8.scd -DOUT=dlqd.8 -DVERSION=0.1.0 -P Man.cmake
 if(CMAKE_SCRIPT_MODE_FILE)
+  # A script has no policies of its own: without this, "@VERSION@" below
+  # would be expanded before string(REPLACE) sees it (CMP0053).
+  cmake_minimum_required(VERSION 3.18)
   if(NOT DEFINED SCDOC OR NOT DEFINED IN OR NOT DEFINED OUT OR NOT DEFINED VERSION)
     message(FATAL_ERROR "usage: cmake -DSCDOC=scdoc -DIN=page.scd -DOUT=page -DVERSION=x -P Man.cmake")
   endif()
