@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""check-man-keys: dlqd.conf(5) documents every key of every section.
+"""check-man-coverage: the man pages document every config key and option.
 
+dlqd.conf(5) documents every key of every section.
 The keys are read from where they are defined: the parser's key table
 (src/common/config_keys.c, cross-checked against the key_id enum of
 config_keys.h so a table this script cannot read fails loudly instead of
@@ -11,7 +12,11 @@ heading "# [section] SECTION", whose text gives "Type:", "Default:" and
 "Reload:", the latter saying "restart" exactly for the restart keys. An entry
 for a key the parser does not know fails too (a stale page).
 
-    check-man-keys.py SOURCE_DIR
+dlqd(8) and dlqctl(8) document every long option of the program's getopt
+table (src/dlqd/main.c, src/dlqctl/main.c) as "*--option*", and dlqctl(8)
+each command.
+
+    check-man-coverage.py SOURCE_DIR
 """
 import re
 import sys
@@ -31,11 +36,11 @@ def parser_keys(src):
     enum = re.search(r"enum key_id \{(.*?)_K_MAX", header, re.S)
     n_enum = len(re.findall(r"\bK_\w+\s*,", enum.group(1))) if enum else -1
     if not keys or len(keys) != n_enum:
-        sys.exit(f"check-man-keys: read {len(keys)} KEY() entries in config_keys.c but "
+        sys.exit(f"check-man-coverage: read {len(keys)} KEY() entries in config_keys.c but "
                  f"the key_id enum has {n_enum}: update this script's patterns")
     missing = {sec for sec, _ in keys} - sections.keys()
     if missing:
-        sys.exit(f"check-man-keys: no section name for SEC_{', SEC_'.join(sorted(missing))}")
+        sys.exit(f"check-man-coverage: no section name for SEC_{', SEC_'.join(sorted(missing))}")
     return {(sections[sec], name) for sec, name in keys}
 
 
@@ -44,7 +49,7 @@ def restart_keys(src):
                      re.S)
     keys = set(re.findall(r'"\[(\w+)\] (\w+)"', body.group(0))) if body else set()
     if not keys:
-        sys.exit("check-man-keys: found no restart keys in config_restart_key_changed()")
+        sys.exit("check-man-coverage: found no restart keys in config_restart_key_changed()")
     return keys
 
 
@@ -87,6 +92,28 @@ def page_entries(src):
     return entries, duplicates
 
 
+def option_errors(src):
+    """Long options (and dlqctl's commands) missing from their page."""
+    errors = []
+    for prog in ("dlqd", "dlqctl"):
+        code = read(f"{src}/src/{prog}/main.c")
+        page = read(f"{src}/docs/man/{prog}.8.scd")
+        table = re.search(r"struct option opts\[\] = \{(.*?)\n\s*\};", code, re.S)
+        options = re.findall(r'\{\s*"([\w-]+)"', table.group(1)) if table else []
+        if not options:
+            sys.exit(f"check-man-coverage: found no getopt table in src/{prog}/main.c")
+        errors += [f"--{o} of {prog} is not documented in docs/man/{prog}.8.scd"
+                   for o in options if f"*--{o}*" not in page]
+        if prog == "dlqctl":
+            m = re.search(r"names\[\] = \{([^}]*)\}", code)
+            commands = re.findall(r'"(\w+)"', m.group(1)) if m else []
+            if not commands:
+                sys.exit("check-man-coverage: found no command names in src/dlqctl/main.c")
+            errors += [f"dlqctl {c} is not documented in docs/man/dlqctl.8.scd"
+                       for c in commands if not re.search(rf"^\*{c}\*", page, re.M)]
+    return errors
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -119,12 +146,13 @@ def main():
         errors.append(f"docs/man/dlqd.conf.5.scd documents [{sec}] {key}, "
                       f"which the parser does not know")
     errors += [f"[{s}] {k} is documented twice" for s, k in duplicates]
+    errors += option_errors(src)
     for e in errors:
-        print(f"check-man-keys: {e}")
+        print(f"check-man-coverage: {e}")
     if errors:
         return 1
-    print(f"check-man-keys: {len(known)} keys in {len({s for s, _ in known})} sections "
-          f"documented, {len(restart)} of them restart-only")
+    print(f"check-man-coverage: {len(known)} keys in {len({s for s, _ in known})} sections "
+          f"documented, {len(restart)} of them restart-only; every option documented")
     return 0
 
 
