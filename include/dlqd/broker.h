@@ -152,6 +152,10 @@ typedef void (*broker_dlq_fn)(void *userdata, int r, uint64_t depth, uint64_t ol
  */
 int broker_probe_dlq(struct broker *b, broker_dlq_fn cb, void *userdata);
 
+/* Overdue heads the delay-lane watch moved from stalled lanes to the main
+ * queue since the start (see src/dlqd/broker_lanes.c). */
+uint64_t broker_lanes_moved(const struct broker *b);
+
 /* Makes sure the delay lane <queue>.retry.<lane_ms> exists and is bound;
  * -EAGAIN while the broker blocks publishing and the lane is not known. */
 int broker_ensure_lane(struct broker *b, uint64_t lane_ms);

@@ -52,6 +52,8 @@ void metrics_handler_duration(struct metrics *m, uint64_t usec);
 void metrics_set_in_flight(struct metrics *m, uint64_t n);
 /* Body bytes held (dlqd_body_bytes_held), see broker_body_bytes_held(). */
 void metrics_set_body_bytes(struct metrics *m, uint64_t n);
+/* dlqd_lane_heads_moved_total, see broker_lanes_moved(). */
+void metrics_set_lane_heads_moved(struct metrics *m, uint64_t n);
 /*
  * depth < 0: unknown, both DLQ samples are left out of the scrape. An age
  * that is negative or NaN is unknown (a head message without a timestamp):

@@ -68,6 +68,7 @@ static const struct {
 	{ "breaker-close", "b05cf3f9f7ad44858c77b10197255508" },
 	{ "breaker-limit", "6db2e9218e5944b3a8a3f1080af27c22" },
 	{ "retry-deferred", "437514edef2e41bb83cd79a04e094cf8" },
+	{ "lane-stalled", "542c9cf01bb94035b510b0e62f321708" },
 };
 
 const char *log_message_id(const char *event)

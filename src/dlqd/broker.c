@@ -68,7 +68,7 @@ int broker_start(struct broker *b)
 	if (b->started)
 		return 0;
 	if ((r = link_schedule_reconnect(&b->consumer)) < 0 ||
-	    (r = link_schedule_reconnect(&b->publisher)) < 0)
+	    (r = link_schedule_reconnect(&b->publisher)) < 0 || (r = lanes_start(b)) < 0)
 		return r;
 	b->started = true;
 	return 0;
@@ -81,6 +81,7 @@ struct broker *broker_free(struct broker *b)
 	link_done(&b->consumer);
 	link_done(&b->publisher);
 	publish_fail_all(b, false);
+	lanes_done(b);
 	deliver_done(b);
 	sd_event_unref(b->event);
 	amqpconn_target_done(&b->target);

@@ -94,6 +94,25 @@ static struct broker_props *props_clone(const amqp_basic_properties_t *src)
 	return p;
 }
 
+struct broker_msg *deliver_msg_new(const amqp_basic_properties_t *p, uint64_t size, bool streamed)
+{
+	struct broker_msg *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->len = size;
+	m->streamed = streamed;
+	m->body = streamed ? NULL : malloc(size + 1);
+	m->props = props_clone(p);
+	if ((!streamed && !m->body) || !m->props ||
+	    amqpmsg_source(&m->props->p, m->body, m->len, &m->headers, &(size_t){ 0 }, &m->source) <
+		    0)
+		return broker_msg_free(m);
+	if (m->body)
+		m->body[size] = '\0';
+	return m;
+}
+
 static int track_delivery(struct broker *b, uint64_t tag)
 {
 	if (b->n_unsettled == b->cap_unsettled) {
@@ -117,23 +136,14 @@ int deliver_begin(struct link *l, const amqp_basic_properties_t *p, uint64_t siz
 
 	/* A body over the limit goes to the DLQ unchanged, frame by frame as
 	 * it arrives: whatever producers send, it is never held whole. */
-	m = calloc(1, sizeof(*m));
-	if (m) {
-		m->tag = in->tag;
-		m->generation = b->generation;
-		m->redelivered = in->redelivered;
-		m->len = size;
-		m->streamed = streamed;
-		m->body = streamed ? NULL : malloc(size + 1);
-		m->props = props_clone(p);
-	}
-	if (!m || (!streamed && !m->body) || !m->props ||
-	    amqpmsg_source(&m->props->p, m->body, m->len, &m->headers, &(size_t){ 0 }, &m->source) <
-		    0) {
-		broker_msg_free(m);
+	m = deliver_msg_new(p, size, streamed);
+	if (!m) {
 		link_fail(l, -ENOMEM, "out of memory for a %" PRIu64 "-byte delivery", size);
 		return -ENOMEM;
 	}
+	m->tag = in->tag;
+	m->generation = b->generation;
+	m->redelivered = in->redelivered;
 	in->msg = m;
 	in->streamed = streamed;
 	if (track_delivery(b, in->tag) < 0) {

@@ -14,6 +14,8 @@
  *                     the body-memory bound
  *   broker_stream.c   an oversize delivery's body, forwarded frame by frame
  *                     into its DLQ copy
+ *   broker_lanes.c    the delay-lane watch: a lane that stopped expiring
+ *                     gets its overdue head moved to the main queue
  *
  * Nothing here holds a pointer into a struct config: broker_new() copies
  * what the links need, so the daemon may free the config it was given.
@@ -31,6 +33,7 @@
 #include "common/topology.h"
 #include "common/util.h"
 #include "dlqd/broker.h"
+#include "dlqd/lanewatch.h"
 #include "dlqd/membound.h"
 
 /* Channels, the same numbers on both links. */
@@ -43,6 +46,8 @@ enum {
 	 * frames of one publish must be contiguous on its channel, so no other
 	 * publish may share it. */
 	CH_STREAM = 4,
+	/* Publisher only: the delay-lane watch (broker_lanes.c). */
+	CH_LANES = 5,
 };
 
 #define MAX_LANES 4096
@@ -122,6 +127,27 @@ struct probe {
 	uint64_t need, got;
 };
 
+/* The delay-lane watch (broker_lanes.c): lanes declared in this process's
+ * life, each with its last readings, read one per tick. */
+struct lanes {
+	uint64_t *ms; /* the lanes' TTLs, which name them */
+	struct lane_seen *seen;
+	size_t n, next, cur; /* cur: the lane being read or moved */
+	enum {
+		LANES_IDLE,
+		LANES_WAIT_DECLARE,
+		LANES_WAIT_GET,
+		LANES_WAIT_CONTENT,
+		LANES_WAIT_CONFIRM, /* its head is published to the main queue */
+	} state;
+	bool channel_open;
+	uint64_t tag;		/* of the basic.get */
+	struct broker_msg *msg; /* the head, while its content arrives */
+	uint64_t got;
+	uint64_t moved; /* heads moved since start */
+	sd_event_source *timer;
+};
+
 /* The oversize delivery being read on the consumer link, if any (at most
  * one: a delivery's frames are contiguous on its channel). */
 struct stream {
@@ -188,6 +214,7 @@ struct broker {
 	size_t n_lanes;
 	struct probe probe;
 	struct probe_memo probe_memo;
+	struct lanes lane_watch;
 };
 
 static inline bool key_is(amqp_bytes_t k, const char *s)
@@ -240,6 +267,16 @@ void probe_header(struct link *l, const amqp_basic_properties_t *p, uint64_t siz
 void probe_body(struct link *l, size_t len);
 void probe_done(struct broker *b, int r);
 
+/* broker_lanes.c: the delay-lane watch. */
+int lanes_start(struct broker *b);
+void lanes_done(struct broker *b);
+/* Adds a lane (declared on the publisher link) to the watched set. */
+int lanes_watch(struct broker *b, uint64_t lane_ms);
+void lanes_method(struct link *l, const amqp_method_t *m);
+void lanes_header(struct link *l, const amqp_basic_properties_t *p, uint64_t size);
+void lanes_body(struct link *l, amqp_bytes_t frag);
+void lanes_link_lost(struct broker *b);
+
 /* broker_publish.c */
 void publish_confirmed(struct broker *b, uint16_t ch, uint64_t tag, bool multiple, bool ack);
 int64_t publish_return_seq(const amqp_basic_properties_t *p);
@@ -256,6 +293,9 @@ void deliver_done(struct broker *b);
  * caller hands the message over at once (its body follows to the stream).
  */
 int deliver_begin(struct link *l, const amqp_basic_properties_t *p, uint64_t size);
+/* A message of size body bytes with (a deep copy of) p, its body not yet
+ * filled in (none when streamed); NULL when out of memory. */
+struct broker_msg *deliver_msg_new(const amqp_basic_properties_t *p, uint64_t size, bool streamed);
 /* A whole delivery: to the daemon, or straight back after basic.cancel. */
 void deliver_complete(struct broker *b, struct broker_msg *m);
 void deliver_flush_acks(struct broker *b);

@@ -163,6 +163,7 @@ static void teardown(struct link *l)
 		b->n_lanes = 0;
 		b->probe.channel_open = false;
 		probe_done(b, -ECONNRESET);
+		lanes_link_lost(b);
 		publish_fail_all(b, true);
 	}
 	(void)link_schedule_reconnect(l);
@@ -221,6 +222,10 @@ static void on_method(struct link *l, amqp_frame_t *f)
 
 	if (ch == CH_PROBE && !consumer) {
 		probe_method(l, m);
+		return;
+	}
+	if (ch == CH_LANES && !consumer) {
+		lanes_method(l, m);
 		return;
 	}
 	switch (m->id) {
@@ -314,6 +319,10 @@ static void on_header(struct link *l, amqp_frame_t *f)
 		probe_header(l, p, size);
 		return;
 	}
+	if (f->channel == CH_LANES && l->role == LINK_PUBLISHER) {
+		lanes_header(l, p, size);
+		return;
+	}
 	if (!in || !in->active || in->have_header) {
 		link_fail(l, -EPROTO, "unexpected content header on channel %u", f->channel);
 		return;
@@ -340,6 +349,10 @@ static void on_body(struct link *l, amqp_frame_t *f)
 
 	if (f->channel == CH_PROBE && l->role == LINK_PUBLISHER) {
 		probe_body(l, frag.len);
+		return;
+	}
+	if (f->channel == CH_LANES && l->role == LINK_PUBLISHER) {
+		lanes_body(l, frag);
 		return;
 	}
 	if (!in || !in->active || !in->have_header || in->got + frag.len > in->need) {

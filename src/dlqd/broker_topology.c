@@ -121,5 +121,7 @@ int broker_ensure_lane(struct broker *b, uint64_t lane_ms)
 		return -ENOMEM;
 	b->lanes = n;
 	b->lanes[b->n_lanes++] = lane_ms;
+	/* Not fatal: the lane works, only its watch is missing. */
+	(void)lanes_watch(b, lane_ms);
 	return 0;
 }

@@ -62,7 +62,7 @@ struct metrics {
 	uint64_t hist[ARRAY_SIZE(buckets) + 1];
 	uint64_t hist_sum_usec, hist_count;
 
-	uint64_t in_flight, body_bytes;
+	uint64_t in_flight, body_bytes, lane_heads_moved;
 	int64_t dlq_depth;
 	double dlq_oldest_age; /* < 0: unknown */
 	bool broker_connected;
@@ -254,6 +254,11 @@ void metrics_set_body_bytes(struct metrics *m, uint64_t n)
 	m->body_bytes = n;
 }
 
+void metrics_set_lane_heads_moved(struct metrics *m, uint64_t n)
+{
+	m->lane_heads_moved = n;
+}
+
 void metrics_set_dlq(struct metrics *m, int64_t depth, double oldest_age_seconds)
 {
 	m->dlq_depth = depth < 0 ? -1 : depth;
@@ -395,6 +400,11 @@ static int render(const struct metrics *m, struct buf *b)
 			"Body bytes of deliveries held in memory ([pipeline] max_body_memory).")) <
 		    0 ||
 	    (r = buf_printf(b, "dlqd_body_bytes_held %" PRIu64 "\n", m->body_bytes)) < 0)
+		return r;
+	if ((r = header(b, "dlqd_lane_heads_moved_total", "counter",
+			"Overdue heads moved from stalled delay lanes to the main queue.")) < 0 ||
+	    (r = buf_printf(b, "dlqd_lane_heads_moved_total %" PRIu64 "\n", m->lane_heads_moved)) <
+		    0)
 		return r;
 
 	if ((r = header(b, "dlqd_dlq_messages", "gauge",

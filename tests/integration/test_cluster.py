@@ -12,12 +12,12 @@ the node that just came back, the lane stops expiring its messages until the
 next operation on it (a publish, a basic.get): its retries stay on the
 broker, kept but not delivered, while nothing new enters that lane (seen in
 two of five runs before this test handled it: 119 to 872 messages held).
-The test then reports what the lanes hold against what is missing and
-applies docs/runbook.md's remedy (move them to the main queue with
-basic.get, a confirmed publish and an ack); the first basic.get wakes the
-lane, and the rest flow by themselves. Every message is accounted for (succeeded at the stub or
-in the DLQ with its right code); duplicates are allowed (at least once),
-counted and reported with the other figures.
+dlqd's delay-lane watch (src/dlqd/broker_lanes.c) finds such a lane (its
+depth unchanged for longer than its TTL plus 30 s) and moves its overdue head
+to the main queue, which wakes it; the test allows no manual step. Every
+message is accounted for (succeeded at the stub or in the DLQ with its right
+code); duplicates are allowed (at least once), counted and reported with the
+other figures, with the heads the daemons moved.
 
 Runs in the normal tree only: tests/CMakeLists.txt leaves it out of a
 sanitizer tree (DLQD_SANITIZE), where three instrumented daemons and three
@@ -27,6 +27,7 @@ import collections
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -236,59 +237,28 @@ class Cluster(dlqtest.DlqdTestCase):
         super().setUp()
         self.use_node(1)
 
-    def settle_rescuing_lanes(self, real, seen, n_raw, want_ok):
-        """Waits for every message to settle. When progress stops with
-        messages still held by delay lanes (RabbitMQ 3.10.8's lane stall, see
-        the module comment), reports how many the lanes hold against how many
-        are missing, then does what docs/runbook.md tells an operator: moves
-        them to the main queue (basic.get, publish with confirms, then ack),
-        and waits again; the full accounting afterwards proves nothing was
-        lost. Returns how many were moved."""
+    def settle(self, real, seen, n_raw, daemons):
+        """Waits for every message to settle, with no manual step: a delay
+        lane RabbitMQ 3.10.8 stopped expiring (see the module comment) must
+        be found and woken by dlqd's delay-lane watch, which needs the lane's
+        depth unchanged for its TTL plus 30 s over three readings (one lane
+        per second per daemon, round robin), hence the long stall allowance.
+        Returns the heads the daemons moved (their lane-stalled events)."""
         c = self.ctx
-        want_dlq = sum(1 for v in real.values() if dlqtest.outcome_kind(v) == "dlq") + n_raw
         try:
-            c.wait_settled(real, seen, n_raw=n_raw, timeout=240, stall=60)
-            return 0
-        except dlqtest.HarnessError as e:
+            c.wait_settled(real, seen, n_raw=n_raw, timeout=400, stall=150)
+        except dlqtest.HarnessError:
             held = {r["name"]: r["messages"] for r in c.lanes() if r["messages"]}
-            main_left = c.broker.depth(c.q) or 0
-            missing_ok = want_ok - len(set(seen()) & {k for k, v in real.items()
-                                                     if dlqtest.outcome_kind(v) == "success"})
-            missing_dlq = want_dlq - (c.broker.depth(c.dlq) or 0)
-            note("stalled: %d successes and %d DLQ copies missing; held by delay lanes: %s; "
-                 "%d ready on the main queue" % (missing_ok, missing_dlq, held, main_left))
-            if not held or main_left:
-                raise
-            # Every missing message should be held there; a lane may hold
-            # more (duplicates, at least once) or fewer for a moment (an
-            # expired message in flight in the dead-letter worker is counted
-            # nowhere): the accounting after the remedy is the judge.
-            note("lanes hold %d, %d missing" % (sum(held.values()), missing_ok + missing_dlq))
-        moved = 0
-        for lane in sorted(held):
-            moved += self.move_to_main(lane)
-        note("moved %d messages from %d stalled lanes to the main queue (the runbook's remedy)"
-             % (moved, len(held)))
-        c.wait_settled(real, seen, n_raw=n_raw, timeout=240, stall=60)
-        return moved
-
-    def move_to_main(self, lane):
-        """Every ready message of lane, republished unchanged to the main
-        queue with confirms and only then acked."""
-        c = self.ctx
-
-        def fn(ch):
-            ch.confirm_delivery()
-            n = 0
-            while True:
-                method, props, body = ch.basic_get(queue=lane, auto_ack=False)
-                if method is None:
-                    return n
-                ch.basic_publish(exchange="", routing_key=c.q, body=body, properties=props,
-                                 mandatory=True)
-                ch.basic_ack(delivery_tag=method.delivery_tag)
-                n += 1
-        return c.broker._run(fn)
+            note("not settled; held by delay lanes: %s; %d ready on the main queue"
+                 % (held, c.broker.depth(c.q) or 0))
+            raise
+        moved = [sum(1 for e in d.events("lane-stalled") if e.message.startswith("moved"))
+                 for d in daemons]
+        stalled = sorted({lane for d in daemons for e in d.events("lane-stalled")
+                          for lane in re.findall(r"delay lane (\S+)", e.message)})
+        note("delay-lane watch: heads moved by dlqd #1..3: %s; stalled lanes: %s"
+             % (moved, stalled or "none"))
+        return sum(moved)
 
     def use_node(self, n):
         """The harness's AMQP client and rabbitmqctl go through node n."""
@@ -349,7 +319,7 @@ class Cluster(dlqtest.DlqdTestCase):
         cluster_sh("start-node", str(victim))
         note("node %d was away %.1fs" % (victim, time.monotonic() - t_down))
 
-        moved = self.settle_rescuing_lanes(real, seen, n_raw, want_ok)
+        moved = self.settle(real, seen, n_raw, daemons)
         t_settled = time.monotonic() - t0
 
         for row in c.our_queues(("name", "type")):

@@ -31,6 +31,7 @@ static const struct {
 	{ "dlqd_handler_duration_seconds", "histogram" },
 	{ "dlqd_messages_in_flight", "gauge" },
 	{ "dlqd_body_bytes_held", "gauge" },
+	{ "dlqd_lane_heads_moved_total", "counter" },
 	{ "dlqd_dlq_messages", "gauge" },
 	{ "dlqd_dlq_oldest_message_age_seconds", "gauge" },
 	{ "dlqd_dlq_publish_failures_total", "counter" },
@@ -209,6 +210,7 @@ static void test_every_metric(void **state)
 	assert_line(t, "dlqd_handler_duration_seconds_count 0");
 	assert_line(t, "dlqd_messages_in_flight 0");
 	assert_line(t, "dlqd_body_bytes_held 0");
+	assert_line(t, "dlqd_lane_heads_moved_total 0");
 	assert_no_line_prefix(t, "dlqd_dlq_messages ");
 	assert_no_line_prefix(t, "dlqd_dlq_oldest_message_age_seconds ");
 	assert_line(t, "dlqd_dlq_publish_failures_total 0");
@@ -249,6 +251,7 @@ static void test_counters_and_labels(void **state)
 	metrics_poison(m);
 	metrics_set_in_flight(m, 17);
 	metrics_set_body_bytes(m, 123456789);
+	metrics_set_lane_heads_moved(m, 6);
 	metrics_set_broker_connected(m, true);
 	metrics_set_broker_node(m, "[::1]:5673");
 	metrics_set_dlq(m, 5, 12.5);
@@ -274,6 +277,7 @@ static void test_counters_and_labels(void **state)
 	assert_line(t, "dlqd_poison_messages_total 1");
 	assert_line(t, "dlqd_messages_in_flight 17");
 	assert_line(t, "dlqd_body_bytes_held 123456789");
+	assert_line(t, "dlqd_lane_heads_moved_total 6");
 	assert_line(t, "dlqd_broker_connected 1");
 	assert_line(t, "dlqd_broker_node_info{node=\"[::1]:5673\"} 1");
 	assert_line(t, "dlqd_dlq_messages 5");
