@@ -21,7 +21,6 @@ python3-jsonschema (Debian) with the draft the schema names.
 import json
 import os
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dlqtest  # noqa: E402
