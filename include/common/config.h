@@ -112,6 +112,15 @@ int config_load_for_broker(const char *path, struct config **out, struct diag *d
 /* Parses text as if read from `name` (for tests and reload). */
 int config_parse(const char *name, const char *text, struct config **out, struct diag *diags);
 
+/*
+ * 1 when the file at path sets a non-empty [broker] url, 0 when it sets none,
+ * -errno when it cannot be read. Nothing else of the file is checked: this is
+ * the units' start condition (dlqd --has-broker-url), which the package's
+ * config, shipped without a url, fails until the operator writes one; every
+ * other mistake is left for the start to report.
+ */
+int config_has_broker_url(const char *path);
+
 struct config *config_free(struct config *c);
 void config_freep(struct config **c);
 

@@ -621,6 +621,63 @@ int config_load_for_broker(const char *path, struct config **out, struct diag *d
 	return load(path, CHECK_BROKER_FILES, out, diags);
 }
 
+/* config_has_broker_url() reads only [broker] url and judges nothing else. */
+struct url_probe {
+	int section;
+	bool in_url;
+	bool found;
+};
+
+static bool probe_section(void *userdata, const char *name, unsigned line)
+{
+	struct url_probe *u = userdata;
+
+	u->section = config_keys_find_section(name);
+	return u->section >= 0;
+}
+
+static int probe_key(void *userdata, const char *key, unsigned line)
+{
+	struct url_probe *u = userdata;
+
+	u->in_url = config_keys_find(u->section, key) == K_BROKER_URL;
+	return u->in_url ? INI_VALUE_PLAIN : -1;
+}
+
+static void probe_value(void *userdata, const char *value, unsigned line)
+{
+	struct url_probe *u = userdata;
+
+	if (u->in_url && value && *value)
+		u->found = true;
+}
+
+static void probe_error(void *userdata, unsigned line, const char *fmt, ...)
+{
+}
+
+int config_has_broker_url(const char *path)
+{
+	static const struct ini_handler probe = {
+		.section = probe_section,
+		.key = probe_key,
+		.value = probe_value,
+		.error = probe_error,
+	};
+	struct url_probe u = { .section = -1 };
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	r = read_file_max(path, CONFIG_MAX_SIZE, &text, &len);
+	if (r < 0)
+		return r;
+	r = ini_parse(text, len, &probe, &u);
+	if (r < 0)
+		return r;
+	return u.found;
+}
+
 /* The authority of [broker] url: what lies between "://" and the path. */
 static const char *url_authority(const char *url, size_t *len)
 {

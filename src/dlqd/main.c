@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/config.h"
 #include "dlqd/daemon.h"
@@ -16,6 +17,7 @@ static void help(void)
 {
 	printf("Usage: dlqd [--config PATH]\n"
 	       "       dlqd --check-config [--config PATH]\n"
+	       "       dlqd --has-broker-url [--config PATH]\n"
 	       "       dlqd --version | --help\n\n"
 	       "Consumes a RabbitMQ queue, runs each job through its handler and routes\n"
 	       "failures to delay lanes or the dead letter queue. Never acks a message\n"
@@ -23,6 +25,9 @@ static void help(void)
 	       "  -c, --config PATH    config file (default %s)\n"
 	       "  -t, --check-config   validate the config and the taxonomy, print every\n"
 	       "                       error as FILE:LINE: message, exit 0 or 1\n"
+	       "      --has-broker-url exit 0 when the config sets [broker] url, 1 when\n"
+	       "                       not yet (dlqd.service's ExecCondition=: the start\n"
+	       "                       is skipped), 255 when the file cannot be read\n"
 	       "  -V, --version        print the version\n"
 	       "  -h, --help           print this help\n",
 	       CONFIG_DEFAULT_PATH);
@@ -52,17 +57,42 @@ static int check_config(const char *path)
 	return EXIT_SUCCESS;
 }
 
+/*
+ * dlqd.service's ExecCondition=: the package ships dlqd.conf without a url, and
+ * the enabled unit must not start (nor fail) before the operator wrote one.
+ * systemd skips the start on exit 1..254 and fails the unit on 255, which is
+ * right for a file that cannot be read. The rest of the file is left for the
+ * start to check, so a broken config still fails loudly.
+ */
+static int has_broker_url(const char *path)
+{
+	int r = config_has_broker_url(path);
+
+	if (r < 0) {
+		fprintf(stderr, "%s: cannot read: %s\n", path, strerror(-r));
+		return 255;
+	}
+	if (r == 0) {
+		fprintf(stderr,
+			"%s: no [broker] url set yet: dlqd does not start until one is written\n",
+			path);
+		return EXIT_FAILURE;
+	}
+	return EXIT_SUCCESS;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, 't' },
+		{ "has-broker-url", no_argument, NULL, 'U' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *path = CONFIG_DEFAULT_PATH;
-	bool check = false;
+	bool check = false, url_check = false;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "c:tVh", opts, NULL)) >= 0) {
@@ -72,6 +102,9 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			check = true;
+			break;
+		case 'U':
+			url_check = true;
 			break;
 		case 'V':
 			printf("dlqd %s\n", DLQD_VERSION);
@@ -89,8 +122,14 @@ int main(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
+	if (check && url_check) {
+		fprintf(stderr, "dlqd: --check-config and --has-broker-url exclude each other\n");
+		return 2;
+	}
 	if (check)
 		return check_config(path);
+	if (url_check)
+		return has_broker_url(path);
 
 	log_setup(LOG_INFO);
 	_cleanup_(daemon_freep) struct daemon *d = NULL;

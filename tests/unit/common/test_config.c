@@ -879,6 +879,36 @@ static char *write_tmp(const char *name, const char *content)
 	return p;
 }
 
+/* The units' start condition: only a non-empty [broker] url counts, however
+ * broken the rest is; the handler's url does not. */
+static void test_has_broker_url(void **state)
+{
+	static const struct {
+		const char *text;
+		int want;
+	} cases[] = {
+		{ MINIMAL, 1 },
+		{ "[broker]\n# url = amqp://x/\n[handler]\nurl = http://h/\n", 0 },
+		{ "[broker]\nurl =\n", 0 },
+		{ "[broker]\nurl = \"\"\n", 0 },
+		{ "", 0 },
+		{ "[nosuch]\nurl = amqp://x/\n[broker]\nprefetch = lots\n", 0 },
+		{ "junk line\n[broker]\nprefetch = lots\nurl = amqp://x/ ; note\n", 1 },
+		{ "[pipeline]\nqueue = q\n[broker]\nurl = not-a-url\n", 1 },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		_cleanup_free_ char *path = write_tmp("url.conf", cases[i].text);
+		print_message("case %zu\n", i);
+		assert_int_equal(config_has_broker_url(path), cases[i].want);
+	}
+	_cleanup_free_ char *missing = NULL;
+	assert_true(asprintf(&missing, "%s/nosuch.conf", tmpdir) > 0);
+	assert_int_equal(config_has_broker_url(missing), -ENOENT);
+	/* The shipped sample names the contract's broker. */
+	_cleanup_free_ char *sample = source_path("config/dlqd.conf");
+	assert_int_equal(config_has_broker_url(sample), 1);
+}
+
 static void test_load_ok(void **state)
 {
 	_cleanup_free_ char *tax = write_tmp("taxonomy.json", "{}");
@@ -1253,6 +1283,7 @@ int main(void)
 		cmocka_unit_test(test_restart_key_changed),
 		cmocka_unit_test(test_protection_keys),
 		cmocka_unit_test(test_max_body_memory),
+		cmocka_unit_test(test_has_broker_url),
 	};
 
 	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
