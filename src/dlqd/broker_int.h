@@ -235,6 +235,15 @@ static inline bool props_header(const amqp_basic_properties_t *p, const char *ke
 	return false;
 }
 
+/* The loop's CLOCK_MONOTONIC time (0 if the loop cannot say). */
+static inline uint64_t broker_mono_now(const struct broker *b)
+{
+	uint64_t now = 0;
+
+	(void)sd_event_now(b->event, CLOCK_MONOTONIC, &now);
+	return now;
+}
+
 static inline bool link_usable(const struct link *l)
 {
 	return l->up && !l->failed;

@@ -33,14 +33,6 @@
 /* One lane read per tick. */
 #define LANES_TICK_USEC (1 * USEC_PER_SEC)
 
-static uint64_t mono_now(const struct broker *b)
-{
-	uint64_t now = 0;
-
-	(void)sd_event_now(b->event, CLOCK_MONOTONIC, &now);
-	return now;
-}
-
 static void lanes_idle(struct broker *b)
 {
 	struct lanes *w = &b->lane_watch;
@@ -87,7 +79,7 @@ int lanes_watch(struct broker *b, uint64_t lane_ms)
 		return -ENOMEM;
 	w->seen = seen;
 	w->ms[w->n] = lane_ms;
-	lanewatch_reset(&w->seen[w->n], mono_now(b));
+	lanewatch_reset(&w->seen[w->n], broker_mono_now(b));
 	w->n++;
 	return 0;
 }
@@ -120,7 +112,7 @@ static void on_moved(void *userdata, int r, const char *reason)
 			    name, b->names.queue, reason ? reason : "publish failed");
 	}
 	link_pump_soon(l);
-	lanewatch_reset(&w->seen[w->cur], mono_now(b));
+	lanewatch_reset(&w->seen[w->cur], broker_mono_now(b));
 	lanes_idle(b);
 	if (s != AMQP_STATUS_OK)
 		link_fail(l, amqpconn_errno(s), "settling a delay lane's head: %s",
@@ -164,7 +156,7 @@ void lanes_method(struct link *l, const amqp_method_t *m)
 		uint64_t ttl = w->ms[w->cur] * USEC_PER_MSEC;
 		if (w->state != LANES_WAIT_DECLARE)
 			break;
-		if (!lanewatch_read(&w->seen[w->cur], mono_now(b), ok->message_count, ttl)) {
+		if (!lanewatch_read(&w->seen[w->cur], broker_mono_now(b), ok->message_count, ttl)) {
 			lanes_idle(b);
 			return;
 		}
@@ -174,7 +166,8 @@ void lanes_method(struct link *l, const amqp_method_t *m)
 			 "delay lane %s has held %" PRIu32 " messages for %" PRIu64
 			 " s, longer than its TTL (%" PRIu64 " ms): taking its head",
 			 name, ok->message_count,
-			 (mono_now(b) - w->seen[w->cur].since_usec) / USEC_PER_SEC, w->ms[w->cur]);
+			 (broker_mono_now(b) - w->seen[w->cur].since_usec) / USEC_PER_SEC,
+			 w->ms[w->cur]);
 		amqp_basic_get_t req = { .queue = amqp_cstring_bytes(name), .no_ack = 0 };
 		r = amqp_send_method(l->conn, CH_LANES, AMQP_BASIC_GET_METHOD, &req);
 		link_pump_soon(l);
@@ -190,7 +183,7 @@ void lanes_method(struct link *l, const amqp_method_t *m)
 		if (w->state != LANES_WAIT_GET)
 			break;
 		/* The get woke it, and it expired everything meanwhile. */
-		lanewatch_reset(&w->seen[w->cur], mono_now(b));
+		lanewatch_reset(&w->seen[w->cur], broker_mono_now(b));
 		lanes_idle(b);
 		return;
 	case AMQP_BASIC_GET_OK_METHOD:
@@ -317,8 +310,8 @@ int lanes_start(struct broker *b)
 	int r;
 
 	r = sd_event_add_time(b->event, &b->lane_watch.timer, CLOCK_MONOTONIC,
-			      mono_now(b) + LANES_TICK_USEC, USEC_PER_MSEC * 100, on_lanes_timer,
-			      b);
+			      broker_mono_now(b) + LANES_TICK_USEC, USEC_PER_MSEC * 100,
+			      on_lanes_timer, b);
 	if (r < 0)
 		return r;
 	source_describe(b->lane_watch.timer, "delay-lane watch");

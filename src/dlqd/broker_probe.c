@@ -36,20 +36,13 @@
 
 #define PROBE_MEMO_USEC (60 * USEC_PER_SEC)
 
-static uint64_t now_usec(const struct broker *b)
-{
-	uint64_t now = 0;
-
-	(void)sd_event_now(b->event, CLOCK_MONOTONIC, &now);
-	return now;
-}
-
 /* The last big head's age still stands: same depth, and not too old. */
 static bool memo_applies(struct broker *b)
 {
 	const struct probe_memo *m = &b->probe_memo;
 
-	return m->valid && m->depth == b->probe.depth && now_usec(b) < m->at_usec + PROBE_MEMO_USEC;
+	return m->valid && m->depth == b->probe.depth &&
+	       broker_mono_now(b) < m->at_usec + PROBE_MEMO_USEC;
 }
 
 void probe_done(struct broker *b, int r)
@@ -179,7 +172,7 @@ void probe_header(struct link *l, const amqp_basic_properties_t *p, uint64_t siz
 	l->b->probe_memo = (struct probe_memo){ .valid = size > l->b->max_message_size,
 						.depth = pr->depth,
 						.oldest_usec = pr->oldest_usec,
-						.at_usec = now_usec(l->b) };
+						.at_usec = broker_mono_now(l->b) };
 	if (size == 0)
 		probe_done(l->b, 0);
 }

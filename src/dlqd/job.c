@@ -122,6 +122,17 @@ static struct log_ctx job_log_ctx(const struct job *j, const char *event, const 
 	};
 }
 
+/* The journal fields of a retry or a deferred retry: where and when it waits. */
+static const char *lane_extra(const struct job *j, char *extra, size_t size)
+{
+	char at[TIMESTAMP_MAX];
+
+	snprintf(extra, size, "delay_ms=%" PRIu64 " lane_ms=%" PRIu64 " next_retry_at=%s",
+		 j->route.delay_usec / USEC_PER_MSEC, j->route.lane_ms,
+		 format_timestamp(j->next_retry_at_usec, at));
+	return extra;
+}
+
 static void log_settled(struct job *j)
 {
 	struct daemon *d = j->d;
@@ -140,14 +151,9 @@ static void log_settled(struct job *j)
 		return;
 	}
 	if (j->deferred) {
-		char at[TIMESTAMP_MAX];
 		if (!log_enabled(LOG_INFO))
 			return;
-		snprintf(extra, sizeof(extra),
-			 "delay_ms=%" PRIu64 " lane_ms=%" PRIu64 " next_retry_at=%s",
-			 j->route.delay_usec / USEC_PER_MSEC, j->route.lane_ms,
-			 format_timestamp(j->next_retry_at_usec, at));
-		ctx = job_log_ctx(j, "retry-deferred", extra);
+		ctx = job_log_ctx(j, "retry-deferred", lane_extra(j, extra, sizeof(extra)));
 		ctx.error_code = NULL;
 		ctx.error_class = NULL;
 		log_full(LOG_INFO, 0, &ctx,
@@ -157,16 +163,11 @@ static void log_settled(struct job *j)
 		return;
 	}
 	if (j->route.action == ROUTE_RETRY) {
-		char at[TIMESTAMP_MAX];
 		metrics_retried(d->metrics, j->error_code,
 				error_class_to_string(j->route.error_class));
 		if (!log_enabled(LOG_INFO))
 			return;
-		snprintf(extra, sizeof(extra),
-			 "delay_ms=%" PRIu64 " lane_ms=%" PRIu64 " next_retry_at=%s",
-			 j->route.delay_usec / USEC_PER_MSEC, j->route.lane_ms,
-			 format_timestamp(j->next_retry_at_usec, at));
-		ctx = job_log_ctx(j, "retry", extra);
+		ctx = job_log_ctx(j, "retry", lane_extra(j, extra, sizeof(extra)));
 		log_full(LOG_INFO, 0, &ctx, "retrying %s in %" PRIu64 " ms (attempt %u of %u)",
 			 j->env->message_id, j->route.delay_usec / USEC_PER_MSEC, j->route.attempt,
 			 j->route.max_attempt);
