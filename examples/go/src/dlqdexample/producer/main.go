@@ -144,12 +144,18 @@ func main() {
 		log.Fatalf("producer: confirm mode: %v", err)
 	}
 	// The broker returns an unroutable mandatory message before it acks it,
-	// and amqp091-go delivers the return before it settles the confirmation.
+	// and amqp091-go delivers the return before it passes on the ack.
 	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+	// Confirmations through NotifyPublish, registered before the first
+	// publish: Debian 12's amqp091-go 1.5.0 can lose the ack of a
+	// PublishWithDeferredConfirm when it arrives before the deferred
+	// confirmation is registered (fixed upstream in 1.8.0), and Wait then
+	// never returns. One publish at a time, so the next confirmation is ours.
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1))
 
 	for _, j := range jobs {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		confirm, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", *queue, true, false,
+		err := ch.PublishWithContext(ctx, "", *queue, true, false,
 			amqp.Publishing{
 				DeliveryMode: amqp.Persistent, // survives a broker restart
 				ContentType:  "application/json",
@@ -159,7 +165,12 @@ func main() {
 		if err != nil {
 			log.Fatalf("producer: publishing %s: %v", j.id, err)
 		}
-		acked := confirm.Wait() // false on a nack, or when ctx expires first
+		var acked bool
+		select {
+		case c, ok := <-confirms:
+			acked = ok && c.Ack // closed: the channel or connection went away
+		case <-ctx.Done():
+		}
 		cancel()
 		select {
 		case r := <-returns:
