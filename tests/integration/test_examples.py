@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dlqtest  # noqa: E402
@@ -145,10 +146,7 @@ class Examples(dlqtest.DlqdTestCase):
     def setUp(self):
         super().setUp()
         # dlqd logs each success (message_id, attempt) at debug.
-        old = os.environ.get("DLQD_LOG_LEVEL")
-        os.environ["DLQD_LOG_LEVEL"] = "debug"
-        self.addCleanup(lambda: os.environ.pop("DLQD_LOG_LEVEL") if old is None
-                        else os.environ.__setitem__("DLQD_LOG_LEVEL", old))
+        self.enterContext(mock.patch.dict(os.environ, {"DLQD_LOG_LEVEL": "debug"}))
 
     def need_go(self):
         if GO is None:

@@ -37,6 +37,7 @@ import os
 import random
 import sys
 import time
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dlqtest  # noqa: E402
@@ -76,10 +77,7 @@ class Memory(dlqtest.DlqdTestCase):
     def setUp(self):
         super().setUp()
         # The pause and resume lines are debug.
-        old = os.environ.get("DLQD_LOG_LEVEL")
-        os.environ["DLQD_LOG_LEVEL"] = "debug"
-        self.addCleanup(lambda: os.environ.pop("DLQD_LOG_LEVEL") if old is None
-                        else os.environ.__setitem__("DLQD_LOG_LEVEL", old))
+        self.enterContext(mock.patch.dict(os.environ, {"DLQD_LOG_LEVEL": "debug"}))
 
     def config(self, **extra):
         c = self.ctx
