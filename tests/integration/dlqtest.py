@@ -805,11 +805,21 @@ class Ctx:
         return d
 
     def wait_ready(self, d, timeout=30):
-        """Until dlqd consumes the main queue (it declared the topology first)."""
+        """Until dlqd consumes the main queue and its publisher link is up.
+
+        Both links declare the topology when they connect, and they connect
+        independently: a test that changes the topology (unbinds the DLQ, say)
+        right after start must wait for the second declaration too, or the
+        publisher puts back what the test took away. When dlqd logs to the
+        journal its log file holds no events, and consuming is all we see."""
+        def publishing():
+            evs = d.events(run=len(d.runs) - 1)
+            return not evs or any(e.name == "publisher-connected" for e in evs)
+
         def ok():
             d.assert_alive("before consuming %s" % self.q)
             info = self.broker.queue_info(self.q)
-            return info is not None and info[1] >= 1
+            return info is not None and info[1] >= 1 and publishing()
         self.wait_until(ok, timeout, "dlqd consuming %s" % self.q, check_alive=False)
 
     def metrics(self):
