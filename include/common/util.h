@@ -90,6 +90,9 @@ struct buf {
 void buf_init(struct buf *b, size_t max);
 /* Appends; -E2BIG when the maximum would be exceeded (nothing appended). */
 int buf_append(struct buf *b, const void *p, size_t n);
+/* Makes data[len .. len + extra) writable; the writer then adds to len
+ * (keeping the NUL after it). -E2BIG or -ENOMEM. */
+int buf_reserve(struct buf *b, size_t extra);
 /* Appends as much as fits; returns the number of bytes dropped. */
 size_t buf_append_trunc(struct buf *b, const void *p, size_t n);
 int buf_printf(struct buf *b, const char *fmt, ...) _printf_(2, 3);

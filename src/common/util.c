@@ -293,7 +293,7 @@ void buf_init(struct buf *b, size_t max)
 	*b = (struct buf){ .max = max };
 }
 
-static int buf_reserve(struct buf *b, size_t extra)
+int buf_reserve(struct buf *b, size_t extra)
 {
 	size_t need = b->len + extra + 1, cap;
 	char *p;

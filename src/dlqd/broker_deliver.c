@@ -6,7 +6,9 @@
  * of its properties (a retry or DLQ copy keeps them), and its tag is tracked
  * until the daemon settles it. Acks are batched: an ack is only recorded,
  * and a run of finished deliveries at the front leaves as one `multiple`
- * basic.ack when the loop is idle or a quarter of prefetch has finished.
+ * basic.ack when the loop is idle or a quarter of prefetch has finished;
+ * the finished ones behind a running delivery follow in the same write
+ * (common/amqpwire.h: one send() per flush over plain TCP).
  * A requeue (basic.nack with requeue) goes out at once.
  *
  * Body memory is bounded ([pipeline] max_body_memory, dlqd/membound.h):
@@ -20,9 +22,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "broker_int.h"
 #include "common/amqpmsg.h"
+#include "common/amqpwire.h"
 
 static void body_bytes(struct broker *b, enum membound_change c)
 {
@@ -192,12 +196,23 @@ static struct unsettled *find_unsettled(struct broker *b, uint64_t tag)
 	return lo < b->n_unsettled && b->unsettled[lo].tag == tag ? &b->unsettled[lo] : NULL;
 }
 
+/* Over plain TCP the ack joins the flush's one write; over TLS it is sent. */
 static int send_ack(struct broker *b, uint64_t tag, bool multiple)
 {
-	int r = amqp_basic_ack(b->consumer.conn, CH_WORK, tag, multiple);
+	struct link *l = &b->consumer;
+	int r;
 
+	if (l->raw) {
+		r = amqpwire_ack(&l->out, CH_WORK, tag, multiple);
+		if (r == -E2BIG && (r = link_send_wire(l)) == 0)
+			r = amqpwire_ack(&l->out, CH_WORK, tag, multiple);
+		if (r < 0)
+			link_fail(l, r, "basic.ack: %s", strerror(-r));
+		return r;
+	}
+	r = amqp_basic_ack(l->conn, CH_WORK, tag, multiple);
 	if (r != AMQP_STATUS_OK) {
-		link_fail(&b->consumer, amqpconn_errno(r), "basic.ack: %s", amqp_error_string2(r));
+		link_fail(l, amqpconn_errno(r), "basic.ack: %s", amqp_error_string2(r));
 		return amqpconn_errno(r);
 	}
 	return 0;
@@ -213,7 +228,8 @@ void deliver_flush_acks(struct broker *b)
 		i++;
 	if (i > 0 && send_ack(b, b->unsettled[i - 1].tag, i > 1) < 0)
 		return;
-	/* Finished deliveries behind one still running go out one by one. */
+	/* Finished deliveries behind one still running go out one by one
+	 * (in the same write: completions out of order are the rule). */
 	for (size_t j = i; j < b->n_unsettled; j++) {
 		if (b->unsettled[j].done) {
 			if (send_ack(b, b->unsettled[j].tag, false) < 0)
@@ -222,6 +238,8 @@ void deliver_flush_acks(struct broker *b)
 			b->unsettled[kept++] = b->unsettled[j];
 		}
 	}
+	if (link_send_wire(&b->consumer) < 0)
+		return;
 	b->n_unsettled = kept;
 	b->n_done = 0;
 }

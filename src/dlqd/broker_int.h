@@ -107,6 +107,10 @@ struct link {
 	 * (paused), and the io source is then off (reading_off). */
 	bool paused, reading_off;
 	char last_error[320]; /* why it last failed; "" once up */
+	/* Plain TCP: frames encoded by amqpwire go to the socket in one write
+	 * (out holds them until link_send_wire()). TLS: librabbitmq sends. */
+	bool raw;
+	struct buf out;
 	sd_event_source *io, *heartbeat, *reconnect, *teardown, *pump_later;
 };
 
@@ -259,6 +263,13 @@ void link_next_node(struct link *l);
 void link_fail(struct link *l, int err, const char *fmt, ...) _printf_(3, 4);
 /* Checks the last RPC on l; logs, records and returns -errno on failure. */
 int link_check_rpc(struct link *l, const char *what);
+/*
+ * Writes the frames in l->out in one send() (more only when the socket
+ * takes less), waiting for room at most AMQPCONN_RPC_TIMEOUT_USEC, and
+ * empties it. Nothing may be sent the library's way while out holds frames.
+ * A failure fails the link and returns -errno.
+ */
+int link_send_wire(struct link *l);
 /* Sends and RPCs can read ahead into the library's buffer; get to it soon. */
 void link_pump_soon(struct link *l);
 /* sd_event_source_set_enabled() for a source whose failure we survive. */

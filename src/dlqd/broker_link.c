@@ -25,8 +25,10 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include "broker_int.h"
 #include "common/log.h"
@@ -122,6 +124,72 @@ void link_fail(struct link *l, int err, const char *fmt, ...)
 		source_enable(l->teardown, SD_EVENT_ONESHOT, "amqp-teardown");
 }
 
+/* What l->out keeps between writes: acks of a prefetch window and a few
+ * copies; a bigger frame set is written and its memory given back. */
+#define WIRE_KEEP (64 * 1024)
+/* The most l->out holds: a copy's body larger than this (minus its frames)
+ * is published the library's way. */
+#define WIRE_MAX (1024 * 1024)
+
+static int wait_writable(int fd, uint64_t deadline)
+{
+	uint64_t now = now_monotonic_usec();
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	int n;
+
+	if (now >= deadline)
+		return -ETIMEDOUT;
+	n = poll(&p, 1, (int)((deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC));
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	return n == 0 ? -ETIMEDOUT : 0;
+}
+
+int link_send_wire(struct link *l)
+{
+	const char *p = l->out.data;
+	size_t left = l->out.len;
+	uint64_t deadline = 0;
+	int fd, r = 0;
+
+	if (left == 0)
+		return 0;
+	if (l->failed || !l->conn) {
+		r = -ENOTCONN;
+		goto done;
+	}
+	fd = amqp_get_sockfd(l->conn);
+	while (left > 0) {
+		ssize_t n = send(fd, p, left, MSG_NOSIGNAL);
+
+		if (n >= 0) {
+			p += n;
+			left -= (size_t)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			r = -errno;
+			break;
+		}
+		/* The broker reads slower than we write: wait as librabbitmq
+		 * would, but not forever. */
+		if (!deadline)
+			deadline = now_monotonic_usec() + AMQPCONN_RPC_TIMEOUT_USEC;
+		if ((r = wait_writable(fd, deadline)) < 0)
+			break;
+	}
+	if (r < 0)
+		link_fail(l, r, "sending %zu bytes of frames: %s", l->out.len, strerror(-r));
+done:
+	if (l->out.cap > WIRE_KEEP)
+		buf_done(&l->out);
+	else
+		buf_reset(&l->out);
+	return r;
+}
+
 static void close_link(struct link *l, bool graceful)
 {
 	if (!l->conn)
@@ -136,6 +204,7 @@ static void close_link(struct link *l, bool graceful)
 	}
 	amqp_destroy_connection(l->conn);
 	l->conn = NULL;
+	buf_done(&l->out);	/* frames of a lost connection mean nothing to the next */
 	l->reading_off = false; /* a new connection gets a new io source */
 	l->in.msg = broker_msg_free(l->in.msg);
 	l->in.active = false;
@@ -540,6 +609,8 @@ static int connect_link(struct link *l)
 						   .attempt = -1 },
 				"%s connection: %.250s", l->name, err);
 	}
+	l->raw = !b->target.nodes[l->node].info.ssl;
+	buf_init(&l->out, WIRE_MAX);
 	for (int ch = CH_WORK; ch <= CH_ADMIN; ch++) {
 		amqp_channel_open(l->conn, (amqp_channel_t)ch);
 		if ((r = link_check_rpc(l, "channel.open")) < 0)

@@ -23,6 +23,7 @@
 
 #include "broker_int.h"
 #include "common/amqpmsg.h"
+#include "common/amqpwire.h"
 #include "common/copy.h"
 #include "common/log.h"
 
@@ -111,6 +112,33 @@ static void pending_append(struct broker *b, struct pending *p)
 	b->tail = p;
 }
 
+/* A copy's three frames (method, header, body) in one write over plain
+ * TCP; over TLS, or for a body too big to copy into l->out, the library's. */
+static int publish_frames(struct link *l, const struct copy *c,
+			  const amqp_basic_properties_t *props)
+{
+	amqp_bytes_t ex = amqp_cstring_bytes(c->exchange), key = amqp_cstring_bytes(c->routing_key),
+		     body = { .len = c->len, .bytes = (void *)c->body };
+	int r = -E2BIG;
+
+	if (l->raw)
+		r = amqpwire_publish(&l->out, CH_WORK, ex, key, true, props, body,
+				     (size_t)amqp_get_frame_max(l->conn));
+	if (r == 0)
+		return link_send_wire(l);
+	if (r != -E2BIG) {
+		link_fail(l, r, "basic.publish: %s", strerror(-r));
+		return r;
+	}
+	r = amqp_basic_publish(l->conn, CH_WORK, ex, key, 1, 0, props, body);
+	link_pump_soon(l); /* it reads ahead into the library's buffer */
+	if (r != AMQP_STATUS_OK) {
+		link_fail(l, amqpconn_errno(r), "basic.publish: %s", amqp_error_string2(r));
+		return amqpconn_errno(r);
+	}
+	return 0;
+}
+
 int broker_publish(struct broker *b, const struct copy *c, const struct broker_msg *orig,
 		   broker_confirm_fn cb, void *userdata, uint64_t *id)
 {
@@ -140,15 +168,8 @@ int broker_publish(struct broker *b, const struct copy *c, const struct broker_m
 		r = stream_start(b, c, &props);
 		if (r < 0)
 			return r;
-	} else {
-		r = amqp_basic_publish(l->conn, CH_WORK, amqp_cstring_bytes(c->exchange),
-				       amqp_cstring_bytes(c->routing_key), 1, 0, &props,
-				       (amqp_bytes_t){ .len = c->len, .bytes = (void *)c->body });
-		link_pump_soon(l);
-		if (r != AMQP_STATUS_OK) {
-			link_fail(l, amqpconn_errno(r), "basic.publish: %s", amqp_error_string2(r));
-			return amqpconn_errno(r);
-		}
+	} else if ((r = publish_frames(l, c, &props)) < 0) {
+		return r;
 	}
 	p->ch = streamed ? CH_STREAM : CH_WORK;
 	p->seq = (*next)++;
