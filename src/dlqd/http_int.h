@@ -51,9 +51,18 @@ struct xfer {
 	struct buf hdr_text;
 };
 
-/* One socket curl asked us to watch. */
+/*
+ * One socket curl asked us to watch. A connection's socket (one we opened
+ * for curl) keeps its source while it idles in curl's connection cache:
+ * curl says CURL_POLL_REMOVE when a transfer ends and asks again when the
+ * next one reuses it, and dropping and re-adding the source would cost two
+ * epoll_ctl() per job. It is let go only when curl closes it.
+ */
 struct curl_sock {
+	struct http_handler *hh;
 	sd_event_source *src;
+	int fd;
+	bool parked; /* idle in curl's cache: curl is not watching it */
 	struct curl_sock *prev, *next;
 };
 
@@ -71,6 +80,14 @@ struct http_handler {
 	struct xfer *pool;     /* idle, singly linked through next */
 	unsigned n_pool, pool_max;
 	struct curl_sock *socks;
+	/* By fd, the sockets we opened for curl's connections: the only ones
+	 * curl closes through us (CURLOPT_CLOSESOCKETFUNCTION), so the only
+	 * ones whose source may outlive curl's interest. */
+	struct conn_fd {
+		bool ours;
+		struct curl_sock *cs; /* its source, once curl asked to watch it */
+	} * conn_fds;
+	size_t n_conn_fds;
 
 	/* done() may free the handler; the free then waits for the dispatch to unwind */
 	unsigned dispatching;
@@ -92,6 +109,9 @@ int http_multi_new(struct http_handler *hh, uint32_t max_connections);
 /* Lets go of the sockets, the multi handle and its global reference, and
  * the timer; accepts a half-made one. */
 void http_multi_free(struct http_handler *hh);
+/* CURLOPT_OPENSOCKETFUNCTION and CURLOPT_CLOSESOCKETFUNCTION, clientp hh. */
+curl_socket_t http_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr);
+int http_close_socket(void *clientp, curl_socket_t fd);
 
 /* http_pool.c */
 /* An idle transfer from the pool, or a new one; NULL when out of memory. */

@@ -4,12 +4,16 @@
  * source per socket) and when to wake it (CURLMOPT_TIMERFUNCTION, one
  * oneshot timer); sd-event tells curl when something happened; after each
  * wakeup the finished transfers are drained from curl_multi_info_read() and
- * handed to their jobs. Nothing here blocks or polls.
+ * handed to their jobs. Nothing here blocks or polls. Connection sockets
+ * are opened and closed through us, so their sources can stay registered
+ * while curl keeps them idle between jobs (struct curl_sock).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "http_int.h"
@@ -39,11 +43,23 @@ static void drain_done(struct http_handler *hh)
 	http_dispatch_end(hh);
 }
 
+static void sock_free(struct http_handler *hh, struct curl_sock *cs);
+
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
-	struct http_handler *hh = userdata;
+	struct curl_sock *cs = userdata;
+	struct http_handler *hh = cs->hh;
 	int action = 0, running;
 
+	if (cs->parked) {
+		/* An idle connection spoke (the server closed it, most likely):
+		 * stop listening; curl finds out when it tries to reuse it. */
+		log_debug("idle connection socket %d became ready (events 0x%x): no longer watched",
+			  fd, revents);
+		if (sd_event_source_set_enabled(s, SD_EVENT_OFF) < 0)
+			sock_free(hh, cs);
+		return 0;
+	}
 	if (revents & EPOLLIN)
 		action |= CURL_CSELECT_IN;
 	if (revents & EPOLLOUT)
@@ -65,8 +81,18 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
+static struct conn_fd *conn_fd(struct http_handler *hh, curl_socket_t fd)
+{
+	return fd >= 0 && (size_t)fd < hh->n_conn_fds && hh->conn_fds[fd].ours ? &hh->conn_fds[fd]
+									       : NULL;
+}
+
 static void sock_free(struct http_handler *hh, struct curl_sock *cs)
 {
+	struct conn_fd *c = conn_fd(hh, cs->fd);
+
+	if (c)
+		c->cs = NULL;
 	if (cs->prev)
 		cs->prev->next = cs->next;
 	else
@@ -77,18 +103,43 @@ static void sock_free(struct http_handler *hh, struct curl_sock *cs)
 	free(cs);
 }
 
+static struct curl_sock *sock_new(struct http_handler *hh, curl_socket_t fd, uint32_t events)
+{
+	struct curl_sock *cs = calloc(1, sizeof(*cs));
+	struct conn_fd *c = conn_fd(hh, fd);
+
+	if (!cs)
+		return NULL;
+	cs->hh = hh;
+	cs->fd = fd;
+	if (sd_event_add_io(hh->base.event, &cs->src, fd, events, on_io, cs) < 0) {
+		free(cs);
+		return NULL;
+	}
+	cs->next = hh->socks;
+	if (hh->socks)
+		hh->socks->prev = cs;
+	hh->socks = cs;
+	if (c)
+		c->cs = cs;
+	return cs;
+}
+
 /* CURLMOPT_SOCKETFUNCTION: mirrors what curl wants to hear about into sd-event. */
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
 	struct http_handler *hh = userp;
 	struct curl_sock *cs = socketp;
+	struct conn_fd *c;
 	uint32_t events = 0;
-	int r;
 
 	if (what == CURL_POLL_REMOVE) {
 		if (cs) {
 			curl_multi_assign(hh->multi, fd, NULL);
-			sock_free(hh, cs);
+			if (conn_fd(hh, fd))
+				cs->parked = true; /* until curl closes or reuses it */
+			else
+				sock_free(hh, cs);
 		}
 		return 0;
 	}
@@ -97,36 +148,71 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 	if (what & CURL_POLL_OUT)
 		events |= EPOLLOUT;
 
-	if (!cs) {
-		cs = calloc(1, sizeof(*cs));
-		if (!cs)
-			return -1;
-		if (sd_event_add_io(hh->base.event, &cs->src, fd, events, on_io, hh) < 0) {
-			free(cs);
-			return -1;
-		}
-		cs->next = hh->socks;
-		if (hh->socks)
-			hh->socks->prev = cs;
-		hh->socks = cs;
+	if (!cs && (c = conn_fd(hh, fd)) && c->cs) {
+		cs = c->cs; /* a cached connection back at work */
+		cs->parked = false;
 		if (curl_multi_assign(hh->multi, fd, cs) != CURLM_OK) {
 			sock_free(hh, cs);
 			return -1;
 		}
-		/* Enabled with no events it reports only errors, which curl handles. */
-		if (!events && (r = sd_event_source_set_enabled(cs->src, SD_EVENT_OFF)) < 0)
-			log_warning_errno(
-				r,
-				"cannot disable the event source of curl socket %d: %m, ignoring",
-				(int)fd);
-		return 0;
 	}
+	if (!cs) {
+		cs = sock_new(hh, fd, events);
+		if (!cs)
+			return -1;
+		if (curl_multi_assign(hh->multi, fd, cs) != CURLM_OK) {
+			sock_free(hh, cs);
+			return -1;
+		}
+	}
+	/* Enabled with no events it would report errors only, which curl
+	 * learns about anyway; sd-event skips what is already so. */
 	if (!events)
 		return sd_event_source_set_enabled(cs->src, SD_EVENT_OFF) < 0 ? -1 : 0;
 	if (sd_event_source_set_io_events(cs->src, events) < 0 ||
 	    sd_event_source_set_enabled(cs->src, SD_EVENT_ON) < 0)
 		return -1;
 	return 0;
+}
+
+curl_socket_t http_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	struct http_handler *hh = clientp;
+	int fd;
+
+	if (purpose != CURLSOCKTYPE_IPCXN)
+		return CURL_SOCKET_BAD;
+	fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	if ((size_t)fd >= hh->n_conn_fds) {
+		size_t n = MAX((size_t)fd + 1, hh->n_conn_fds * 2);
+		struct conn_fd *p = realloc(hh->conn_fds, n * sizeof(*p));
+
+		if (!p) {
+			close(fd);
+			return CURL_SOCKET_BAD;
+		}
+		memset(p + hh->n_conn_fds, 0, (n - hh->n_conn_fds) * sizeof(*p));
+		hh->conn_fds = p;
+		hh->n_conn_fds = n;
+	}
+	hh->conn_fds[fd] = (struct conn_fd){ .ours = true };
+	return fd;
+}
+
+int http_close_socket(void *clientp, curl_socket_t fd)
+{
+	struct http_handler *hh = clientp;
+	struct conn_fd *c = conn_fd(hh, fd);
+
+	/* The source goes first: the fd number is free for reuse once closed. */
+	if (c) {
+		if (c->cs)
+			sock_free(hh, c->cs);
+		c->ours = false;
+	}
+	return close(fd);
 }
 
 /* CURLMOPT_TIMERFUNCTION: one oneshot CLOCK_MONOTONIC source stands for curl's timer. */
@@ -192,4 +278,7 @@ void http_multi_free(struct http_handler *hh)
 		curl_global_cleanup();
 	}
 	hh->timer = sd_event_source_disable_unref(hh->timer);
+	free(hh->conn_fds); /* after the cleanup: it closes through http_close_socket() */
+	hh->conn_fds = NULL;
+	hh->n_conn_fds = 0;
 }

@@ -148,6 +148,10 @@ static struct xfer *xfer_new(struct http_handler *hh)
 	     curl_easy_setopt(e, CURLOPT_WRITEDATA, x) == CURLE_OK &&
 	     curl_easy_setopt(e, CURLOPT_PRIVATE, x) == CURLE_OK &&
 	     curl_easy_setopt(e, CURLOPT_USERAGENT, "dlqd/" DLQD_VERSION) == CURLE_OK &&
+	     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_open_socket) == CURLE_OK &&
+	     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, hh) == CURLE_OK &&
+	     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, http_close_socket) == CURLE_OK &&
+	     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, hh) == CURLE_OK &&
 	     /* Answers are small and bodies past max_output are dropped anyway;
 	      * the 16 KiB default times prefetch handles would dominate RSS. */
 	     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L) == CURLE_OK;

@@ -25,6 +25,7 @@
 
 #include "dlqd/handler.h"
 #include "common/util.h"
+#include "testutil.h"
 
 static struct {
 	pid_t pid;
@@ -710,6 +711,88 @@ static void test_unsendable_id(void **state)
 	ctx_free(x);
 }
 
+/*
+ * A server that answers one request per connection with keep-alive and
+ * closes the connection 100 ms later, while it idles in curl's cache:
+ * the socket dlqd kept watching (http_multi.c, struct curl_sock) hears
+ * the close while curl is not looking, and the next job must still get
+ * through on a new connection, with no source or fd left behind.
+ */
+static void serve_then_close(int lfd, unsigned conns)
+{
+	static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+				     "Content-Length: 2\r\n\r\n{}";
+
+	for (unsigned i = 0; i < conns; i++) {
+		char req[8192], *end;
+		size_t got = 0;
+		long clen;
+		int fd = accept(lfd, NULL, NULL);
+
+		if (fd < 0)
+			_exit(1);
+		while (!(end = memmem(req, got, "\r\n\r\n", 4))) {
+			ssize_t n = read(fd, req + got, sizeof(req) - 1 - got);
+			if (n <= 0)
+				_exit(2);
+			got += (size_t)n;
+		}
+		req[got] = '\0';
+		clen = strtol(strcasestr(req, "Content-Length:") + 15, NULL, 10);
+		while ((long)got < end + 4 - req + clen) {
+			ssize_t n = read(fd, req + got, sizeof(req) - 1 - got);
+			if (n <= 0)
+				_exit(3);
+			got += (size_t)n;
+		}
+		if (write(fd, answer, sizeof(answer) - 1) != (ssize_t)sizeof(answer) - 1)
+			_exit(4);
+		sleep_ms(100);
+		close(fd);
+	}
+	_exit(0);
+}
+
+static void test_idle_connection_closed(void **state)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	int lfd, fds, status;
+	char url[64];
+	struct ctx *x;
+	pid_t pid;
+
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+	assert_int_equal(listen(lfd, 8), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		serve_then_close(lfd, 3);
+	close(lfd);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ntohs(sa.sin_port));
+
+	fds = count_fds();
+	x = ctx_new(url, 5 * USEC_PER_SEC, 64 * 1024, 4);
+	for (int i = 0; i < 3; i++) {
+		struct tjob *t = run_one(x, NULL, 0);
+
+		assert_int_equal(t->r.kind, RESULT_SUCCESS);
+		free(t);
+		/* Long enough for the close to arrive while the connection idles. */
+		for (int k = 0; k < 6; k++)
+			assert_true(sd_event_run(x->e, 50 * USEC_PER_MSEC) >= 0);
+	}
+	ctx_free(x);
+	assert_int_equal(count_fds(), fds);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* ---- the stub itself, spoken to over a raw socket ---- */
 
 static int raw_connect(void)
@@ -813,14 +896,23 @@ static void test_stub_limits(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_success_headers), cmocka_unit_test(test_http_fail),
-		cmocka_unit_test(test_retry_after),	cmocka_unit_test(test_error_code),
-		cmocka_unit_test(test_timeout),		cmocka_unit_test(test_close),
-		cmocka_unit_test(test_refused),		cmocka_unit_test(test_body_bounded),
-		cmocka_unit_test(test_concurrent),	cmocka_unit_test(test_resubmit_from_done),
-		cmocka_unit_test(test_cancel),		cmocka_unit_test(test_free_in_flight),
-		cmocka_unit_test(test_free_from_done),	cmocka_unit_test(test_unsendable_id),
-		cmocka_unit_test(test_stub_pipelining), cmocka_unit_test(test_stub_limits),
+		cmocka_unit_test(test_success_headers),
+		cmocka_unit_test(test_http_fail),
+		cmocka_unit_test(test_retry_after),
+		cmocka_unit_test(test_error_code),
+		cmocka_unit_test(test_timeout),
+		cmocka_unit_test(test_close),
+		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_body_bounded),
+		cmocka_unit_test(test_concurrent),
+		cmocka_unit_test(test_resubmit_from_done),
+		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_free_in_flight),
+		cmocka_unit_test(test_free_from_done),
+		cmocka_unit_test(test_unsendable_id),
+		cmocka_unit_test(test_idle_connection_closed),
+		cmocka_unit_test(test_stub_pipelining),
+		cmocka_unit_test(test_stub_limits),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
