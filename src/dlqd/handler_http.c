@@ -195,6 +195,7 @@ int handler_http_new(sd_event *e, const struct config *c, struct handler **out)
 	hh = calloc(1, sizeof(*hh));
 	if (!hh)
 		return -ENOMEM;
+	hh->epfd = -1;
 	hh->base.ops = &http_ops;
 	hh->base.event = sd_event_ref(e);
 	hh->base.timeout_usec = c->handler.timeout_usec;

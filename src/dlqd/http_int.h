@@ -52,18 +52,19 @@ struct xfer {
 };
 
 /*
- * One socket curl asked us to watch. A connection's socket (one we opened
- * for curl) keeps its source while it idles in curl's connection cache:
- * curl says CURL_POLL_REMOVE when a transfer ends and asks again when the
- * next one reuses it, and dropping and re-adding the source would cost two
- * epoll_ctl() per job. It is let go only when curl closes it.
+ * One socket curl asked us to watch, by fd in http_handler.socks. Every
+ * one is in the handler's own epoll set (epfd), and sd-event watches that
+ * one fd: sd-event polls its whole set before each dispatch, and with a
+ * hundred responses ready at once, one source per socket made each of
+ * those polls walk them all again (quadratic in the sockets ready).
+ * A connection's socket (one we opened for curl) stays registered while
+ * it idles in curl's cache between jobs, which saves two epoll_ctl() per
+ * job; it is let go when curl closes it through us.
  */
 struct curl_sock {
-	struct http_handler *hh;
-	sd_event_source *src;
-	int fd;
-	bool parked; /* idle in curl's cache: curl is not watching it */
-	struct curl_sock *prev, *next;
+	uint32_t events; /* registered in epfd; 0: not registered */
+	bool watched;	 /* curl wants to hear about it (until CURL_POLL_REMOVE) */
+	bool ours;	 /* opened by http_open_socket(): closed through us */
 };
 
 struct http_handler {
@@ -79,15 +80,10 @@ struct http_handler {
 	struct xfer *deferred; /* waiting for the defer source */
 	struct xfer *pool;     /* idle, singly linked through next */
 	unsigned n_pool, pool_max;
-	struct curl_sock *socks;
-	/* By fd, the sockets we opened for curl's connections: the only ones
-	 * curl closes through us (CURLOPT_CLOSESOCKETFUNCTION), so the only
-	 * ones whose source may outlive curl's interest. */
-	struct conn_fd {
-		bool ours;
-		struct curl_sock *cs; /* its source, once curl asked to watch it */
-	} * conn_fds;
-	size_t n_conn_fds;
+	int epfd;		   /* the sockets curl watches */
+	sd_event_source *epfd_src; /* epfd in the daemon's loop */
+	struct curl_sock *socks;   /* by fd */
+	size_t n_socks;
 
 	/* done() may free the handler; the free then waits for the dispatch to unwind */
 	unsigned dispatching;

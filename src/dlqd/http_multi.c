@@ -1,12 +1,12 @@
 /*
  * http_multi: libcurl's multi socket API inside the daemon's sd-event loop.
- * curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION, one I/O
- * source per socket) and when to wake it (CURLMOPT_TIMERFUNCTION, one
- * oneshot timer); sd-event tells curl when something happened; after each
- * wakeup the finished transfers are drained from curl_multi_info_read() and
- * handed to their jobs. Nothing here blocks or polls. Connection sockets
- * are opened and closed through us, so their sources can stay registered
- * while curl keeps them idle between jobs (struct curl_sock).
+ * curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION) and when
+ * to wake it (CURLMOPT_TIMERFUNCTION, one oneshot timer). The sockets live
+ * in an epoll set of our own, which sd-event watches as one fd: a wakeup
+ * hands curl every socket that is ready at once, the way curl's own
+ * examples drive it (struct curl_sock says why it matters). After each
+ * wakeup the finished transfers are drained from curl_multi_info_read()
+ * and handed to their jobs. Nothing here blocks.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,6 +17,9 @@
 
 #include "common/log.h"
 #include "http_int.h"
+
+/* Ready sockets taken per wakeup; more wait for the next (epfd stays ready). */
+#define EVENTS_PER_WAKEUP 256
 
 /* Hands every finished transfer's result to its job. */
 static void drain_done(struct http_handler *hh)
@@ -43,30 +46,90 @@ static void drain_done(struct http_handler *hh)
 	http_dispatch_end(hh);
 }
 
-static void sock_free(struct http_handler *hh, struct curl_sock *cs);
-
-static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+/* The slot for fd, grown to hold it when grow is set; NULL if out of memory or unknown. */
+static struct curl_sock *sock_at(struct http_handler *hh, int fd, bool grow)
 {
-	struct curl_sock *cs = userdata;
-	struct http_handler *hh = cs->hh;
-	int action = 0, running;
+	if (fd < 0)
+		return NULL;
+	if ((size_t)fd >= hh->n_socks) {
+		size_t n = MAX((size_t)fd + 1, hh->n_socks * 2);
+		struct curl_sock *p;
 
-	if (cs->parked) {
-		/* An idle connection spoke (the server closed it, most likely):
-		 * stop listening; curl finds out when it tries to reuse it. */
-		log_debug("idle connection socket %d became ready (events 0x%x): no longer watched",
-			  fd, revents);
-		if (sd_event_source_set_enabled(s, SD_EVENT_OFF) < 0)
-			sock_free(hh, cs);
+		if (!grow || !(p = realloc(hh->socks, n * sizeof(*p))))
+			return NULL;
+		memset(p + hh->n_socks, 0, (n - hh->n_socks) * sizeof(*p));
+		hh->socks = p;
+		hh->n_socks = n;
+	}
+	return &hh->socks[fd];
+}
+
+/*
+ * Registers fd in epfd for events (0: not at all). Our sockets' slots are
+ * always right, so nothing is called when nothing changes. Others may have
+ * been closed (and their number reused) without a word to us, which takes
+ * them out of epfd: for them the kernel's answer decides.
+ */
+static int sock_watch(struct http_handler *hh, int fd, struct curl_sock *cs, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.fd = fd };
+	int r;
+
+	if (cs->ours && cs->events == events)
+		return 0;
+	if (!events) {
+		if (epoll_ctl(hh->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 && errno != ENOENT &&
+		    errno != EBADF)
+			return -errno;
+		cs->events = 0;
 		return 0;
 	}
-	if (revents & EPOLLIN)
-		action |= CURL_CSELECT_IN;
-	if (revents & EPOLLOUT)
-		action |= CURL_CSELECT_OUT;
-	if (revents & (EPOLLERR | EPOLLHUP))
-		action |= CURL_CSELECT_ERR;
-	curl_multi_socket_action(hh->multi, fd, action, &running);
+	r = epoll_ctl(hh->epfd, cs->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+	if (r < 0 && (errno == ENOENT || errno == EEXIST))
+		r = epoll_ctl(hh->epfd, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
+	if (r < 0)
+		return -errno;
+	cs->events = events;
+	return 0;
+}
+
+static int on_epoll(sd_event_source *s, int epfd, uint32_t revents, void *userdata)
+{
+	struct http_handler *hh = userdata;
+	struct epoll_event ev[EVENTS_PER_WAKEUP];
+	int n, running;
+
+	n = epoll_wait(epfd, ev, EVENTS_PER_WAKEUP, 0);
+	if (n < 0) {
+		if (errno != EINTR)
+			log_warning_errno(-errno, "cannot read the http handler's epoll set: %m");
+		return 0;
+	}
+	for (int i = 0; i < n; i++) {
+		int fd = ev[i].data.fd, action = 0;
+		struct curl_sock *cs = sock_at(hh, fd, false);
+
+		/* By fd, not by pointer: curl may close a socket of this batch
+		 * while it handles an earlier one. */
+		if (!cs || !cs->watched) {
+			/* An idle connection spoke (the server closed it, most
+			 * likely): stop listening; curl finds out when it tries
+			 * to reuse it. */
+			log_debug("idle connection socket %d became ready (events 0x%x): "
+				  "no longer watched",
+				  fd, ev[i].events);
+			if (cs && sock_watch(hh, fd, cs, 0) < 0)
+				log_warning_errno(-errno, "cannot stop watching socket %d: %m", fd);
+			continue;
+		}
+		if (ev[i].events & EPOLLIN)
+			action |= CURL_CSELECT_IN;
+		if (ev[i].events & EPOLLOUT)
+			action |= CURL_CSELECT_OUT;
+		if (ev[i].events & (EPOLLERR | EPOLLHUP))
+			action |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(hh->multi, fd, action, &running);
+	}
 	drain_done(hh);
 	return 0;
 }
@@ -81,103 +144,37 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
-static struct conn_fd *conn_fd(struct http_handler *hh, curl_socket_t fd)
-{
-	return fd >= 0 && (size_t)fd < hh->n_conn_fds && hh->conn_fds[fd].ours ? &hh->conn_fds[fd]
-									       : NULL;
-}
-
-static void sock_free(struct http_handler *hh, struct curl_sock *cs)
-{
-	struct conn_fd *c = conn_fd(hh, cs->fd);
-
-	if (c)
-		c->cs = NULL;
-	if (cs->prev)
-		cs->prev->next = cs->next;
-	else
-		hh->socks = cs->next;
-	if (cs->next)
-		cs->next->prev = cs->prev;
-	sd_event_source_disable_unref(cs->src);
-	free(cs);
-}
-
-static struct curl_sock *sock_new(struct http_handler *hh, curl_socket_t fd, uint32_t events)
-{
-	struct curl_sock *cs = calloc(1, sizeof(*cs));
-	struct conn_fd *c = conn_fd(hh, fd);
-
-	if (!cs)
-		return NULL;
-	cs->hh = hh;
-	cs->fd = fd;
-	if (sd_event_add_io(hh->base.event, &cs->src, fd, events, on_io, cs) < 0) {
-		free(cs);
-		return NULL;
-	}
-	cs->next = hh->socks;
-	if (hh->socks)
-		hh->socks->prev = cs;
-	hh->socks = cs;
-	if (c)
-		c->cs = cs;
-	return cs;
-}
-
-/* CURLMOPT_SOCKETFUNCTION: mirrors what curl wants to hear about into sd-event. */
+/* CURLMOPT_SOCKETFUNCTION: mirrors what curl wants to hear about into epfd. */
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
 	struct http_handler *hh = userp;
-	struct curl_sock *cs = socketp;
-	struct conn_fd *c;
+	struct curl_sock *cs = sock_at(hh, fd, true);
 	uint32_t events = 0;
 
+	if (!cs)
+		return -1;
 	if (what == CURL_POLL_REMOVE) {
-		if (cs) {
-			curl_multi_assign(hh->multi, fd, NULL);
-			if (conn_fd(hh, fd))
-				cs->parked = true; /* until curl closes or reuses it */
-			else
-				sock_free(hh, cs);
-		}
+		cs->watched = false;
+		/* Ours stay registered while idle; curl closes them through us.
+		 * Others (a resolver's) may be closed behind our back. */
+		if (!cs->ours && sock_watch(hh, fd, cs, 0) < 0)
+			return -1;
 		return 0;
 	}
 	if (what & CURL_POLL_IN)
 		events |= EPOLLIN;
 	if (what & CURL_POLL_OUT)
 		events |= EPOLLOUT;
-
-	if (!cs && (c = conn_fd(hh, fd)) && c->cs) {
-		cs = c->cs; /* a cached connection back at work */
-		cs->parked = false;
-		if (curl_multi_assign(hh->multi, fd, cs) != CURLM_OK) {
-			sock_free(hh, cs);
-			return -1;
-		}
-	}
-	if (!cs) {
-		cs = sock_new(hh, fd, events);
-		if (!cs)
-			return -1;
-		if (curl_multi_assign(hh->multi, fd, cs) != CURLM_OK) {
-			sock_free(hh, cs);
-			return -1;
-		}
-	}
-	/* Enabled with no events it would report errors only, which curl
-	 * learns about anyway; sd-event skips what is already so. */
-	if (!events)
-		return sd_event_source_set_enabled(cs->src, SD_EVENT_OFF) < 0 ? -1 : 0;
-	if (sd_event_source_set_io_events(cs->src, events) < 0 ||
-	    sd_event_source_set_enabled(cs->src, SD_EVENT_ON) < 0)
-		return -1;
-	return 0;
+	cs->watched = true;
+	/* With no events registered at all it would still report errors,
+	 * which curl learns about anyway; so 0 means not registered. */
+	return sock_watch(hh, fd, cs, events) < 0 ? -1 : 0;
 }
 
 curl_socket_t http_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
 	struct http_handler *hh = clientp;
+	struct curl_sock *cs;
 	int fd;
 
 	if (purpose != CURLSOCKTYPE_IPCXN)
@@ -185,33 +182,24 @@ curl_socket_t http_open_socket(void *clientp, curlsocktype purpose, struct curl_
 	fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 	if (fd < 0)
 		return CURL_SOCKET_BAD;
-	if ((size_t)fd >= hh->n_conn_fds) {
-		size_t n = MAX((size_t)fd + 1, hh->n_conn_fds * 2);
-		struct conn_fd *p = realloc(hh->conn_fds, n * sizeof(*p));
-
-		if (!p) {
-			close(fd);
-			return CURL_SOCKET_BAD;
-		}
-		memset(p + hh->n_conn_fds, 0, (n - hh->n_conn_fds) * sizeof(*p));
-		hh->conn_fds = p;
-		hh->n_conn_fds = n;
+	cs = sock_at(hh, fd, true);
+	if (!cs) {
+		close(fd);
+		return CURL_SOCKET_BAD;
 	}
-	hh->conn_fds[fd] = (struct conn_fd){ .ours = true };
+	*cs = (struct curl_sock){ .ours = true };
 	return fd;
 }
 
 int http_close_socket(void *clientp, curl_socket_t fd)
 {
 	struct http_handler *hh = clientp;
-	struct conn_fd *c = conn_fd(hh, fd);
+	struct curl_sock *cs = sock_at(hh, fd, false);
 
-	/* The source goes first: the fd number is free for reuse once closed. */
-	if (c) {
-		if (c->cs)
-			sock_free(hh, c->cs);
-		c->ours = false;
-	}
+	/* Closing it takes it out of epfd: the fd number is then free for a
+	 * new socket, which must find its slot empty. */
+	if (cs)
+		*cs = (struct curl_sock){ 0 };
 	return close(fd);
 }
 
@@ -251,6 +239,13 @@ int http_multi_new(struct http_handler *hh, uint32_t max_connections)
 	    curl_multi_setopt(hh->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_connections) !=
 		    CURLM_OK)
 		return -EINVAL;
+	hh->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (hh->epfd < 0)
+		return -errno;
+	r = sd_event_add_io(hh->base.event, &hh->epfd_src, hh->epfd, EPOLLIN, on_epoll, hh);
+	if (r < 0)
+		return r;
+	(void)sd_event_source_set_description(hh->epfd_src, "handler-http-sockets");
 	/* Accuracy 1us: curl asks for "now" a lot, and a coalescing window would add latency. */
 	r = sd_event_add_time(hh->base.event, &hh->timer, CLOCK_MONOTONIC, 0, 1, on_timer, hh);
 	if (r < 0)
@@ -267,9 +262,8 @@ int http_multi_new(struct http_handler *hh, uint32_t max_connections)
 
 void http_multi_free(struct http_handler *hh)
 {
-	/* Let go of the sockets while curl still has them open, then silence curl. */
-	while (hh->socks)
-		sock_free(hh, hh->socks);
+	/* Silence curl first; its cleanup then closes the connections
+	 * through http_close_socket(), which still needs the table. */
 	if (hh->multi) {
 		curl_multi_setopt(hh->multi, CURLMOPT_SOCKETFUNCTION, NULL);
 		curl_multi_setopt(hh->multi, CURLMOPT_TIMERFUNCTION, NULL);
@@ -278,7 +272,11 @@ void http_multi_free(struct http_handler *hh)
 		curl_global_cleanup();
 	}
 	hh->timer = sd_event_source_disable_unref(hh->timer);
-	free(hh->conn_fds); /* after the cleanup: it closes through http_close_socket() */
-	hh->conn_fds = NULL;
-	hh->n_conn_fds = 0;
+	hh->epfd_src = sd_event_source_disable_unref(hh->epfd_src);
+	if (hh->epfd >= 0)
+		close(hh->epfd);
+	hh->epfd = -1;
+	free(hh->socks);
+	hh->socks = NULL;
+	hh->n_socks = 0;
 }
