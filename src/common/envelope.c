@@ -42,6 +42,12 @@
 struct envelope_impl {
 	struct envelope pub;
 	struct jscan_doc doc;
+	char *strings; /* the id and history strings, packed (pack_strings()) */
+};
+
+/* Where the strings are unescaped while the body is checked: on the stack,
+ * so a decoded envelope keeps their bytes only, not five times ID_BUF. */
+struct scratch {
 	char message_id[ID_BUF], trace_id[ID_BUF], schema_version[ID_BUF];
 	char error_code[ID_BUF], error_class[ID_BUF];
 };
@@ -205,14 +211,14 @@ static const char *history_string(struct envelope *e, const char *key, char buf[
 	return buf;
 }
 
-static void read_history(struct envelope_impl *impl)
+static void read_history(struct envelope_impl *impl, struct scratch *sc)
 {
 	struct envelope *e = &impl->pub;
 	const struct jscan_member *m;
 	char ts[ID_BUF];
 
-	e->error_code = history_string(e, "error_code", impl->error_code);
-	e->error_class = history_string(e, "error_class", impl->error_class);
+	e->error_code = history_string(e, "error_code", sc->error_code);
+	e->error_class = history_string(e, "error_class", sc->error_class);
 	if (history_string(e, "dead_lettered_at", ts)[0] &&
 	    parse_timestamp(ts, &e->dead_lettered_at_usec) < 0)
 		e->dead_lettered_at_usec = 0;
@@ -224,7 +230,8 @@ static void read_history(struct envelope_impl *impl)
 	}
 }
 
-static int check_fields(struct envelope_impl *impl, uint64_t now_usec, char *why, size_t why_len)
+static int check_fields(struct envelope_impl *impl, struct scratch *sc, uint64_t now_usec,
+			char *why, size_t why_len)
 {
 	struct envelope *e = &impl->pub;
 	const struct jscan_member *payload;
@@ -232,7 +239,7 @@ static int check_fields(struct envelope_impl *impl, uint64_t now_usec, char *why
 	bool present;
 	int r;
 
-	r = check_id(e, "message_id", true, impl->message_id, &e->message_id, why, why_len);
+	r = check_id(e, "message_id", true, sc->message_id, &e->message_id, why, why_len);
 	if (r < 0)
 		return r;
 	payload = jscan_member(e->doc, "payload");
@@ -241,8 +248,8 @@ static int check_fields(struct envelope_impl *impl, uint64_t now_usec, char *why
 	if (payload->kind != JSCAN_OBJECT)
 		return invalid(why, why_len, "payload: expected object, got %s",
 			       type_name(e, payload));
-	if ((r = check_id(e, "trace_id", false, impl->trace_id, &e->trace_id, why, why_len)) < 0 ||
-	    (r = check_id(e, "schema_version", false, impl->schema_version, &e->schema_version, why,
+	if ((r = check_id(e, "trace_id", false, sc->trace_id, &e->trace_id, why, why_len)) < 0 ||
+	    (r = check_id(e, "schema_version", false, sc->schema_version, &e->schema_version, why,
 			  why_len)) < 0 ||
 	    /* A copy of a message exhausted at max_attempt ENVELOPE_ATTEMPT_MAX
 	     * says one more: dlqd and dlqctl must read their own copies. */
@@ -261,7 +268,36 @@ static int check_fields(struct envelope_impl *impl, uint64_t now_usec, char *why
 		return r;
 	if (!e->has_first_seen_at)
 		e->first_seen_at_usec = now_usec;
-	read_history(impl);
+	read_history(impl, sc);
+	return 0;
+}
+
+/* Moves the strings that point into sc to one block of their own size. */
+static int pack_strings(struct envelope_impl *impl, const struct scratch *sc)
+{
+	struct envelope *e = &impl->pub;
+	const char **fields[] = { &e->message_id, &e->trace_id, &e->schema_version, &e->error_code,
+				  &e->error_class };
+	size_t total = 0, o = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
+		if ((const char *)sc <= *fields[i] && *fields[i] < (const char *)(sc + 1))
+			total += strlen(*fields[i]) + 1;
+	if (total == 0)
+		return 0;
+	impl->strings = malloc(total);
+	if (!impl->strings)
+		return -ENOMEM;
+	for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+		size_t n;
+
+		if (!((const char *)sc <= *fields[i] && *fields[i] < (const char *)(sc + 1)))
+			continue;
+		n = strlen(*fields[i]) + 1;
+		memcpy(impl->strings + o, *fields[i], n);
+		*fields[i] = impl->strings + o;
+		o += n;
+	}
 	return 0;
 }
 
@@ -271,6 +307,7 @@ int envelope_decode(const void *body, size_t len, uint64_t now_usec, struct enve
 	_cleanup_(envelope_freep) struct envelope *e = NULL;
 	struct envelope_impl *impl;
 	struct jscan_error err;
+	struct scratch sc;
 	unsigned line, col;
 	int r;
 
@@ -304,7 +341,8 @@ int envelope_decode(const void *body, size_t len, uint64_t now_usec, struct enve
 				       ? "integer"
 				       : jscan_kind_name(impl->doc.kind));
 	}
-	if ((r = check_fields(impl, now_usec, why, why_len)) < 0)
+	if ((r = check_fields(impl, &sc, now_usec, why, why_len)) < 0 ||
+	    (r = pack_strings(impl, &sc)) < 0)
 		return r;
 	*out = TAKE_PTR(e);
 	return 0;
@@ -318,6 +356,7 @@ struct envelope *envelope_free(struct envelope *e)
 		return NULL;
 	impl = (struct envelope_impl *)((char *)e - offsetof(struct envelope_impl, pub));
 	jscan_doc_done(&impl->doc);
+	free(impl->strings);
 	free(impl);
 	return NULL;
 }

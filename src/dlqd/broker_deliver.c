@@ -71,7 +71,9 @@ static struct broker_props *props_clone(const amqp_basic_properties_t *src)
 
 	if (!p)
 		return NULL;
-	init_amqp_pool(&p->pool, 1024);
+	/* A job's properties are a few hundred bytes; what is bigger takes a
+	 * block of its own. Prefetch of these are held at once. */
+	init_amqp_pool(&p->pool, 512);
 	p->p = *src;
 	/* Only fields whose flag is set hold anything; the rest is garbage. */
 #define DUP(field, flag)                                                     \

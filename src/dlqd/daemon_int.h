@@ -42,7 +42,9 @@ struct job {
 	size_t payload_len;
 	struct handler *handler;
 	struct handler_job hj;
-	struct result result;
+	/* A failure's outcome, which its copy quotes (copy.h); NULL after a
+	 * success, the common case, which needs none of its kilobyte. */
+	struct result *result;
 	struct route route;
 	char error_code[64];
 	char cause_code[64];
@@ -51,7 +53,7 @@ struct job {
 	 * POISON_HANDLE for every other one. */
 	enum poison_action guard;
 	uint64_t redeliveries; /* the count router_poison() read, when redelivered */
-	struct copy copy;      /* what to publish after a failure (copy.h) */
+	struct copy *copy;     /* what to publish after a failure (copy.h); job_copy() */
 	uint64_t next_retry_at_usec;
 	uint64_t publish_id;
 	bool publish_pending;

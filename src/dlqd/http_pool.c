@@ -154,7 +154,7 @@ static struct xfer *xfer_new(struct http_handler *hh)
 	     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, hh) == CURLE_OK &&
 	     /* Answers are small and bodies past max_output are dropped anyway;
 	      * the 16 KiB default times prefetch handles would dominate RSS. */
-	     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L) == CURLE_OK;
+	     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L) == CURLE_OK;
 	if (!ok) {
 		xfer_destroy(x);
 		return NULL;

@@ -29,6 +29,15 @@
 
 static void job_publish(struct job *j);
 
+/* The copy a failure publishes, made when one is needed: a success, the
+ * common case, carries none. NULL when out of memory. */
+static struct copy *job_copy(struct job *j)
+{
+	if (!j->copy)
+		j->copy = calloc(1, sizeof(*j->copy));
+	return j->copy;
+}
+
 struct job *job_free(struct job *j)
 {
 	struct daemon *d;
@@ -53,7 +62,11 @@ struct job *job_free(struct job *j)
 	broker_msg_free(j->msg);
 	metrics_set_body_bytes(d->metrics, broker_body_bytes_held(d->broker));
 	envelope_free(j->env);
-	copy_done(&j->copy);
+	if (j->copy) {
+		copy_done(j->copy);
+		free(j->copy);
+	}
+	free(j->result);
 	if (d->n_spare_jobs < d->config->broker.prefetch) {
 		j->next = d->spare_jobs;
 		d->spare_jobs = j;
@@ -301,7 +314,7 @@ static void job_publish(struct job *j)
 			return;
 		}
 	}
-	r = broker_publish(d->broker, &j->copy, j->msg, on_confirm, j, &j->publish_id);
+	r = broker_publish(d->broker, j->copy, j->msg, on_confirm, j, &j->publish_id);
 	if (r < 0) {
 		job_publish_failed(j, r, NULL);
 		return;
@@ -339,7 +352,7 @@ static void job_route(struct job *j)
 		.attempt = j->route.attempt,
 		.now_usec = now,
 		.lane_ms = j->route.lane_ms,
-		.result = j->env ? &j->result : NULL,
+		.result = j->result,
 		.detail = j->detail,
 		.redeliveries = j->guard == POISON_DLQ ? j->redeliveries : 0,
 	};
@@ -349,7 +362,8 @@ static void job_route(struct job *j)
 	}
 	/* The copy goes where the running connections declared the topology,
 	 * whatever a reload says about [pipeline] queue. */
-	if (copy_failure(broker_queue(d->broker), &j->msg->source, j->env, &f, &j->copy) < 0) {
+	if (!job_copy(j) ||
+	    copy_failure(broker_queue(d->broker), &j->msg->source, j->env, &f, j->copy) < 0) {
 		log_error("out of memory building the copy of %s; giving it back to the broker",
 			  j->env ? j->env->message_id : "(invalid body)");
 		job_requeue(j);
@@ -366,11 +380,20 @@ static void job_handled(struct job *j, const struct result *r)
 {
 	struct daemon *d = j->d;
 
-	j->result = *r;
 	j->state = JOB_PUBLISHING;
-	router_decide(d->taxonomy, j->env, &j->result, random_unit(), &j->route);
+	/* A failure's route and copy quote its result (copy.h), so the job
+	 * keeps one; a success, the common case, needs none of its kilobyte. */
+	if (r->kind != RESULT_SUCCESS && (j->result = malloc(sizeof(*j->result))))
+		r = memcpy(j->result, r, sizeof(*r));
+	router_decide(d->taxonomy, j->env, r, random_unit(), &j->route);
 	gate_record(j);
-	job_route(j);
+	if (r->kind != RESULT_SUCCESS && !j->result) {
+		log_error("out of memory keeping the outcome of %s; giving it back to the broker",
+			  j->env ? j->env->message_id : "(invalid body)");
+		job_requeue(j);
+	} else {
+		job_route(j);
+	}
 	gate_pump(d);
 }
 
@@ -401,8 +424,8 @@ void job_defer(struct job *j)
 		.rule = -1,
 	};
 	j->next_retry_at_usec = now + delay;
-	if (copy_defer(broker_queue(d->broker), &j->msg->source, j->env, j->route.lane_ms,
-		       j->next_retry_at_usec, &j->copy) < 0) {
+	if (!job_copy(j) || copy_defer(broker_queue(d->broker), &j->msg->source, j->env,
+				       j->route.lane_ms, j->next_retry_at_usec, j->copy) < 0) {
 		log_error("out of memory building the deferred copy of %s; giving it back to the "
 			  "broker",
 			  j->env->message_id);
@@ -449,7 +472,8 @@ static bool job_poison_guard(struct job *j)
 		job_route(j);
 		return true;
 	case POISON_RECOUNT:
-		if (copy_redelivery(broker_queue(d->broker), src, j->redeliveries, &j->copy) < 0) {
+		if (!job_copy(j) ||
+		    copy_redelivery(broker_queue(d->broker), src, j->redeliveries, j->copy) < 0) {
 			log_error("out of memory building a redelivery copy; giving it back to "
 				  "the broker");
 			job_requeue(j);
