@@ -68,6 +68,22 @@ static void *decode_method(const struct frame *f, amqp_pool_t *pool, amqp_method
 	return m;
 }
 
+/* The properties of a content header frame, decoded by librabbitmq. */
+static amqp_basic_properties_t *decode_props(const struct frame *f, amqp_pool_t *pool)
+{
+	amqp_basic_properties_t *p = NULL;
+
+	assert_int_equal(f->type, AMQP_FRAME_HEADER);
+	assert_int_equal(get(f->payload, 2), AMQP_BASIC_CLASS);
+	assert_int_equal(
+		amqp_decode_properties(
+			AMQP_BASIC_CLASS, pool,
+			(amqp_bytes_t){ .len = f->size - 12, .bytes = (void *)(f->payload + 12) },
+			(void **)&p),
+		0);
+	return p;
+}
+
 static void test_ack_bytes(void **state)
 {
 	static const uint8_t want[AMQPWIRE_ACK_LEN] = {
@@ -171,16 +187,9 @@ static void publish_and_read(size_t body_len, size_t fm, size_t want_body_frames
 	assert_true(m->mandatory);
 	assert_false(m->immediate);
 
-	assert_int_equal(f[2].type, AMQP_FRAME_HEADER);
+	got = decode_props(&f[2], &pool);
 	assert_int_equal(f[2].channel, 4);
-	assert_int_equal(get(f[2].payload, 2), AMQP_BASIC_CLASS);
 	assert_int_equal(get(f[2].payload + 4, 8), body_len);
-	assert_int_equal(
-		amqp_decode_properties(AMQP_BASIC_CLASS, &pool,
-				       (amqp_bytes_t){ .len = f[2].size - 12,
-						       .bytes = (void *)(f[2].payload + 12) },
-				       (void **)&got),
-		0);
 	assert_int_equal(got->_flags, props._flags);
 	assert_int_equal(got->delivery_mode, AMQP_DELIVERY_PERSISTENT);
 	assert_memory_equal(got->message_id.bytes, "job-1", 5);
@@ -239,12 +248,7 @@ static void test_publish_big_headers(void **state)
 					  false, &props, amqp_cstring_bytes("{}"), 131072),
 			 0);
 	assert_int_equal(split(&b, f, 8), 3);
-	assert_int_equal(
-		amqp_decode_properties(AMQP_BASIC_CLASS, &pool,
-				       (amqp_bytes_t){ .len = f[1].size - 12,
-						       .bytes = (void *)(f[1].payload + 12) },
-				       (void **)&got),
-		0);
+	got = decode_props(&f[1], &pool);
 	assert_int_equal(got->headers.entries[0].value.value.bytes.len, sizeof(big));
 	empty_amqp_pool(&pool);
 	buf_done(&b);
