@@ -272,6 +272,11 @@ static int check_fields(struct envelope_impl *impl, struct scratch *sc, uint64_t
 	return 0;
 }
 
+static bool in_scratch(const struct scratch *sc, const char *p)
+{
+	return (const char *)sc <= p && p < (const char *)(sc + 1);
+}
+
 /* Moves the strings that point into sc to one block of their own size. */
 static int pack_strings(struct envelope_impl *impl, const struct scratch *sc)
 {
@@ -281,7 +286,7 @@ static int pack_strings(struct envelope_impl *impl, const struct scratch *sc)
 	size_t total = 0, o = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
-		if ((const char *)sc <= *fields[i] && *fields[i] < (const char *)(sc + 1))
+		if (in_scratch(sc, *fields[i]))
 			total += strlen(*fields[i]) + 1;
 	if (total == 0)
 		return 0;
@@ -291,7 +296,7 @@ static int pack_strings(struct envelope_impl *impl, const struct scratch *sc)
 	for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
 		size_t n;
 
-		if (!((const char *)sc <= *fields[i] && *fields[i] < (const char *)(sc + 1)))
+		if (!in_scratch(sc, *fields[i]))
 			continue;
 		n = strlen(*fields[i]) + 1;
 		memcpy(impl->strings + o, *fields[i], n);

@@ -97,7 +97,7 @@ static int on_epoll(sd_event_source *s, int epfd, uint32_t revents, void *userda
 {
 	struct http_handler *hh = userdata;
 	struct epoll_event ev[EVENTS_PER_WAKEUP];
-	int n, running;
+	int n, r, running;
 
 	n = epoll_wait(epfd, ev, EVENTS_PER_WAKEUP, 0);
 	if (n < 0) {
@@ -118,8 +118,8 @@ static int on_epoll(sd_event_source *s, int epfd, uint32_t revents, void *userda
 			log_debug("idle connection socket %d became ready (events 0x%x): "
 				  "no longer watched",
 				  fd, ev[i].events);
-			if (cs && sock_watch(hh, fd, cs, 0) < 0)
-				log_warning_errno(-errno, "cannot stop watching socket %d: %m", fd);
+			if (cs && (r = sock_watch(hh, fd, cs, 0)) < 0)
+				log_warning_errno(r, "cannot stop watching socket %d: %m", fd);
 			continue;
 		}
 		if (ev[i].events & EPOLLIN)
